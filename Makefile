@@ -1,0 +1,41 @@
+# One way to do each thing. Every target sets up .venv on first use (idempotent).
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-stamp
+HOST   ?= 127.0.0.1
+PORT   ?= 8000
+
+.PHONY: install serve test evaluate calibrate bench convert-dlib fetch-mtcnn clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test]'
+	touch $(STAMP)
+
+serve: $(STAMP)
+	$(BIN)/facever serve --host $(HOST) --port $(PORT)
+
+test: $(STAMP)
+	$(BIN)/python -m pytest
+
+evaluate: $(STAMP)
+	$(BIN)/facever evaluate
+
+calibrate: $(STAMP)
+	$(BIN)/facever calibrate
+
+bench: $(STAMP)
+	$(BIN)/python bench/encoder_speed.py
+	$(BIN)/python bench/detect_speed.py
+
+convert-dlib: $(STAMP)
+	$(BIN)/facever convert-dlib
+
+fetch-mtcnn: $(STAMP)
+	$(BIN)/facever fetch-mtcnn
+
+clean:
+	rm -rf $(VENV) *.egg-info .pytest_cache

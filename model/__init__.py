@@ -1,0 +1,1 @@
+"""Everything torch: face detection and alignment, encoders, evaluation and calibration."""

@@ -1,0 +1,32 @@
+"""Encoder registry: architecture name -> nn.Module class.
+
+Contract of every encoder: `forward(chips)` takes float32 RGB chips shaped (N, 3, H, W) with values
+in 0..255 (the aligned output, un-normalised) and returns raw embeddings (N, D). Each encoder applies
+its own input normalisation, so the pipeline never needs to know it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from torch import nn
+
+ENCODERS: dict[str, type[nn.Module]] = {}
+
+
+def register_encoder(name: str) -> Callable[[type[nn.Module]], type[nn.Module]]:
+    def decorate(cls: type[nn.Module]) -> type[nn.Module]:
+        if name in ENCODERS:
+            raise ValueError(f"encoder {name!r} is registered twice")
+        ENCODERS[name] = cls
+        return cls
+
+    return decorate
+
+
+def build_encoder(name: str, **params) -> nn.Module:
+    try:
+        cls = ENCODERS[name]
+    except KeyError:
+        raise ValueError(f"unknown encoder {name!r}; known: {sorted(ENCODERS)}") from None
+    return cls(**params)

@@ -1,0 +1,1 @@
+"""Face detection (MTCNN), face selection and alignment to an encoder's template."""
