@@ -1,0 +1,49 @@
+"""`facever` command line: one entry point for serving and for every model task.
+
+    facever serve [--host H] [--port P] [--workers N]
+    facever evaluate | calibrate | convert-dlib | fetch-mtcnn [their own options]
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+# subcommand -> module whose main(argv) runs it
+TASKS = {
+    "evaluate": "model.evaluate",
+    "calibrate": "model.calibrate",
+    "convert-dlib": "model.convert_dlib",
+    "fetch-mtcnn": "model.fetch_mtcnn",
+}
+
+
+def serve(argv: list[str]) -> None:
+    import uvicorn
+
+    parser = argparse.ArgumentParser(prog="facever serve", description="Serve the HTTP API.")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8000)
+    parser.add_argument("--workers", type=int, default=1, help="processes; each loads the encoder")
+    args = parser.parse_args(argv)
+    uvicorn.run(
+        "app.main:app", host=args.host, port=args.port, workers=args.workers, access_log=False
+    )
+
+
+def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
+    commands = ["serve", *TASKS]
+    if not argv or argv[0] not in commands:
+        print(f"usage: facever {{{','.join(commands)}}} [options]\n\n{__doc__}", file=sys.stderr)
+        raise SystemExit(2)
+    command, rest = argv[0], argv[1:]
+    if command == "serve":
+        serve(rest)
+    else:
+        importlib.import_module(TASKS[command]).main(rest)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,141 @@
+"""Embeddings of every image of a dataset through our own pipeline, cached on disk.
+
+Evaluation and calibration both need them, in both inference modes, so each image is detected,
+aligned and encoded once, plain and mirrored; the flip-TTA embedding is derived from the two. The
+cache key covers the weights, the template and the detector settings, so a stale cache is never read.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from model.card import STATE_FILE
+from model.errors import NoFaceDetected
+from model.faces.align import align_faces
+from model.faces.select import select_face
+from model.faces.types import Face
+from model.images import load_image, to_array
+from model.lfw import REPO_ROOT
+from model.pipeline import FaceVerifier
+
+DEFAULT_CACHE_DIR = REPO_ROOT / "cache" / "embeddings"
+
+
+@dataclass(frozen=True)
+class DatasetEmbeddings:
+    paths: list[str]
+    raw: np.ndarray  # (N, D) encoder output of each chip
+    raw_mirrored: np.ndarray  # (N, D) encoder output of each mirrored chip
+    detected: np.ndarray  # (N,) False where no face was found and the fallback box was used
+
+    def normalised(self, flip_tta: bool) -> np.ndarray:
+        embeddings = (self.raw + self.raw_mirrored) / 2 if flip_tta else self.raw
+        return embeddings / np.linalg.norm(embeddings, axis=1, keepdims=True)
+
+    def index(self) -> dict[str, int]:
+        return {path: i for i, path in enumerate(self.paths)}
+
+
+def _cache_key(verifier: FaceVerifier, paths: list[str]) -> str:
+    digest = hashlib.sha256()
+    digest.update((verifier.card.folder / STATE_FILE).read_bytes())
+    digest.update(json.dumps(verifier.template.to_dict(), sort_keys=True).encode())
+    detector = verifier.detector
+    settings = (detector.min_face_size, tuple(detector.thresholds), detector.scale_factor)
+    digest.update(repr(settings).encode())
+    digest.update("\n".join(paths).encode())
+    return digest.hexdigest()[:16]
+
+
+def _fallback_face(faces: list[Face | None], sizes: list[tuple[int, int]]) -> Face:
+    """Where detection fails, the mean landmark layout of the dataset's detected faces (relative to
+    image size), so every protocol pair is still scored; the count of such images is reported."""
+    found = [(face, size) for face, size in zip(faces, sizes) if face is not None]
+    relative = np.mean([np.array(f.landmarks) / np.array(s) for f, s in found], axis=0)
+    box = np.mean([np.array(f.box) / np.array(s * 2) for f, s in found], axis=0)
+    return Face(box=tuple(box), score=0.0, landmarks=tuple(map(tuple, relative)))
+
+
+def _scaled(face: Face, size: tuple[int, int]) -> Face:
+    width, height = size
+    return Face(
+        box=(face.box[0] * width, face.box[1] * height, face.box[2] * width, face.box[3] * height),
+        score=0.0,
+        landmarks=tuple((x * width, y * height) for x, y in face.landmarks),
+    )
+
+
+def _log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+@torch.inference_mode()
+def embed_dataset(
+    verifier: FaceVerifier,
+    images_dir: str | Path,
+    paths: list[str],
+    *,
+    cache_dir: str | Path | None = DEFAULT_CACHE_DIR,
+    batch_size: int = 32,
+) -> DatasetEmbeddings:
+    """Detect (largest face), align and encode each image of `paths` (relative to `images_dir`)."""
+    images_dir = Path(images_dir)
+    cache_file = Path(cache_dir) / f"{verifier.card.name}-{_cache_key(verifier, paths)}.npz" if cache_dir else None
+    if cache_file and cache_file.exists():
+        stored = np.load(cache_file)
+        return DatasetEmbeddings(paths, stored["raw"], stored["raw_mirrored"], stored["detected"])
+
+    started = time.perf_counter()
+    faces: list[Face | None] = []
+    sizes: list[tuple[int, int]] = []
+    for start in range(0, len(paths), batch_size):
+        arrays = [to_array(load_image(images_dir / p)) for p in paths[start : start + batch_size]]
+        for found, array in zip(verifier.detector.detect(arrays), arrays):
+            size = (array.shape[1], array.shape[0])
+            try:
+                faces.append(select_face(found, "largest", size))
+            except NoFaceDetected:
+                faces.append(None)
+            sizes.append(size)
+        if (start // batch_size) % 50 == 0:
+            _log(f"detect {start + len(arrays)}/{len(paths)} ({time.perf_counter() - started:.0f} s)")
+
+    fallback = _fallback_face(faces, sizes)
+    raw, raw_mirrored = [], []
+    for start in range(0, len(paths), batch_size):
+        batch = range(start, min(start + batch_size, len(paths)))
+        chips = torch.cat(
+            [
+                align_faces(
+                    to_array(load_image(images_dir / paths[i])),
+                    [faces[i] or _scaled(fallback, sizes[i])],
+                    verifier.template,
+                )
+                for i in batch
+            ]
+        )
+        both = verifier.encoder(torch.cat([chips, chips.flip(-1)]))
+        raw.append(both[: len(chips)].numpy())
+        raw_mirrored.append(both[len(chips) :].numpy())
+        if (start // batch_size) % 50 == 0:
+            _log(f"embed {batch.stop}/{len(paths)} ({time.perf_counter() - started:.0f} s)")
+
+    result = DatasetEmbeddings(
+        paths=list(paths),
+        raw=np.concatenate(raw).astype(np.float32),
+        raw_mirrored=np.concatenate(raw_mirrored).astype(np.float32),
+        detected=np.array([face is not None for face in faces]),
+    )
+    _log(f"embedded {len(paths)} images in {time.perf_counter() - started:.0f} s")
+    if cache_file:
+        cache_file.parent.mkdir(parents=True, exist_ok=True)
+        np.savez(cache_file, raw=result.raw, raw_mirrored=result.raw_mirrored, detected=result.detected)
+    return result

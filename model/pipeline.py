@@ -1,0 +1,203 @@
+"""FaceVerifier: detect -> choose a face -> align to the encoder's template -> embed -> compare.
+
+The one object the service holds. All images of a request go through the detector's refinement
+stages together and all their chips through the encoder in one batch.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from torch import nn
+
+from model.card import Calibration, EncoderCard, OperatingPoint, load_card
+from model.faces.align import align_faces
+from model.faces.mtcnn import MTCNN
+from model.faces.select import select_face
+from model.faces.types import Face
+from model.errors import InputError
+from model.images import to_array
+
+FACE_POLICIES = ("largest", "central", "reject")
+
+
+@dataclass(frozen=True)
+class FaceEmbedding:
+    """The face chosen in one image and its L2-normalised embedding."""
+
+    face: Face
+    faces_detected: int
+    embedding: np.ndarray
+
+
+@dataclass(frozen=True)
+class Verification:
+    same: bool
+    distance: float
+    threshold: float
+    operating_point: OperatingPoint | None
+    probability_same: float | None
+    faces: tuple[FaceEmbedding, FaceEmbedding]
+    timings_ms: dict[str, float] = field(default_factory=dict)
+
+
+class _Stopwatch:
+    """Accumulates named stage durations in milliseconds."""
+
+    def __init__(self) -> None:
+        self.ms: dict[str, float] = {}
+        self._last = time.perf_counter()
+
+    def lap(self, stage: str) -> None:
+        now = time.perf_counter()
+        self.ms[stage] = round((now - self._last) * 1000, 2)
+        self._last = now
+
+
+def l2_normalise(embeddings: torch.Tensor) -> torch.Tensor:
+    return nn.functional.normalize(embeddings, dim=-1)
+
+
+def embedding_distance(a: np.ndarray, b: np.ndarray) -> float:
+    """Euclidean distance between two L2-normalised embeddings (0..2)."""
+    return float(np.linalg.norm(np.asarray(a, np.float64) - np.asarray(b, np.float64)))
+
+
+class FaceVerifier:
+    def __init__(
+        self,
+        card: EncoderCard,
+        encoder: nn.Module,
+        detector: MTCNN,
+        *,
+        flip_tta: bool | None = None,
+        face_policy: str = "largest",
+    ):
+        if face_policy not in FACE_POLICIES:
+            raise ValueError(f"face_policy must be one of {FACE_POLICIES}")
+        self.card = card
+        self.encoder = encoder
+        self.detector = detector
+        self.template = card.template
+        self.flip_tta = card.data.get("inference", {}).get("flip_tta", False) if flip_tta is None else flip_tta
+        self.face_policy = face_policy
+        self.calibration: Calibration | None = card.calibration(self.flip_tta)
+
+    @classmethod
+    def from_folders(
+        cls,
+        encoder_dir: str | Path,
+        detector_dir: str | Path | None = None,
+        *,
+        flip_tta: bool | None = None,
+        face_policy: str = "largest",
+        min_face_size: int = 20,
+    ) -> FaceVerifier:
+        card = load_card(encoder_dir)
+        detector_args = {"weights_dir": Path(detector_dir)} if detector_dir else {}
+        detector = MTCNN(min_face_size=min_face_size, **detector_args)
+        return cls(card, card.load_encoder(), detector, flip_tta=flip_tta, face_policy=face_policy)
+
+    # -- stages -------------------------------------------------------------------------------
+
+    def locate(
+        self, arrays: Sequence[np.ndarray], policy: str | None = None, labels: Sequence[str] | None = None
+    ) -> list[tuple[Face, int]]:
+        """Detect faces in all images in one batched pass and choose one face per image."""
+        policy = policy or self.face_policy
+        labels = labels or [f"image {i + 1}" for i in range(len(arrays))]
+        chosen = []
+        for faces, array, label in zip(self.detector.detect(arrays), arrays, labels):
+            height, width = array.shape[:2]
+            try:
+                chosen.append((select_face(faces, policy, (width, height)), len(faces)))
+            except InputError as error:
+                raise type(error)(f"{label}: {error}") from None
+        return chosen
+
+    @torch.inference_mode()
+    def encode_chips(self, chips: torch.Tensor, flip_tta: bool | None = None) -> torch.Tensor:
+        """Raw embeddings of aligned chips; with flip TTA, the mean of each chip's and its mirror's."""
+        flip_tta = self.flip_tta if flip_tta is None else flip_tta
+        if not flip_tta:
+            return self.encoder(chips)
+        both = self.encoder(torch.cat([chips, chips.flip(-1)]))
+        return (both[: len(chips)] + both[len(chips) :]) / 2
+
+    def align(self, arrays: Sequence[np.ndarray], faces: Sequence[Face]) -> torch.Tensor:
+        return torch.cat([align_faces(a, [f], self.template) for a, f in zip(arrays, faces)])
+
+    # -- requests -----------------------------------------------------------------------------
+
+    def embed(
+        self,
+        images: Sequence[Image.Image | np.ndarray],
+        policy: str | None = None,
+        labels: Sequence[str] | None = None,
+    ) -> tuple[list[FaceEmbedding], dict[str, float]]:
+        """Embeddings of the chosen face of each image, and the stage timings."""
+        watch = _Stopwatch()
+        arrays = [to_array(i) if isinstance(i, Image.Image) else i for i in images]
+        located = self.locate(arrays, policy, labels)
+        watch.lap("detect")
+        chips = self.align(arrays, [face for face, _ in located])
+        watch.lap("align")
+        embeddings = l2_normalise(self.encode_chips(chips)).numpy()
+        watch.lap("embed")
+        results = [
+            FaceEmbedding(face=face, faces_detected=count, embedding=embedding)
+            for (face, count), embedding in zip(located, embeddings)
+        ]
+        return results, watch.ms
+
+    def resolve_threshold(
+        self, threshold: float | None = None, operating_point: str | None = None
+    ) -> tuple[float, OperatingPoint | None]:
+        """An explicit threshold wins; else the named (or default) calibrated operating point."""
+        if threshold is not None:
+            return float(threshold), None
+        if self.calibration is None:
+            raise RuntimeError(f"encoder {self.card.name} has no calibration for this mode")
+        name = operating_point or self.calibration.default
+        try:
+            point = self.calibration.operating_points[name]
+        except KeyError:
+            known = ", ".join(sorted(self.calibration.operating_points))
+            raise InputError(f"unknown operating point {name!r}; known: {known}", "invalid_request") from None
+        return point.threshold, point
+
+    def verify(
+        self,
+        image1: Image.Image | np.ndarray,
+        image2: Image.Image | np.ndarray,
+        *,
+        threshold: float | None = None,
+        operating_point: str | None = None,
+        policy: str | None = None,
+        labels: Sequence[str] = ("image1", "image2"),
+    ) -> Verification:
+        limit, point = self.resolve_threshold(threshold, operating_point)
+        (first, second), timings = self.embed([image1, image2], policy, labels)
+        distance = embedding_distance(first.embedding, second.embedding)
+        return Verification(
+            same=distance <= limit,
+            distance=distance,
+            threshold=limit,
+            operating_point=point,
+            probability_same=self.calibration.probability_same(distance) if self.calibration else None,
+            faces=(first, second),
+            timings_ms=timings,
+        )
+
+    def warm_up(self) -> None:
+        """One real inference through every stage, so the first request is not the slow one."""
+        blank = np.zeros((160, 160, 3), dtype=np.uint8)
+        self.detector.detect([blank, blank])
+        size = self.template.size
+        self.encode_chips(torch.zeros(2, 3, size, size))
