@@ -1,0 +1,116 @@
+"""Error codes, their HTTP statuses, and the handlers that give every error one shape:
+
+    {"error": {"code": "...", "message": "..."}, "request_id": "..."}
+
+Codes are stable (clients branch on them); messages are for people and may change.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from app.logging import REQUEST_ID_HEADER, request_id_var
+from model.errors import InputError
+
+STATUS_BY_CODE: dict[str, int] = {
+    "invalid_image": 400,
+    "unauthorized": 401,
+    "not_found": 404,
+    "method_not_allowed": 405,
+    "image_too_large": 413,
+    "payload_too_large": 413,
+    "unsupported_format": 415,
+    "invalid_request": 422,
+    "no_face_detected": 422,
+    "multiple_faces": 422,
+    "internal_error": 500,
+    "not_ready": 503,
+    "overloaded": 503,
+    "timeout": 503,
+}
+
+# Seconds a client should wait before retrying an overloaded service: about one inference.
+RETRY_AFTER_S = 1
+
+
+class ServiceError(Exception):
+    """An error the service itself raises (as opposed to InputError from the model side)."""
+
+    def __init__(self, code: str, message: str, headers: Mapping[str, str] | None = None):
+        if code not in STATUS_BY_CODE:
+            raise ValueError(f"unknown error code {code!r}")
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.headers = dict(headers or {})
+
+
+def invalid_request(message: str) -> ServiceError:
+    return ServiceError("invalid_request", message)
+
+
+def error_response(
+    code: str, message: str, request_id: str | None = None, headers: Mapping[str, str] | None = None
+) -> JSONResponse:
+    request_id = request_id or request_id_var.get()
+    return JSONResponse(
+        {"error": {"code": code, "message": message}, "request_id": request_id},
+        status_code=STATUS_BY_CODE.get(code, 422),
+        headers={**(headers or {}), REQUEST_ID_HEADER: request_id},
+    )
+
+
+def describe_validation_errors(errors: Sequence[Any]) -> str:
+    """Where and what, without echoing the input (it may be a whole base64 image)."""
+    parts = []
+    for item in errors:
+        where = ".".join(str(part) for part in item.get("loc", ()) if part != "body")
+        if item.get("type") == "value_error":  # our own validators: their text, without pydantic's prefix
+            message = str(item.get("ctx", {}).get("error", item.get("msg", "invalid")))
+        else:
+            message = item.get("msg", "invalid")
+        parts.append(f"{where}: {message}" if where else message)
+    return "; ".join(parts) or "the request is invalid"
+
+
+async def _service_error(request: Request, error: Exception) -> JSONResponse:
+    assert isinstance(error, ServiceError)
+    return error_response(error.code, error.message, headers=error.headers)
+
+
+async def _input_error(request: Request, error: Exception) -> JSONResponse:
+    assert isinstance(error, InputError)
+    return error_response(error.code, error.message)
+
+
+async def _validation_error(request: Request, error: Exception) -> JSONResponse:
+    assert isinstance(error, RequestValidationError)
+    return error_response("invalid_request", describe_validation_errors(error.errors()))
+
+
+async def _http_error(request: Request, error: Exception) -> JSONResponse:
+    """Starlette's routing errors (unknown path, wrong method) in the service's shape."""
+    assert isinstance(error, StarletteHTTPException)
+    if error.status_code == 404:
+        code, message = "not_found", f"no such endpoint: {request.url.path}"
+    elif error.status_code == 405:
+        code, message = "method_not_allowed", f"{request.method} is not allowed on {request.url.path}"
+    elif error.status_code < 500:
+        code, message = "invalid_request", str(error.detail)
+    else:
+        code, message = "internal_error", "internal error"
+    return error_response(code, message, headers=error.headers)
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Unhandled exceptions are turned into internal_error by the request middleware (app.runtime)."""
+    app.add_exception_handler(ServiceError, _service_error)
+    app.add_exception_handler(InputError, _input_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)

@@ -1,0 +1,97 @@
+"""The FastAPI application. Importing this module loads no model: `app` is ready for uvicorn, and the
+verifier is built in the lifespan, so the process starts, loads, warms up and only then reports ready.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+
+from fastapi import Depends, FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+
+from app.errors import install_error_handlers
+from app.logging import REQUEST_ID_HEADER, configure_logging, get_logger
+from app.routes import embed, health, info, metrics, require_api_key, verify
+from app.runtime import InferenceLimiter, RequestMiddleware, ServiceMetrics, Verifier
+from app.settings import Settings
+
+logger = get_logger("app")
+
+VerifierFactory = Callable[[Settings], Verifier]
+
+
+def load_verifier(settings: Settings) -> Verifier:
+    """The real pipeline from the configured weights folders."""
+    from model.pipeline import FaceVerifier  # torch and the models load at start-up, not on import
+
+    return FaceVerifier.from_folders(
+        settings.weights_dir,
+        settings.detector_dir,
+        flip_tta=settings.flip_tta,
+        face_policy=settings.face_policy,
+        min_face_size=settings.min_face_size,
+    )
+
+
+def _set_torch_threads(count: int) -> None:
+    import torch
+
+    torch.set_num_threads(count)
+
+
+def create_app(settings: Settings | None = None, verifier_factory: VerifierFactory | None = None) -> FastAPI:
+    settings = settings or Settings()
+    make_verifier = verifier_factory or load_verifier
+    service_metrics = ServiceMetrics()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        configure_logging(settings.log_level)
+        if settings.torch_threads:
+            _set_torch_threads(settings.torch_threads)
+        logger.info("loading encoder %s and detector %s", settings.weights_dir, settings.detector_dir)
+        verifier = await asyncio.to_thread(make_verifier, settings)
+        await asyncio.to_thread(verifier.warm_up)
+        app.state.verifier = verifier
+        app.state.limiter = InferenceLimiter(
+            settings.max_concurrency, settings.max_queue, settings.request_timeout_s, service_metrics
+        )
+        app.state.ready = True
+        logger.info("ready: %s %s", verifier.card.name, verifier.card.version)
+        try:
+            yield
+        finally:
+            app.state.ready = False  # stop advertising readiness while draining
+
+    app = FastAPI(
+        title="facever",
+        summary="Face verification: are two faces the same person? Plus face embeddings.",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.metrics = service_metrics
+    app.state.verifier = None
+    app.state.limiter = None
+    app.state.ready = False
+
+    install_error_handlers(app)
+    app.include_router(health.router)
+    protected = [Depends(require_api_key)]
+    for module in (verify, embed, info, metrics):
+        app.include_router(module.router, dependencies=protected)
+
+    app.add_middleware(RequestMiddleware, max_body_bytes=settings.max_upload_bytes, metrics=service_metrics)
+    if settings.cors_origins:  # added last, so it wraps everything, error responses included
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=list(settings.cors_origins),
+            allow_methods=["GET", "POST"],
+            allow_headers=["Content-Type", "X-API-Key", REQUEST_ID_HEADER],
+            expose_headers=[REQUEST_ID_HEADER, "Retry-After"],
+        )
+    return app
+
+
+app = create_app()

@@ -1,0 +1,53 @@
+"""Service settings: one frozen object read from FACEVER_* environment variables and validated once."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+FacePolicy = Literal["largest", "central", "reject"]
+CommaSeparated = Annotated[tuple[str, ...], NoDecode]
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="FACEVER_", frozen=True, extra="forbid", env_ignore_empty=True
+    )
+
+    weights_dir: Path = Field(
+        REPO_ROOT / "weights" / "dlib-resnet-v1", description="encoder weights folder (model.json + encoder.pt)"
+    )
+    detector_dir: Path = Field(REPO_ROOT / "weights" / "mtcnn", description="MTCNN weights folder")
+    flip_tta: bool | None = Field(None, description="mirror test-time augmentation; unset = the card's default")
+    face_policy: FacePolicy = Field("largest", description="which face to use when an image has several")
+    min_face_size: int = Field(20, ge=12, le=4096, description="smallest face (pixels) the detector looks for")
+    max_upload_bytes: int = Field(10 * 1024 * 1024, gt=0, description="largest request body accepted")
+    max_image_pixels: int = Field(40_000_000, gt=0, description="largest image (width x height) decoded")
+    max_embed_images: int = Field(16, ge=1, le=256, description="most images in one /embed request")
+    api_keys: CommaSeparated = Field(
+        (), repr=False, description="accepted X-API-Key values; empty = no authentication"
+    )
+    cors_origins: CommaSeparated = Field((), description="origins allowed by CORS; empty = CORS off")
+    max_concurrency: int = Field(2, ge=1, description="inferences running at once")
+    max_queue: int = Field(8, ge=0, description="requests waiting for an inference slot before 503 overloaded")
+    request_timeout_s: float = Field(10.0, gt=0, description="deadline for waiting plus inference, else 503 timeout")
+    torch_threads: int | None = Field(None, ge=1, description="torch intra-op threads; unset = torch's default")
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    @field_validator("api_keys", "cors_origins", mode="before")
+    @classmethod
+    def _split_commas(cls, value: object) -> object:
+        """Environment variables carry lists as `a,b,c`; blanks around commas are ignored."""
+        if isinstance(value, str):
+            return tuple(item.strip() for item in value.split(",") if item.strip())
+        return value
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper_case_level(cls, value: object) -> object:
+        return value.upper() if isinstance(value, str) else value

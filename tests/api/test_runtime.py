@@ -1,0 +1,139 @@
+"""Start-up and readiness, bounded concurrency (overload), deadlines (timeout)."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+
+import pytest
+
+from app.errors import ServiceError
+from app.main import create_app
+from app.runtime import InferenceLimiter, ServiceMetrics
+from tests.api.conftest import FakeVerifier, Lifespan, assert_error, client_for, image_bytes, make_app, make_settings
+
+pytestmark = pytest.mark.anyio
+
+
+def verify_files() -> dict:
+    return {"files": {"image1": ("a.jpg", image_bytes()), "image2": ("b.jpg", image_bytes())}}
+
+
+async def wait_for(condition, timeout_s: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, "condition not reached"
+        await asyncio.sleep(0.005)
+
+
+async def test_ready_is_503_until_loading_and_warm_up_finish():
+    loading = threading.Event()
+    verifier = FakeVerifier()
+
+    def slow_factory(settings):
+        loading.wait(5)
+        return verifier
+
+    app = create_app(make_settings(), verifier_factory=slow_factory)
+    lifespan = Lifespan(app)
+    await lifespan.begin_startup()
+    async with client_for(app) as client:
+        assert (await client.get("/health/live")).status_code == 200
+        assert_error(await client.get("/health/ready"), 503, "not_ready")
+        assert_error(await client.post("/verify", **verify_files()), 503, "not_ready")
+        assert_error(await client.get("/info"), 503, "not_ready")
+        loading.set()
+        await lifespan.wait_started()
+        assert verifier.warmed_up
+        ready = await client.get("/health/ready")
+        assert ready.status_code == 200
+        assert ready.json() == {"status": "ready", "model": {"name": "fake-encoder", "version": "0.0-test"}}
+        await lifespan.shut_down()
+        assert_error(await client.get("/health/ready"), 503, "not_ready")
+
+
+async def test_failed_start_up_fails_loudly():
+    def broken_factory(settings):
+        raise FileNotFoundError("no model.json in /nonexistent/encoder")
+
+    lifespan = Lifespan(create_app(make_settings(), verifier_factory=broken_factory))
+    await lifespan.begin_startup()
+    with pytest.raises(FileNotFoundError, match="model.json"):
+        await lifespan.wait_started()
+
+
+async def test_overloaded_when_running_and_queue_are_full(serve):
+    gate = threading.Event()
+    verifier = FakeVerifier(gate=gate)
+    app = make_app(verifier, max_concurrency=1, max_queue=1)
+    client = await serve(app)
+    running = asyncio.create_task(client.post("/verify", **verify_files()))
+    await wait_for(verifier.entered.is_set)
+    queued = asyncio.create_task(client.post("/verify", **verify_files()))
+    await wait_for(lambda: app.state.limiter.admitted == 2)
+
+    refused = await client.post("/verify", **verify_files())
+    assert_error(refused, 503, "overloaded")
+    assert refused.headers["Retry-After"] == "1"
+
+    gate.set()
+    assert (await running).status_code == 200 and (await queued).status_code == 200
+    assert app.state.limiter.admitted == 0
+    assert 'facever_inference_rejected_total{reason="overloaded"} 1.0' in (await client.get("/metrics")).text
+
+
+async def test_timeout_when_inference_outlives_the_deadline(serve):
+    gate = threading.Event()
+    verifier = FakeVerifier(gate=gate)
+    app = make_app(verifier, request_timeout_s=0.1)
+    client = await serve(app)
+    assert_error(await client.post("/verify", **verify_files()), 503, "timeout")
+    assert app.state.limiter.admitted == 1  # the abandoned inference still holds its slot
+    gate.set()
+    await wait_for(lambda: app.state.limiter.admitted == 0)
+    assert 'facever_inference_rejected_total{reason="timeout"} 1.0' in (await client.get("/metrics")).text
+
+
+async def test_concurrency_is_bounded():
+    running, peak = 0, 0
+    lock = threading.Lock()
+
+    def work():
+        nonlocal running, peak
+        with lock:
+            running += 1
+            peak = max(peak, running)
+        time.sleep(0.02)
+        with lock:
+            running -= 1
+        return "done"
+
+    limiter = InferenceLimiter(max_concurrency=2, max_queue=10, timeout_s=5, metrics=ServiceMetrics())
+    results = await asyncio.gather(*(limiter.run("verify", work) for _ in range(8)))
+    assert results == ["done"] * 8 and peak == 2 and limiter.admitted == 0
+
+
+async def test_waiting_past_the_deadline_frees_the_queue_place():
+    limiter = InferenceLimiter(max_concurrency=1, max_queue=1, timeout_s=0.05, metrics=ServiceMetrics())
+    release = threading.Event()
+    first = asyncio.create_task(limiter.run("verify", lambda: release.wait(5)))
+    await wait_for(lambda: limiter.admitted == 1)
+    with pytest.raises(ServiceError) as waited:
+        await limiter.run("verify", lambda: "never runs")
+    assert waited.value.code == "timeout" and limiter.admitted == 1
+    release.set()
+    with pytest.raises(ServiceError):  # the first request's own deadline had passed as well
+        await first
+    await wait_for(lambda: limiter.admitted == 0)
+
+
+async def test_errors_inside_the_inference_propagate():
+    limiter = InferenceLimiter(max_concurrency=1, max_queue=0, timeout_s=5, metrics=ServiceMetrics())
+
+    def fail():
+        raise ValueError("bad input")
+
+    with pytest.raises(ValueError, match="bad input"):
+        await limiter.run("embed", fail)
+    assert limiter.admitted == 0

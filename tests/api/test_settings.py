@@ -1,0 +1,48 @@
+"""Settings come from FACEVER_* variables, are validated once, and cannot change afterwards."""
+
+from __future__ import annotations
+
+import pydantic
+import pytest
+
+from app.settings import Settings
+
+
+def test_defaults():
+    settings = Settings()
+    assert settings.weights_dir.parts[-2:] == ("weights", "dlib-resnet-v1")
+    assert settings.face_policy == "largest" and settings.flip_tta is None
+    assert settings.max_upload_bytes == 10 * 1024 * 1024 and settings.max_image_pixels == 40_000_000
+    assert settings.api_keys == () and settings.cors_origins == ()
+    assert (settings.max_concurrency, settings.max_queue, settings.request_timeout_s) == (2, 8, 10.0)
+
+
+def test_environment(monkeypatch):
+    monkeypatch.setenv("FACEVER_API_KEYS", " key-alpha, key-beta ,")
+    monkeypatch.setenv("FACEVER_CORS_ORIGINS", "https://a.example")
+    monkeypatch.setenv("FACEVER_FLIP_TTA", "true")
+    monkeypatch.setenv("FACEVER_FACE_POLICY", "reject")
+    monkeypatch.setenv("FACEVER_LOG_LEVEL", "debug")
+    monkeypatch.setenv("FACEVER_TORCH_THREADS", "")  # empty = unset
+    settings = Settings()
+    assert settings.api_keys == ("key-alpha", "key-beta") and settings.cors_origins == ("https://a.example",)
+    assert settings.flip_tta is True and settings.face_policy == "reject" and settings.log_level == "DEBUG"
+    assert settings.torch_threads is None
+    assert "key-alpha" not in repr(settings)  # keys stay out of logs
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [("FACEVER_FACE_POLICY", "smallest"), ("FACEVER_MAX_CONCURRENCY", "0"), ("FACEVER_REQUEST_TIMEOUT_S", "-1")],
+)
+def test_invalid_values_fail_at_load(monkeypatch, name, value):
+    monkeypatch.setenv(name, value)
+    with pytest.raises(pydantic.ValidationError):
+        Settings()
+
+
+def test_frozen_and_strict_about_names():
+    with pytest.raises(pydantic.ValidationError):
+        Settings().max_queue = 3
+    with pytest.raises(pydantic.ValidationError):
+        Settings(max_concurency=3)

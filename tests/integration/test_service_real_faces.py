@@ -1,0 +1,138 @@
+"""The service end to end on real LFW faces with the shipped weights: HTTP in, decisions out.
+
+The app is built once for the module (loading and warming up the models takes a second or two).
+Decisions use the card's default operating point, so the card must be calibrated.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from app.main import create_app
+from app.settings import Settings
+from model.lfw import read_pairs
+from tests.conftest import WEIGHTS_DIR
+
+pytestmark = [pytest.mark.anyio, pytest.mark.data]
+
+ENCODER_DIR = WEIGHTS_DIR / "dlib-resnet-v1"
+DETECTOR_DIR = WEIGHTS_DIR / "mtcnn"
+PAIRS_PER_KIND = 4
+EXIF_ORIENTATION = 0x0112
+
+
+@pytest.fixture(scope="module")
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.fixture(scope="module")
+def lfw_pairs(lfw_dir: Path):
+    """The first same-person and different-person pairs of fold 1 of the official protocol."""
+    pairs = [pair for pair in read_pairs(lfw_dir / "pairs.txt") if pair.fold == 0]
+    same = [pair for pair in pairs if pair.same][:PAIRS_PER_KIND]
+    different = [pair for pair in pairs if not pair.same][:PAIRS_PER_KIND]
+    return same, different
+
+
+@pytest.fixture(scope="module")
+async def client(lfw_dir: Path):
+    import httpx
+
+    for folder in (ENCODER_DIR, DETECTOR_DIR):
+        if not folder.is_dir():
+            pytest.skip(f"shipped weights missing: {folder}")
+    card = json.loads((ENCODER_DIR / "model.json").read_text())
+    mode = "flip" if card.get("inference", {}).get("flip_tta") else "plain"
+    if not card.get("calibration", {}).get(mode):
+        pytest.skip(f"{ENCODER_DIR / 'model.json'} has no {mode!r} calibration yet (run `facever calibrate`)")
+    app = create_app(Settings(weights_dir=ENCODER_DIR, detector_dir=DETECTOR_DIR))
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://facever.test", timeout=60) as client:
+            yield client
+
+
+def read_image(lfw_dir: Path, name: str) -> bytes:
+    return (lfw_dir / "images" / name).read_bytes()
+
+
+async def verify(client, first: bytes, second: bytes) -> dict:
+    response = await client.post("/verify", files={"image1": ("1.jpg", first), "image2": ("2.jpg", second)})
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+async def test_same_person_pairs_are_same(client, lfw_dir, lfw_pairs):
+    same, _ = lfw_pairs
+    for pair in same:
+        answer = await verify(client, read_image(lfw_dir, pair.first), read_image(lfw_dir, pair.second))
+        assert answer["same"] is True, (pair, answer["distance"], answer["threshold"])
+        assert answer["operating_point"] is not None  # the card's default
+
+
+async def test_different_person_pairs_are_not_same(client, lfw_dir, lfw_pairs):
+    _, different = lfw_pairs
+    for pair in different:
+        answer = await verify(client, read_image(lfw_dir, pair.first), read_image(lfw_dir, pair.second))
+        assert answer["same"] is False, (pair, answer["distance"], answer["threshold"])
+
+
+def rotated_with_exif_orientation(jpeg: bytes) -> bytes:
+    """The pixels turned a quarter counter-clockwise, tagged Orientation 6 ("rotate 90 CW to view"),
+    as a phone camera held sideways writes them."""
+    image = Image.open(io.BytesIO(jpeg))
+    exif = Image.Exif()
+    exif[EXIF_ORIENTATION] = 6
+    buffer = io.BytesIO()
+    image.transpose(Image.Transpose.ROTATE_90).save(buffer, format="JPEG", quality=95, exif=exif)
+    return buffer.getvalue()
+
+
+async def test_exif_rotated_copy_verifies_against_its_original(client, lfw_dir, lfw_pairs):
+    original = read_image(lfw_dir, lfw_pairs[0][0].first)
+    rotated = rotated_with_exif_orientation(original)
+    assert Image.open(io.BytesIO(rotated)).size == Image.open(io.BytesIO(original)).size[::-1]
+    answer = await verify(client, original, rotated)
+    assert answer["same"] is True and answer["distance"] < 0.2, answer["distance"]
+    box_original, box_rotated = answer["faces"]["image1"]["box"], answer["faces"]["image2"]["box"]
+    assert all(abs(box_original[key] - box_rotated[key]) < 10 for key in box_original)  # found upright
+
+
+async def test_json_base64_equals_multipart(client, lfw_dir, lfw_pairs):
+    pair = lfw_pairs[1][0]
+    first, second = read_image(lfw_dir, pair.first), read_image(lfw_dir, pair.second)
+    multipart = await verify(client, first, second)
+    response = await client.post(
+        "/verify",
+        json={
+            "image1": "data:image/jpeg;base64," + base64.b64encode(first).decode(),
+            "image2": base64.b64encode(second).decode(),
+        },
+    )
+    assert response.status_code == 200, response.text
+    as_json = response.json()
+    assert as_json["same"] == multipart["same"]
+    assert as_json["distance"] == pytest.approx(multipart["distance"], abs=1e-5)
+    assert as_json["faces"] == multipart["faces"]
+
+
+async def test_embed_returns_unit_vectors_whose_distance_verify_reports(client, lfw_dir, lfw_pairs):
+    pair = lfw_pairs[0][0]
+    first, second = read_image(lfw_dir, pair.first), read_image(lfw_dir, pair.second)
+    response = await client.post("/embed", files=[("images", ("1.jpg", first)), ("images", ("2.jpg", second))])
+    assert response.status_code == 200, response.text
+    vectors = [np.asarray(item["embedding"], dtype=np.float64) for item in response.json()["embeddings"]]
+    assert [len(vector) for vector in vectors] == [128, 128]
+    assert [item["dim"] for item in response.json()["embeddings"]] == [128, 128]
+    for vector in vectors:
+        assert np.linalg.norm(vector) == pytest.approx(1.0, abs=1e-5)
+    answer = await verify(client, first, second)
+    assert np.linalg.norm(vectors[0] - vectors[1]) == pytest.approx(answer["distance"], abs=1e-4)
