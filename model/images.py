@@ -106,5 +106,5 @@ def load_image(path: str | Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.
 
 
 def to_array(image: Image.Image) -> np.ndarray:
-    """An RGB image as a contiguous uint8 HxWx3 array."""
-    return np.ascontiguousarray(np.asarray(image, dtype=np.uint8))
+    """An RGB image as a writable, contiguous uint8 HxWx3 array (torch.from_numpy needs writable)."""
+    return np.array(image, dtype=np.uint8)
