@@ -1,0 +1,89 @@
+"""How often MTCNN finds a face in LFW: every image of ../shared/data/lfw/images (or
+$FACEVER_DATA_DIR/lfw/images), default detector settings, largest face kept.
+
+    .venv/bin/python bench/detection_rate.py
+
+Prints and writes bench/results/detection_rate.json (count, found, rate, seconds, the images with
+no face). Uses two torch threads, the service's setting on its 2-core host.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO_ROOT))
+
+from model.faces.mtcnn import MTCNN  # noqa: E402
+from model.faces.select import select_face  # noqa: E402
+from model.images import load_image, to_array  # noqa: E402
+
+DATA_DIR = Path(os.environ.get("FACEVER_DATA_DIR", REPO_ROOT.parent / "shared" / "data"))
+RESULTS = REPO_ROOT / "bench" / "results" / "detection_rate.json"
+THREADS = 2
+BATCH = 8  # images per detect() call, as the service batches a request's images
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--images", type=Path, default=DATA_DIR / "lfw" / "images")
+    args = parser.parse_args(argv)
+
+    torch.set_num_threads(THREADS)
+    detector = MTCNN()
+    paths = sorted(args.images.glob("*/*.jpg"))
+    if not paths:
+        raise SystemExit(f"no images under {args.images}")
+    missed, kept_scores, several = [], [], 0
+    start = time.perf_counter()
+    for first in range(0, len(paths), BATCH):
+        batch = paths[first : first + BATCH]
+        images = [to_array(load_image(path)) for path in batch]
+        for path, image, faces in zip(batch, images, detector.detect(images)):
+            if not faces:
+                missed.append(path.relative_to(args.images).as_posix())
+                continue
+            kept = select_face(faces, "largest", (image.shape[1], image.shape[0]))
+            kept_scores.append(kept.score)
+            several += len(faces) > 1
+    seconds = time.perf_counter() - start
+
+    found = len(paths) - len(missed)
+    result = {
+        "count": len(paths),
+        "found": found,
+        "rate": found / len(paths),
+        "seconds": round(seconds, 1),
+        "ms_per_image": round(1000 * seconds / len(paths), 2),
+        "with_several_faces": several,
+        "kept_face_score_median": statistics.median(kept_scores),
+        "torch_threads": THREADS,
+        "settings": {
+            "min_face_size": detector.min_face_size,
+            "thresholds": list(detector.thresholds),
+            "scale_factor": detector.scale_factor,
+            "max_side": detector.max_side,
+            "selection": "largest",
+        },
+        "missed": missed,
+    }
+    print(
+        f"{found}/{len(paths)} images with a face ({100 * result['rate']:.2f}%), "
+        f"{several} with several; {seconds:.0f} s ({result['ms_per_image']} ms/image)"
+    )
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"wrote {RESULTS.relative_to(REPO_ROOT)}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
