@@ -1,10 +1,16 @@
-"""The FastAPI application. Importing this module loads no model: `app` is ready for uvicorn, and the
-verifier is built in the lifespan, so the process starts, loads, warms up and only then reports ready.
+"""The FastAPI application. Importing this module loads no model: `app` is ready for uvicorn.
+
+The lifespan loads the verifier in a background task and yields at once, so uvicorn opens its port
+straight away: /health/live answers 200 during start-up and /health/ready 503 not_ready until the
+model is loaded and warmed up. A failed load stops the process, so an orchestrator restarts it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
+import signal
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
@@ -41,29 +47,58 @@ def _set_torch_threads(count: int) -> None:
     torch.set_num_threads(count)
 
 
-def create_app(settings: Settings | None = None, verifier_factory: VerifierFactory | None = None) -> FastAPI:
+def terminate_self() -> None:
+    """Ask uvicorn to shut down, as an orchestrator would. uvicorn (>= 0.29) re-raises the captured
+    SIGTERM after its graceful shutdown, so the process dies by the signal (exit status 143, not 0)
+    and is restarted like any crashed container."""
+    os.kill(os.getpid(), signal.SIGTERM)
+
+
+def create_app(
+    settings: Settings | None = None,
+    verifier_factory: VerifierFactory | None = None,
+    exit_process: Callable[[], None] = terminate_self,
+) -> FastAPI:
+    """exit_process is called when loading fails; tests pass a stand-in so the test process survives."""
     settings = settings or Settings()
     make_verifier = verifier_factory or load_verifier
     service_metrics = ServiceMetrics()
 
-    @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        configure_logging(settings.log_level)
+    def build() -> Verifier:
         if settings.torch_threads:
-            _set_torch_threads(settings.torch_threads)
+            _set_torch_threads(settings.torch_threads)  # imports torch, so it belongs off the event loop too
         logger.info("loading encoder %s and detector %s", settings.weights_dir, settings.detector_dir)
-        verifier = await asyncio.to_thread(make_verifier, settings)
-        await asyncio.to_thread(verifier.warm_up)
+        return make_verifier(settings)
+
+    async def load(app: FastAPI) -> None:
+        """Build and warm up the verifier off the event loop; mark ready last, once it can serve."""
+        try:
+            verifier = await asyncio.to_thread(build)
+            await asyncio.to_thread(verifier.warm_up)
+        except Exception as error:
+            logger.exception("start-up failed: could not load or warm up the model; stopping the process")
+            app.state.startup_error = error
+            exit_process()
+            return
         app.state.verifier = verifier
         app.state.limiter = InferenceLimiter(
             settings.max_concurrency, settings.max_queue, settings.request_timeout_s, service_metrics
         )
         app.state.ready = True
         logger.info("ready: %s %s", verifier.card.name, verifier.card.version)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        configure_logging(settings.log_level)
+        loading = asyncio.create_task(load(app))
         try:
             yield
         finally:
             app.state.ready = False  # stop advertising readiness while draining
+            # Cancelling stops the wait; a load step already running in its thread still runs to its end.
+            loading.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await loading
 
     app = FastAPI(
         title="facever",
@@ -75,6 +110,7 @@ def create_app(settings: Settings | None = None, verifier_factory: VerifierFacto
     app.state.verifier = None
     app.state.limiter = None
     app.state.ready = False
+    app.state.startup_error = None
 
     install_error_handlers(app)
     app.include_router(health.router)

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 
-from app.routes import VerifierDep
+from app.errors import ServiceError
+from app.routes import get_verifier
 from app.schemas import LiveResponse, ModelRef, ReadyResponse
 
 router = APIRouter(prefix="/health", tags=["health"])
@@ -17,6 +18,9 @@ async def live() -> LiveResponse:
 
 
 @router.get("/ready", response_model=ReadyResponse, responses={503: {"description": "not_ready"}})
-async def ready(verifier: VerifierDep) -> ReadyResponse:
-    """200 once the encoder and detector are loaded and warmed up; 503 not_ready before that."""
-    return ReadyResponse(model=ModelRef.of(verifier.card))
+async def ready(request: Request) -> ReadyResponse:
+    """200 once the encoder and detector are loaded and warmed up; 503 not_ready before that, and
+    after a failed start-up (the details are in the log, not in the answer)."""
+    if request.app.state.startup_error is not None:
+        raise ServiceError("not_ready", "start-up failed; the service is shutting down")
+    return ReadyResponse(model=ModelRef.of(get_verifier(request).card))

@@ -154,6 +154,13 @@ class Lifespan:
             await self._task  # re-raises the start-up error
             raise RuntimeError(f"start-up failed: {message.get('message')}")
 
+    async def wait_ready(self, timeout_s: float = 10.0) -> None:
+        """Start-up completes at once; the model loads in the background until ready (or failed)."""
+        state = self.app.state
+        async with asyncio.timeout(timeout_s):
+            while not state.ready and state.startup_error is None:
+                await asyncio.sleep(0.002)
+
     async def shut_down(self) -> None:
         await self._to_app.put({"type": "lifespan.shutdown"})
         assert (await asyncio.wait_for(self._from_app.get(), 10))["type"] == "lifespan.shutdown.complete"
@@ -179,7 +186,7 @@ def anyio_backend() -> str:
 
 @pytest.fixture
 async def serve() -> AsyncIterator[Callable[[FastAPI], Awaitable[httpx.AsyncClient]]]:
-    """serve(app) -> a client of the app after its start-up; shut down after the test."""
+    """serve(app) -> a client of the app once it is ready; shut down after the test."""
     apps: list[FastAPI] = []
     async with AsyncExitStack() as stack:
 
@@ -188,6 +195,8 @@ async def serve() -> AsyncIterator[Callable[[FastAPI], Awaitable[httpx.AsyncClie
             await lifespan.begin_startup()
             await lifespan.wait_started()
             stack.push_async_callback(lifespan.shut_down)
+            await lifespan.wait_ready()
+            assert app.state.ready, app.state.startup_error
             apps.append(app)
             return await stack.enter_async_context(client_for(app))
 

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import io
 import threading
 import time
 
 import pytest
 
 from app.errors import ServiceError
+from app.logging import log_handler
 from app.main import create_app
 from app.runtime import InferenceLimiter, ServiceMetrics
 from tests.api.conftest import FakeVerifier, Lifespan, assert_error, client_for, image_bytes, make_app, make_settings
@@ -27,7 +29,7 @@ async def wait_for(condition, timeout_s: float = 5.0) -> None:
         await asyncio.sleep(0.005)
 
 
-async def test_ready_is_503_until_loading_and_warm_up_finish():
+async def test_live_at_once_and_ready_only_after_loading_and_warm_up():
     loading = threading.Event()
     verifier = FakeVerifier()
 
@@ -38,14 +40,15 @@ async def test_ready_is_503_until_loading_and_warm_up_finish():
     app = create_app(make_settings(), verifier_factory=slow_factory)
     lifespan = Lifespan(app)
     await lifespan.begin_startup()
+    await lifespan.wait_started()  # start-up completes while the model still loads
     async with client_for(app) as client:
         assert (await client.get("/health/live")).status_code == 200
         assert_error(await client.get("/health/ready"), 503, "not_ready")
         assert_error(await client.post("/verify", **verify_files()), 503, "not_ready")
         assert_error(await client.get("/info"), 503, "not_ready")
         loading.set()
-        await lifespan.wait_started()
-        assert verifier.warmed_up
+        await lifespan.wait_ready()
+        assert verifier.warmed_up and app.state.limiter is not None
         ready = await client.get("/health/ready")
         assert ready.status_code == 200
         assert ready.json() == {"status": "ready", "model": {"name": "fake-encoder", "version": "0.0-test"}}
@@ -53,14 +56,63 @@ async def test_ready_is_503_until_loading_and_warm_up_finish():
         assert_error(await client.get("/health/ready"), 503, "not_ready")
 
 
-async def test_failed_start_up_fails_loudly():
+async def test_failed_start_up_is_logged_not_ready_and_exits():
+    exits = []
+
     def broken_factory(settings):
         raise FileNotFoundError("no model.json in /nonexistent/encoder")
 
-    lifespan = Lifespan(create_app(make_settings(), verifier_factory=broken_factory))
-    await lifespan.begin_startup()
-    with pytest.raises(FileNotFoundError, match="model.json"):
+    app = create_app(make_settings(), verifier_factory=broken_factory, exit_process=lambda: exits.append(True))
+    lifespan = Lifespan(app)
+    stream = io.StringIO()
+    previous = log_handler.setStream(stream)
+    try:
+        await lifespan.begin_startup()
         await lifespan.wait_started()
+        await lifespan.wait_ready()
+    finally:
+        log_handler.setStream(previous)
+    assert isinstance(app.state.startup_error, FileNotFoundError)
+    assert exits == [True] and not app.state.ready
+    assert "start-up failed" in stream.getvalue() and "no model.json" in stream.getvalue()  # the traceback
+    async with client_for(app) as client:
+        assert (await client.get("/health/live")).status_code == 200
+        body = assert_error(await client.get("/health/ready"), 503, "not_ready")
+        assert "start-up failed" in body["error"]["message"] and "model.json" not in body["error"]["message"]
+        assert_error(await client.post("/verify", **verify_files()), 503, "not_ready")
+    await lifespan.shut_down()
+
+
+async def test_failed_warm_up_also_exits():
+    exits = []
+    verifier = FakeVerifier()
+    verifier.warm_up = lambda: 1 / 0
+    app = create_app(make_settings(), verifier_factory=lambda _: verifier, exit_process=lambda: exits.append(True))
+    lifespan = Lifespan(app)
+    await lifespan.begin_startup()
+    await lifespan.wait_started()
+    await lifespan.wait_ready()
+    assert isinstance(app.state.startup_error, ZeroDivisionError) and exits == [True] and not app.state.ready
+    await lifespan.shut_down()
+
+
+async def test_shutdown_while_loading_cancels_the_load():
+    loading = threading.Event()
+    exits = []
+
+    def slow_factory(settings):
+        loading.wait(5)
+        return FakeVerifier()
+
+    app = create_app(make_settings(), verifier_factory=slow_factory, exit_process=lambda: exits.append(True))
+    lifespan = Lifespan(app)
+    await lifespan.begin_startup()
+    await lifespan.wait_started()
+    await lifespan.shut_down()  # does not wait for the blocked factory
+    loading.set()
+    await asyncio.sleep(0.05)
+    assert not app.state.ready and app.state.verifier is None
+    assert app.state.startup_error is None and exits == []
 
 
 async def test_overloaded_when_running_and_queue_are_full(serve):
