@@ -44,14 +44,10 @@ class DatasetEmbeddings:
         return {path: i for i, path in enumerate(self.paths)}
 
 
-def _cache_key(verifier: FaceVerifier, paths: list[str]) -> str:
+def _digest(*parts: bytes | str) -> str:
     digest = hashlib.sha256()
-    digest.update((verifier.card.folder / STATE_FILE).read_bytes())
-    digest.update(json.dumps(verifier.template.to_dict(), sort_keys=True).encode())
-    detector = verifier.detector
-    settings = (detector.min_face_size, tuple(detector.thresholds), detector.scale_factor)
-    digest.update(repr(settings).encode())
-    digest.update("\n".join(paths).encode())
+    for part in parts:
+        digest.update(part.encode() if isinstance(part, str) else part)
     return digest.hexdigest()[:16]
 
 
@@ -77,37 +73,75 @@ def _log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
-@torch.inference_mode()
-def embed_dataset(
+def detect_dataset(
     verifier: FaceVerifier,
-    images_dir: str | Path,
+    images_dir: Path,
     paths: list[str],
-    *,
-    cache_dir: str | Path | None = DEFAULT_CACHE_DIR,
-    batch_size: int = 32,
-) -> DatasetEmbeddings:
-    """Detect (largest face), align and encode each image of `paths` (relative to `images_dir`)."""
-    images_dir = Path(images_dir)
-    cache_file = Path(cache_dir) / f"{verifier.card.name}-{_cache_key(verifier, paths)}.npz" if cache_dir else None
+    policy: str,
+    cache_dir: Path | None,
+    batch_size: int,
+) -> tuple[list[Face | None], list[tuple[int, int]]]:
+    """The chosen face (None where none was found) and the size of each image, cached."""
+    detector = verifier.detector
+    settings = repr((detector.min_face_size, detector.thresholds, detector.scale_factor, detector.max_side))
+    cache_file = cache_dir / f"faces-{_digest(settings, policy, *paths)}.json" if cache_dir else None
     if cache_file and cache_file.exists():
-        stored = np.load(cache_file)
-        return DatasetEmbeddings(paths, stored["raw"], stored["raw_mirrored"], stored["detected"])
+        stored = json.loads(cache_file.read_text())
+        faces = [Face(tuple(f["box"]), f["score"], tuple(map(tuple, f["landmarks"]))) if f else None
+                 for f in stored["faces"]]
+        return faces, [tuple(size) for size in stored["sizes"]]
 
     started = time.perf_counter()
     faces: list[Face | None] = []
     sizes: list[tuple[int, int]] = []
     for start in range(0, len(paths), batch_size):
         arrays = [to_array(load_image(images_dir / p)) for p in paths[start : start + batch_size]]
-        for found, array in zip(verifier.detector.detect(arrays), arrays):
+        for found, array in zip(detector.detect(arrays), arrays):
             size = (array.shape[1], array.shape[0])
             try:
-                faces.append(select_face(found, "largest", size))
+                faces.append(select_face(found, policy, size))
             except NoFaceDetected:
                 faces.append(None)
             sizes.append(size)
         if (start // batch_size) % 50 == 0:
             _log(f"detect {start + len(arrays)}/{len(paths)} ({time.perf_counter() - started:.0f} s)")
+    if cache_file:
+        cache_file.parent.mkdir(parents=True, exist_ok=True)
+        stored_faces = [
+            {"box": f.box, "score": f.score, "landmarks": f.landmarks} if f else None for f in faces
+        ]
+        cache_file.write_text(json.dumps({"faces": stored_faces, "sizes": sizes}))
+    return faces, sizes
 
+
+@torch.inference_mode()
+def embed_dataset(
+    verifier: FaceVerifier,
+    images_dir: str | Path,
+    paths: list[str],
+    *,
+    policy: str = "central",
+    cache_dir: str | Path | None = DEFAULT_CACHE_DIR,
+    batch_size: int = 32,
+) -> DatasetEmbeddings:
+    """Detect, choose (`central` by default: dataset images such as LFW's are centred on the
+    labelled person, while a larger face may be a bystander), align and encode each image of
+    `paths` (relative to `images_dir`). Detections and embeddings are cached separately, so trying
+    another template or encoder does not repeat detection."""
+    images_dir = Path(images_dir)
+    cache_dir = Path(cache_dir) if cache_dir else None
+    faces, sizes = detect_dataset(verifier, images_dir, paths, policy, cache_dir, batch_size)
+    key = _digest(
+        (verifier.card.folder / STATE_FILE).read_bytes(),
+        json.dumps(verifier.template.to_dict(), sort_keys=True),
+        json.dumps([f.landmarks if f else None for f in faces]),
+    )
+    cache_file = cache_dir / f"{verifier.card.name}-{key}.npz" if cache_dir else None
+    if cache_file and cache_file.exists():
+        stored = np.load(cache_file)
+        return DatasetEmbeddings(paths, stored["raw"], stored["raw_mirrored"], stored["detected"])
+
+    started = time.perf_counter()
     fallback = _fallback_face(faces, sizes)
     raw, raw_mirrored = [], []
     for start in range(0, len(paths), batch_size):
