@@ -6,6 +6,7 @@ Decisions use the card's default operating point, so the card must be calibrated
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import io
 import json
@@ -55,6 +56,10 @@ async def client(lfw_dir: Path):
         pytest.skip(f"{ENCODER_DIR / 'model.json'} has no {mode!r} calibration yet (run `facever calibrate`)")
     app = create_app(Settings(weights_dir=ENCODER_DIR, detector_dir=DETECTOR_DIR))
     async with app.router.lifespan_context(app):
+        async with asyncio.timeout(120):  # the models load in the background after start-up
+            while not app.state.ready:
+                assert app.state.startup_error is None, app.state.startup_error
+                await asyncio.sleep(0.05)
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://facever.test", timeout=60) as client:
             yield client

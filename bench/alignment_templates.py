@@ -1,0 +1,68 @@
+"""Choose the alignment template's landmark weights on LFW View 1 (development pairs), never View 2.
+
+Each variant re-aligns the same cached detections and is scored on pairsDevTrain + pairsDevTest
+(3,200 pairs): best balanced accuracy, EER, AUC and TAR at FAR 1e-3, plain and with flip TTA.
+
+    python bench/alignment_templates.py [--weights weights/dlib-resnet-v1]
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from model import metrics
+from model.card import tta_mode
+from model.dataset_embeddings import embed_dataset
+from model.evaluate import DEFAULT_REPORTS, DEFAULT_WEIGHTS, pair_distances
+from model.lfw import DEFAULT_DATA_DIR, read_pairs
+from model.pipeline import FaceVerifier
+
+WEIGHTINGS = {
+    "all points equal": (1.0, 1.0, 1.0, 1.0, 1.0),
+    "eyes double, nose, no mouth": (2.0, 2.0, 1.0, 0.0, 0.0),
+    "eyes double, nose and mouth single": (2.0, 2.0, 1.0, 1.0, 1.0),
+}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--weights", type=Path, default=DEFAULT_WEIGHTS)
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA_DIR)
+    args = parser.parse_args()
+    torch.set_num_threads(2)
+
+    lfw = args.data / "lfw"
+    pairs = read_pairs(lfw / "pairsDevTrain.txt") + read_pairs(lfw / "pairsDevTest.txt")
+    paths = sorted({p.first for p in pairs} | {p.second for p in pairs})
+    is_same = np.array([p.same for p in pairs])
+    verifier = FaceVerifier.from_folders(args.weights)
+    results = {}
+    for name, weights in WEIGHTINGS.items():
+        verifier.template = dataclasses.replace(verifier.template, weights=weights)
+        embeddings = embed_dataset(verifier, lfw / "images", paths)
+        for flip_tta in (False, True):
+            d = pair_distances(embeddings.normalised(flip_tta), embeddings.index(), pairs)
+            threshold = metrics.best_accuracy_threshold(d, is_same)
+            results[f"{name} / {tta_mode(flip_tta)}"] = {
+                "weights": weights,
+                "accuracy": metrics.accuracy(d, is_same, threshold),
+                "eer": metrics.equal_error_rate(d, is_same)[0],
+                "auc": metrics.roc_auc(d, is_same),
+                "tar_at_far_1e-3": metrics.tar_at_far(d, is_same, 1e-3)[0],
+            }
+    print(f"{'template weights / mode':<44} {'accuracy':>8} {'EER':>7} {'AUC':>8} {'TAR@1e-3':>9}")
+    for name, r in results.items():
+        print(f"{name:<44} {r['accuracy']:>8.2%} {r['eer']:>7.2%} {r['auc']:>8.5f} {r['tar_at_far_1e-3']:>9.2%}")
+    out = DEFAULT_REPORTS / verifier.card.name / "template_selection_view1.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"protocol": "LFW View 1, 3,200 pairs", "results": results}, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
