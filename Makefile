@@ -30,6 +30,7 @@ calibrate: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/encoder_speed.py
 	$(BIN)/python bench/detect_speed.py
+	$(BIN)/python bench/pipeline_speed.py
 
 convert-dlib: $(STAMP)
 	$(BIN)/facever convert-dlib

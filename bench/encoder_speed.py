@@ -17,7 +17,7 @@ from pathlib import Path
 
 import torch
 
-from model.encoders import build_encoder
+from model.card import load_card
 
 ROOT = Path(__file__).resolve().parents[1]
 THREADS = 2
@@ -33,14 +33,6 @@ def cpu_model() -> str:
     except OSError:
         pass
     return platform.processor() or "unknown"
-
-
-def load_encoder(weights: Path) -> torch.nn.Module:
-    """Build the encoder model.json names and load encoder.pt into it."""
-    architecture = json.loads((weights / "model.json").read_text())["architecture"]
-    encoder = build_encoder(architecture["name"], **architecture["params"])
-    encoder.load_state_dict(torch.load(weights / "encoder.pt", weights_only=True))
-    return encoder.eval()
 
 
 def time_batches(encoder: torch.nn.Module, batch: int, runs: int, size: int) -> list[float]:
@@ -66,8 +58,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     torch.set_num_threads(THREADS)
-    encoder = load_encoder(args.weights)
-    size = json.loads((args.weights / "model.json").read_text())["input"]["size"]
+    card = load_card(args.weights)
+    encoder = card.load_encoder()
+    size = card.template.size
 
     results = []
     print(f"{'batch':>5}  {'runs':>4}  {'ms/batch':>9}  {'ms/chip':>8}")

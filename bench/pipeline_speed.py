@@ -1,0 +1,79 @@
+"""End-to-end verification speed without HTTP: decode -> detect -> align -> embed -> compare.
+
+Real LFW pairs (250x250 JPEGs, fold 1 of pairs.txt) through FaceVerifier.verify, plain and with flip
+TTA, 2 torch threads, after warm-up. Prints median and p90 ms per /verify-equivalent call (two
+images) and writes bench/results/pipeline_speed.json.
+
+    python bench/pipeline_speed.py [--weights DIR] [--pairs 40]
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import platform
+import statistics
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from model.images import decode_image
+from model.lfw import DEFAULT_DATA_DIR, read_pairs
+from model.pipeline import FaceVerifier
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def time_verify(verifier: FaceVerifier, pairs: list[tuple[bytes, bytes]]) -> list[float]:
+    """Milliseconds per pair, decoding included, as the service does per request."""
+    timings = []
+    for first, second in pairs:
+        start = time.perf_counter()
+        verifier.verify(decode_image(first), decode_image(second), threshold=1.0)
+        timings.append((time.perf_counter() - start) * 1000)
+    return timings
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--weights", type=Path, default=ROOT / "weights" / "dlib-resnet-v1")
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA_DIR)
+    parser.add_argument("--pairs", type=int, default=40)
+    args = parser.parse_args()
+    torch.set_num_threads(2)
+
+    images = args.data / "lfw" / "images"
+    protocol = read_pairs(args.data / "lfw" / "pairs.txt")[: args.pairs]
+    pairs = [((images / p.first).read_bytes(), (images / p.second).read_bytes()) for p in protocol]
+    results = {}
+    for flip_tta in (False, True):
+        verifier = FaceVerifier.from_folders(args.weights, flip_tta=flip_tta)
+        verifier.warm_up()
+        time_verify(verifier, pairs[:5])
+        timings = time_verify(verifier, pairs)
+        results["flip" if flip_tta else "plain"] = {
+            "median_ms_per_verify": round(statistics.median(timings), 2),
+            "p90_ms_per_verify": round(float(np.percentile(timings, 90)), 2),
+            "median_ms_per_image": round(statistics.median(timings) / 2, 2),
+        }
+    print(f"{'mode':<6} {'ms/verify (median)':>19} {'p90':>7} {'ms/image':>9}")
+    for mode, r in results.items():
+        print(f"{mode:<6} {r['median_ms_per_verify']:>19.2f} {r['p90_ms_per_verify']:>7.2f} {r['median_ms_per_image']:>9.2f}")
+    report = {
+        "what": "FaceVerifier.verify on two 250x250 LFW JPEGs, decoding included, no HTTP",
+        "pairs": len(pairs),
+        "torch_threads": 2,
+        "torch": torch.__version__,
+        "machine": platform.machine(),
+        "date": dt.date.today().isoformat(),
+        "results": results,
+    }
+    out = ROOT / "bench" / "results" / "pipeline_speed.json"
+    out.write_text(json.dumps(report, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
