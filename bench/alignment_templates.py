@@ -44,7 +44,7 @@ def main() -> None:
     verifier = FaceVerifier.from_folders(args.weights)
     results = {}
     for name, weights in WEIGHTINGS.items():
-        verifier.template = dataclasses.replace(verifier.template, weights=weights)
+        verifier.templates = (dataclasses.replace(verifier.templates[0], weights=weights),)
         embeddings = embed_dataset(verifier, lfw / "images", paths)
         for flip_tta in (False, True):
             d = pair_distances(embeddings.normalised(flip_tta), embeddings.index(), pairs)

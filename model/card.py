@@ -104,7 +104,14 @@ class EncoderCard:
 
     @property
     def template(self) -> AlignmentTemplate:
-        return AlignmentTemplate.from_dict(self.data["alignment"])
+        return self.templates[0]
+
+    @property
+    def templates(self) -> tuple[AlignmentTemplate, ...]:
+        """One template per encoder input: a fused encoder sees each member's own chip of the face."""
+        alignment = self.data["alignment"]
+        entries = alignment if isinstance(alignment, list) else [alignment]
+        return tuple(AlignmentTemplate.from_dict(entry) for entry in entries)
 
     def calibration(self, flip_tta: bool) -> Calibration | None:
         mode = self.data.get("calibration", {}).get(tta_mode(flip_tta))

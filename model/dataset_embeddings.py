@@ -2,7 +2,7 @@
 
 Evaluation and calibration both need them, in both inference modes, so each image is detected,
 aligned and encoded once, plain and mirrored; the flip-TTA embedding is derived from the two. The
-cache key covers the weights, the template and the detector settings, so a stale cache is never read.
+cache key covers the weights, the templates and the detector settings, so a stale cache is never read.
 """
 
 from __future__ import annotations
@@ -19,7 +19,6 @@ import torch
 
 from model.card import STATE_FILE
 from model.errors import NoFaceDetected
-from model.faces.align import align_faces
 from model.faces.select import select_face
 from model.faces.types import Face
 from model.images import load_image, to_array
@@ -133,7 +132,7 @@ def embed_dataset(
     faces, sizes = detect_dataset(verifier, images_dir, paths, policy, cache_dir, batch_size)
     key = _digest(
         (verifier.card.folder / STATE_FILE).read_bytes(),
-        json.dumps(verifier.template.to_dict(), sort_keys=True),
+        json.dumps([t.to_dict() for t in verifier.templates], sort_keys=True),
         json.dumps([f.landmarks if f else None for f in faces]),
     )
     cache_file = cache_dir / f"{verifier.card.name}-{key}.npz" if cache_dir else None
@@ -146,19 +145,13 @@ def embed_dataset(
     raw, raw_mirrored = [], []
     for start in range(0, len(paths), batch_size):
         batch = range(start, min(start + batch_size, len(paths)))
-        chips = torch.cat(
-            [
-                align_faces(
-                    to_array(load_image(images_dir / paths[i])),
-                    [faces[i] or _scaled(fallback, sizes[i])],
-                    verifier.template,
-                )
-                for i in batch
-            ]
-        )
-        both = verifier.encoder(torch.cat([chips, chips.flip(-1)]))
-        raw.append(both[: len(chips)].numpy())
-        raw_mirrored.append(both[len(chips) :].numpy())
+        arrays = [to_array(load_image(images_dir / paths[i])) for i in batch]
+        chosen = [faces[i] or _scaled(fallback, sizes[i]) for i in batch]
+        chips = verifier.align(arrays, chosen)
+        both = verifier.encoder(*[torch.cat([c, c.flip(-1)]) for c in chips])
+        count = len(chosen)
+        raw.append(both[:count].numpy())
+        raw_mirrored.append(both[count:].numpy())
         if (start // batch_size) % 50 == 0:
             _log(f"embed {batch.stop}/{len(paths)} ({time.perf_counter() - started:.0f} s)")
 

@@ -84,7 +84,7 @@ class FaceVerifier:
         self.card = card
         self.encoder = encoder
         self.detector = detector
-        self.template = card.template
+        self.templates = card.templates
         self.flip_tta = card.data.get("inference", {}).get("flip_tta", False) if flip_tta is None else flip_tta
         self.face_policy = face_policy
         self.calibration: Calibration | None = card.calibration(self.flip_tta)
@@ -122,16 +122,22 @@ class FaceVerifier:
         return chosen
 
     @torch.inference_mode()
-    def encode_chips(self, chips: torch.Tensor, flip_tta: bool | None = None) -> torch.Tensor:
-        """Raw embeddings of aligned chips; with flip TTA, the mean of each chip's and its mirror's."""
+    def encode_chips(self, chips: Sequence[torch.Tensor], flip_tta: bool | None = None) -> torch.Tensor:
+        """Raw embeddings of aligned chips (one batch per template); with flip TTA, the mean of each
+        face's and its mirror's embedding, both in one encoder pass."""
         flip_tta = self.flip_tta if flip_tta is None else flip_tta
         if not flip_tta:
-            return self.encoder(chips)
-        both = self.encoder(torch.cat([chips, chips.flip(-1)]))
-        return (both[: len(chips)] + both[len(chips) :]) / 2
+            return self.encoder(*chips)
+        count = len(chips[0])
+        both = self.encoder(*[torch.cat([batch, batch.flip(-1)]) for batch in chips])
+        return (both[:count] + both[count:]) / 2
 
-    def align(self, arrays: Sequence[np.ndarray], faces: Sequence[Face]) -> torch.Tensor:
-        return torch.cat([align_faces(a, [f], self.template) for a, f in zip(arrays, faces)])
+    def align(self, arrays: Sequence[np.ndarray], faces: Sequence[Face]) -> list[torch.Tensor]:
+        """One batch of chips per template of the encoder's card."""
+        return [
+            torch.cat([align_faces(array, [face], template) for array, face in zip(arrays, faces)])
+            for template in self.templates
+        ]
 
     # -- requests -----------------------------------------------------------------------------
 
@@ -199,5 +205,4 @@ class FaceVerifier:
         """One real inference through every stage, so the first request is not the slow one."""
         blank = np.zeros((160, 160, 3), dtype=np.uint8)
         self.detector.detect([blank, blank])
-        size = self.template.size
-        self.encode_chips(torch.zeros(2, 3, size, size))
+        self.encode_chips([torch.zeros(2, 3, t.size, t.size) for t in self.templates])

@@ -1,8 +1,9 @@
 """Encoder registry: architecture name -> nn.Module class.
 
-Contract of every encoder: `forward(chips)` takes float32 RGB chips shaped (N, 3, H, W) with values
-in 0..255 (the aligned output, un-normalised) and returns raw embeddings (N, D). Each encoder applies
-its own input normalisation, so the pipeline never needs to know it.
+Contract of every encoder: `forward(*chips)` takes one batch of float32 RGB chips shaped (N, 3, H, W)
+with values in 0..255 (the aligned output, un-normalised) per alignment template of its card (most
+encoders have one) and returns raw embeddings (N, D). Each encoder applies its own input
+normalisation, so the pipeline never needs to know it.
 """
 
 from __future__ import annotations

@@ -1,0 +1,78 @@
+"""Make a fused encoder's weights folder from member weights folders.
+
+    python -m model.fuse --members weights/dlib-resnet-v1 weights/sface-2021dec --weights 1.0 0.8 \
+        --name fused-dlib-sface
+
+The result is an ordinary encoder folder (encoder.pt + model.json) that the service, the evaluator
+and the calibrator load like any other; run `facever evaluate --update-card` and `facever calibrate`
+on it afterwards, since a fused encoder has distances of its own.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import torch
+
+from model.card import CARD_FILE, DISTANCE, STATE_FILE, load_card
+from model.lfw import REPO_ROOT
+
+
+def fuse(member_dirs: list[Path], weights: list[float], name: str, out_dir: Path, flip_tta: bool) -> Path:
+    if len(member_dirs) != len(weights):
+        raise ValueError("give one weight per member")
+    cards = [load_card(folder) for folder in member_dirs]
+    state: dict[str, torch.Tensor] = {}
+    for index, card in enumerate(cards):
+        member_state = torch.load(card.folder / STATE_FILE, map_location="cpu", weights_only=True)
+        state.update({f"members.{index}.{key}": value for key, value in member_state.items()})
+    members = [
+        {"architecture": card.data["architecture"]["name"], "params": card.data["architecture"].get("params", {}),
+         "weight": weight}
+        for card, weight in zip(cards, weights)
+    ]
+    data = {
+        "name": name,
+        "version": "1.0.0",
+        "architecture": {"name": "fused", "params": {"members": members}},
+        "input": [card.data["input"] for card in cards],
+        "alignment": [card.data["alignment"] for card in cards],
+        "embedding_dim": sum(card.embedding_dim for card in cards),
+        "distance": DISTANCE,
+        "inference": {"flip_tta": flip_tta},
+        "members": [
+            {"name": card.name, "version": card.version, "weight": weight,
+             "provenance": card.data.get("provenance"), "licence": card.data.get("licence"),
+             "training_data": card.data.get("training_data")}
+            for card, weight in zip(cards, weights)
+        ],
+        "licence": " AND ".join(sorted({str(card.data.get("licence")) for card in cards})),
+        "provenance": {
+            "converter": "python -m model.fuse --members "
+            + " ".join(str(folder) for folder in member_dirs)
+            + " --weights " + " ".join(str(w) for w in weights) + f" --name {name}",
+        },
+    }
+    out_dir.mkdir(parents=True, exist_ok=True)
+    torch.save(state, out_dir / STATE_FILE)
+    (out_dir / CARD_FILE).write_text(json.dumps(data, indent=2) + "\n")
+    load_card(out_dir).load_encoder()  # the folder must load strictly before it is called done
+    return out_dir
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="facever fuse", description=__doc__.split("\n")[0])
+    parser.add_argument("--members", type=Path, nargs="+", required=True, help="member weights folders")
+    parser.add_argument("--weights", type=float, nargs="+", required=True, help="one weight per member")
+    parser.add_argument("--name", required=True)
+    parser.add_argument("--out", type=Path, help="default: weights/<name>")
+    parser.add_argument("--no-flip-tta", dest="flip_tta", action="store_false")
+    args = parser.parse_args(argv)
+    out = fuse(args.members, args.weights, args.name, args.out or REPO_ROOT / "weights" / args.name, args.flip_tta)
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()
