@@ -1,0 +1,139 @@
+"""Metric-learning losses behind one contract: `loss(embeddings, labels, indices_tuple=None) -> scalar`.
+
+`embeddings` (N, D) are used as given; the trainer L2-normalises them first, because the service
+compares L2-normalised embeddings and every margin below is meant on that scale (distances 0..2).
+`indices_tuple` is what a miner (model/miners.py) returned, of the loss's `kind`; without one a loss
+uses every pair or every triplet of the batch. The result is the mean of the per-element losses
+(per pair, per triplet, or per anchor-positive pair), and an empty selection gives a zero that still
+belongs to the graph, so a batch where the miner found nothing is a no-op step, not an error.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from model.miners import Pairs, Triplets, all_pairs, all_triplets
+
+
+def pair_distance(x: Tensor, y: Tensor) -> Tensor:
+    """Row-wise Euclidean distance, with a finite gradient where x == y (sqrt's is infinite at 0)."""
+    return (x - y).pow(2).sum(-1).clamp_min(1e-12).sqrt()
+
+
+def _mean(losses: Tensor, embeddings: Tensor) -> Tensor:
+    return losses.mean() if losses.numel() else embeddings.sum() * 0.0
+
+
+class ContrastiveLoss(nn.Module):
+    """Hadsell, Chopra and LeCun (2006): a same pair pays d^2, a different pair max(0, m - d)^2, so
+    different faces are pushed apart only until they are `margin` apart."""
+
+    kind = "pairs"
+
+    def __init__(self, margin: float = 1.0):
+        super().__init__()
+        self.margin = margin
+
+    def forward(self, embeddings: Tensor, labels: Tensor, indices_tuple: Pairs | None = None) -> Tensor:
+        a1, p, a2, n = all_pairs(labels) if indices_tuple is None else indices_tuple
+        positive = pair_distance(embeddings[a1], embeddings[p]).pow(2)
+        negative = F.relu(self.margin - pair_distance(embeddings[a2], embeddings[n])).pow(2)
+        return _mean(torch.cat([positive, negative]), embeddings)
+
+
+class TripletMarginLoss(nn.Module):
+    """Schroff, Kalenichenko and Philbin (2015): max(0, d(a,p) - d(a,n) + margin), an anchor nearer
+    its positive than its negative by the margin. d is the Euclidean distance (FaceNet squares it);
+    the service thresholds the plain distance, so that is the one whose gaps are trained."""
+
+    kind = "triplets"
+
+    def __init__(self, margin: float = 0.2):
+        super().__init__()
+        self.margin = margin
+
+    def forward(self, embeddings: Tensor, labels: Tensor, indices_tuple: Triplets | None = None) -> Tensor:
+        a, p, n = all_triplets(labels) if indices_tuple is None else indices_tuple
+        d_ap = pair_distance(embeddings[a], embeddings[p])
+        d_an = pair_distance(embeddings[a], embeddings[n])
+        return _mean(F.relu(d_ap - d_an + self.margin), embeddings)
+
+
+class AngularLoss(nn.Module):
+    """Wang et al. (2017), N-pair form: for each anchor-positive pair,
+    log(1 + sum_n exp(f_apn)), f_apn = 4 tan^2(alpha) (x_a + x_p)^T x_n - 2 (1 + tan^2 alpha) x_a^T x_p.
+
+    It bounds the angle at the negative in the triangle (a, p, n), which, unlike a distance margin,
+    is scale-free. Triplets are grouped by their (a, p); without mined triplets every unordered
+    positive pair is taken with every negative of the batch. `alpha` is in degrees.
+    """
+
+    kind = "triplets"
+
+    def __init__(self, alpha: float = 40.0):
+        super().__init__()
+        self.alpha = alpha
+        self.tan_squared = math.tan(math.radians(alpha)) ** 2
+
+    def forward(self, embeddings: Tensor, labels: Tensor, indices_tuple: Triplets | None = None) -> Tensor:
+        if indices_tuple is None:
+            a, p, n = all_triplets(labels)
+            keep = a < p  # f is symmetric in a and p
+            a, p, n = a[keep], p[keep], n[keep]
+        else:
+            a, p, n = indices_tuple
+        if a.numel() == 0:
+            return embeddings.sum() * 0.0
+        x_a, x_p, x_n = embeddings[a], embeddings[p], embeddings[n]
+        f = 4 * self.tan_squared * ((x_a + x_p) * x_n).sum(-1) - 2 * (1 + self.tan_squared) * (x_a * x_p).sum(-1)
+        _, group = torch.unique(a * len(embeddings) + p, return_inverse=True)
+        groups = int(group.max()) + 1
+        # log(1 + sum exp f) per group, shifted by max(0, max f) so exp never overflows.
+        shift = f.new_zeros(groups).scatter_reduce(0, group, f.detach(), "amax", include_self=True)
+        total = torch.exp(-shift).index_add(0, group, torch.exp(f - shift[group]))
+        return (shift + torch.log(total)).mean()
+
+
+class PairwiseSimilarityLoss(nn.Module):
+    """A learned same/different classifier on a pair (Koch et al., 2015): a linear head maps
+    |e1 - e2| to a logit, trained with binary cross-entropy against 1 (same) / 0 (different).
+
+    The head's parameters are the loss's own, so the trainer optimises them with the encoder's; only
+    the encoder is shipped, and the service still compares Euclidean distances.
+    """
+
+    kind = "pairs"
+
+    def __init__(self, embedding_dim: int):
+        super().__init__()
+        self.head = nn.Linear(embedding_dim, 1)
+
+    def logits(self, first: Tensor, second: Tensor) -> Tensor:
+        return self.head((first - second).abs()).squeeze(-1)
+
+    def forward(self, embeddings: Tensor, labels: Tensor, indices_tuple: Pairs | None = None) -> Tensor:
+        a1, p, a2, n = all_pairs(labels) if indices_tuple is None else indices_tuple
+        if a1.numel() + a2.numel() == 0:
+            return embeddings.sum() * 0.0
+        first = torch.cat([embeddings[a1], embeddings[a2]])
+        second = torch.cat([embeddings[p], embeddings[n]])
+        targets = torch.cat([torch.ones(a1.numel()), torch.zeros(a2.numel())]).to(embeddings)
+        return F.binary_cross_entropy_with_logits(self.logits(first, second), targets)
+
+
+LOSSES: dict[str, type[nn.Module]] = {
+    "contrastive": ContrastiveLoss,
+    "triplet": TripletMarginLoss,
+    "angular": AngularLoss,
+    "pairwise": PairwiseSimilarityLoss,
+}
+
+
+def build_loss(name: str, **params) -> nn.Module:
+    if name not in LOSSES:
+        raise ValueError(f"unknown loss {name!r}; known: {sorted(LOSSES)}")
+    return LOSSES[name](**params)
