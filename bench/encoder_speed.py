@@ -1,8 +1,9 @@
 """Encoder speed on CPU with 2 threads (the serving setup): batch 1 (one request) and batch 32.
 
-    python bench/encoder_speed.py [--weights DIR]
+    python bench/encoder_speed.py [--weights DIR] [--out FILE]
 
-Prints median milliseconds per batch and per chip, and writes bench/results/encoder_speed.json.
+Prints median milliseconds per batch and per chip, and writes bench/results/encoder_speed.json for
+the default encoder or bench/results/encoder_speed_<card name>.json for any other.
 """
 
 from __future__ import annotations
@@ -17,9 +18,11 @@ from pathlib import Path
 
 import torch
 
-from model.card import load_card
+from model.card import EncoderCard, load_card
 
 ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_WEIGHTS = ROOT / "weights" / "dlib-resnet-v1"
+RESULTS = ROOT / "bench" / "results"
 THREADS = 2
 CASES = ((1, 100), (32, 20))  # (batch size, timed runs)
 WARMUP_RUNS = 5
@@ -49,16 +52,24 @@ def time_batches(encoder: torch.nn.Module, batch: int, runs: int, size: int) -> 
     return timings
 
 
+def default_out(card: EncoderCard) -> Path:
+    """The default encoder keeps its original file; every other card gets its own, by name."""
+    if card.folder.resolve() == DEFAULT_WEIGHTS.resolve():
+        return RESULTS / "encoder_speed.json"
+    return RESULTS / f"encoder_speed_{card.name}.json"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--weights", type=Path, default=ROOT / "weights" / "dlib-resnet-v1")
+    parser.add_argument("--weights", type=Path, default=DEFAULT_WEIGHTS)
     parser.add_argument(
-        "--out", type=Path, default=ROOT / "bench" / "results" / "encoder_speed.json"
+        "--out", type=Path, help="result file (default: by the card's name, as above)"
     )
     args = parser.parse_args(argv)
 
     torch.set_num_threads(THREADS)
     card = load_card(args.weights)
+    out = args.out or default_out(card)
     encoder = card.load_encoder()
     size = card.template.size
 
@@ -85,9 +96,9 @@ def main(argv: list[str] | None = None) -> int:
         "threads": THREADS,
         "results": results,
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"wrote {args.out}")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"wrote {out}")
     return 0
 
 

