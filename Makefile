@@ -12,7 +12,7 @@ install: $(STAMP)
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test,eval]'
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test,eval,train]'
 	touch $(STAMP)
 
 serve: $(STAMP)

@@ -1,7 +1,7 @@
 """`facever` command line: one entry point for serving and for every model task.
 
     facever serve [--host H] [--port P] [--workers N]
-    facever evaluate | calibrate | convert-dlib | fetch-mtcnn | fuse [their own options]
+    facever evaluate | calibrate | convert-dlib | fetch-mtcnn | fuse | train [their own options]
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ TASKS = {
     "convert-dlib": "model.convert_dlib",
     "fetch-mtcnn": "model.fetch_mtcnn",
     "fuse": "model.fuse",
+    "train": "model.train",
 }
 
 

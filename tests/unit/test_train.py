@@ -1,0 +1,145 @@
+"""The trainer: configuration, schedule, freezing, and a few-step smoke run on AT&T faces."""
+
+import json
+
+import pytest
+import torch
+
+from model import train as trainer
+from model.card import load_card
+from model.train import DEFAULTS, build_model, load_config, lr_factor, train
+
+
+def write_config(tmp_path, **overrides):
+    path = tmp_path / "experiment.json"
+    path.write_text(json.dumps(overrides))
+    return path
+
+
+def test_config_merges_defaults_and_names_the_run_after_the_file(tmp_path):
+    config = load_config(write_config(tmp_path, loss={"name": "triplet"}, sampler={"p": 4}))
+    assert config["name"] == "experiment"
+    assert config["loss"] == {"name": "triplet", "params": {}}
+    assert config["sampler"] == {**DEFAULTS["sampler"], "p": 4}
+
+
+def test_misspelt_keys_are_refused(tmp_path):
+    with pytest.raises(ValueError, match="unknown key 'epoch'"):
+        load_config(write_config(tmp_path, epoch=3))
+    with pytest.raises(ValueError, match="config.sampler"):
+        load_config(write_config(tmp_path, sampler={"P": 4}))
+
+
+def test_toml_configs_are_read(tmp_path):
+    path = tmp_path / "run.toml"
+    path.write_text('seed = 3\n[loss]\nname = "angular"\nparams = { alpha = 45.0 }\n')
+    config = load_config(path)
+    assert config["seed"] == 3 and config["loss"]["params"] == {"alpha": 45.0}
+
+
+def test_schedule_warms_up_linearly_then_decays_by_cosine():
+    assert lr_factor(0, 100, 10, "cosine") == pytest.approx(0.1)
+    assert lr_factor(9, 100, 10, "cosine") == pytest.approx(1.0)
+    assert lr_factor(10, 100, 10, "cosine") == pytest.approx(1.0)
+    assert lr_factor(55, 100, 10, "cosine") == pytest.approx(0.5)
+    assert lr_factor(100, 100, 10, "cosine") == pytest.approx(0.0)
+    assert lr_factor(50, 100, 10, "constant") == 1.0
+
+
+def test_fine_tuning_starts_from_the_weights_folder_with_early_layers_frozen():
+    config = load_config_dict({"encoder": {"init_from": "weights/dlib-resnet-v1", "freeze": ["conv", "units.0"]}})
+    encoder, architecture, spec = build_model(config, None)
+    assert architecture["name"] == "dlib_resnet" and spec["size"] == 150
+    frozen = {name for name, p in encoder.named_parameters() if not p.requires_grad}
+    assert frozen == {"conv.weight", "conv.bias"} | {n for n, _ in encoder.named_parameters() if n.startswith("units.0.")}
+    assert encoder.training
+    with pytest.raises(ValueError, match="no parameter"):
+        build_model(load_config_dict({"encoder": {"init_from": "weights/dlib-resnet-v1", "freeze": ["stem"]}}), None)
+
+
+def load_config_dict(overrides: dict) -> dict:
+    config = trainer._merge(DEFAULTS, overrides)
+    config["name"] = "test"
+    return config
+
+
+# -- a smoke run on a handful of AT&T identities ----------------------------------------------------
+
+
+def smoke_config(tmp_path, **overrides) -> dict:
+    split = tmp_path / "split.json"
+    split.write_text(json.dumps({"train": ["s1", "s2", "s3", "s4"], "val": ["s5", "s6"], "test": ["s7", "s8"]}))
+    return load_config_dict({
+        "epochs": 2,
+        "data": {"images": "att_faces", "split": {"file": str(split)}},
+        "template": {"size": 32},
+        "encoder": {"params": {"embedding_dim": 16, "input_size": 32, "widths": [8, 16, 32]}},
+        "loss": {"name": "triplet", "params": {"margin": 0.2}},
+        "miner": {"name": "semi_hard", "params": {"margin": 0.2}},
+        "sampler": {"p": 4, "k": 3, "batches_per_epoch": 2},
+        **overrides,
+    })
+
+
+@pytest.fixture
+def att_dir(data_dir):
+    if not (data_dir / "att_faces" / "s1").is_dir():
+        pytest.skip("AT&T faces not found")
+    return data_dir
+
+
+@pytest.fixture(scope="module")
+def chip_cache(tmp_path_factory):
+    """One chip cache for the module: the handful of images is detected and aligned once."""
+    return tmp_path_factory.mktemp("chips")
+
+
+def run(config, tmp_path, name, *, data_dir, chip_cache, resume=False):
+    return train(config, data_dir=data_dir, out_dir=tmp_path / name / "weights", runs_dir=tmp_path / name,
+                 chip_cache=chip_cache, resume=resume, progress=False)
+
+
+def test_smoke_training_writes_a_loadable_weights_folder(att_dir, chip_cache, tmp_path):
+    summary = run(smoke_config(tmp_path), tmp_path, "smoke", data_dir=att_dir, chip_cache=chip_cache)
+    card = load_card(tmp_path / "smoke" / "weights")
+    encoder = card.load_encoder()
+    assert encoder(torch.rand(3, 3, 32, 32) * 255).shape == (3, 16)
+    assert card.template.size == 32 and card.data["distance"] == "euclidean_l2_normalised"
+    assert card.data["inference"] == {"flip_tta": False}
+    assert card.data["training"]["identities"]["test"] == ["s7", "s8"]
+    assert card.calibration(flip_tta=False).default == "best_accuracy"
+    assert summary["test"]["pairs"] == {"genuine": 90, "impostor": 90}  # 2 x C(10, 2), as many impostor
+    log = [json.loads(line) for line in (tmp_path / "smoke" / "test" / "metrics.jsonl").read_text().splitlines()]
+    assert [record["epoch"] for record in log] == [1, 2] and "mined_per_batch" in log[0]
+    assert (tmp_path / "smoke" / "test" / "loss.png").stat().st_size > 0
+
+
+def test_a_resumed_run_ends_where_an_uninterrupted_one_does(att_dir, chip_cache, tmp_path, monkeypatch):
+    config = smoke_config(tmp_path, loss={"name": "pairwise", "params": {"embedding_dim": 16}}, miner=None)
+    run(config, tmp_path, "straight", data_dir=att_dir, chip_cache=chip_cache)
+
+    validate, calls = trainer.validate, []
+
+    def interrupted(*args):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt  # dies during epoch 2, after epoch 1's checkpoint
+        return validate(*args)
+
+    monkeypatch.setattr(trainer, "validate", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        run(config, tmp_path, "resumed", data_dir=att_dir, chip_cache=chip_cache)
+    monkeypatch.setattr(trainer, "validate", validate)
+    run(config, tmp_path, "resumed", data_dir=att_dir, chip_cache=chip_cache, resume=True)
+
+    straight = torch.load(tmp_path / "straight" / "weights" / "encoder.pt", weights_only=True)
+    resumed = torch.load(tmp_path / "resumed" / "weights" / "encoder.pt", weights_only=True)
+    assert all(torch.equal(straight[key], resumed[key]) for key in straight)
+    lines = (tmp_path / "resumed" / "test" / "metrics.jsonl").read_text().splitlines()
+    assert len(lines) == 2
+
+
+def test_a_loss_and_miner_of_different_kinds_are_refused(att_dir, chip_cache, tmp_path):
+    config = smoke_config(tmp_path, loss={"name": "contrastive"}, miner={"name": "batch_hard"})
+    with pytest.raises(ValueError, match="takes pairs"):
+        run(config, tmp_path, "mismatch", data_dir=att_dir, chip_cache=chip_cache)
