@@ -88,6 +88,16 @@ def att_dir(data_dir):
     return data_dir
 
 
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Training runs as the experiments do, on one thread: on a busy two-core machine two threads
+    wait on each other (MTCNN over these 80 images: 0.7 s on one thread, up to a minute on two)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="module")
 def chip_cache(tmp_path_factory):
     """One chip cache for the module: the handful of images is detected and aligned once."""
