@@ -1,0 +1,147 @@
+"""Compare metric-learning losses: train one config per loss, score each on its unseen test identities.
+
+    python bench/training_losses.py                       # configs/att_*.json -> att_losses.json
+    python bench/training_losses.py --configs configs/att_triplet_semihard.json --retrain
+
+Every config is trained with `model.train` (1 torch thread) into runs/<name>/, unless runs/<name>/
+already holds a finished run of the very same config. The table gives, per loss, the test EER and
+the test accuracy at the threshold chosen on the validation identities, with the training time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import platform
+import sys
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from model.card import CARD_FILE  # noqa: E402
+from model.lfw import DEFAULT_DATA_DIR, REPO_ROOT  # noqa: E402
+from model.train import load_config, train  # noqa: E402
+
+RESULTS = REPO_ROOT / "bench" / "results" / "training"
+
+
+def finished_run(weights: Path, config: dict) -> dict | None:
+    """The card's training summary if `weights` holds a finished run of exactly this config."""
+    card_path = weights / CARD_FILE
+    if not card_path.exists():
+        return None
+    card = json.loads(card_path.read_text())
+    if card["training"]["config"] != config:
+        return None
+    return {"training": card["training"], "test": card["evaluation"][f"{card['training']['dataset']}_test"]}
+
+
+def _relative(path: Path) -> str:
+    path = path.resolve()
+    return str(path.relative_to(REPO_ROOT)) if path.is_relative_to(REPO_ROOT) else str(path)
+
+
+def train_command(config_path: Path, weights: Path) -> str:
+    """The `model.train` command that trains this run by itself."""
+    return f"python -m model.train --config {_relative(config_path)} --out {_relative(weights)} --threads 1"
+
+
+def row(config_path: Path, weights: Path, summary: dict) -> dict:
+    training, test = summary["training"], summary["test"]
+    config = training["config"]
+    miner = config["miner"]
+    return {
+        "config": _relative(config_path),
+        "name": config["name"],
+        "loss": config["loss"],
+        "miner": miner["name"] if miner else "none (all pairs / triplets of the batch)",
+        "test_eer": test["eer"],
+        "test_accuracy": test["accuracy"],
+        "test_auc": test["auc"],
+        "test_pairs": test["pairs"],
+        "threshold_from_validation": test["threshold"],
+        "validation_eer": training["validation"]["eer"],
+        "epochs": config["epochs"],
+        "training_seconds": training["timings"]["training_seconds"],
+        "images_per_second": training["timings"]["images_per_second"],
+        "parameters": training["parameters"],
+        "command": train_command(config_path, weights),
+    }
+
+
+def plot(rows: list[dict], runs: Path, path: Path) -> None:
+    """Validation EER per epoch, one line per loss."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot as plt
+
+    figure, axis = plt.subplots(figsize=(7, 4))
+    for entry in rows:
+        log = [json.loads(line) for line in (runs / entry["name"] / "metrics.jsonl").read_text().splitlines()]
+        axis.plot([r["epoch"] for r in log], [r["val_eer"] for r in log], label=entry["loss"]["name"] + (
+            f" ({entry['miner']})" if not entry["miner"].startswith("none") else ""))
+    axis.set_xlabel("epoch")
+    axis.set_ylabel("validation EER")
+    axis.set_ylim(bottom=0)
+    axis.grid(True, alpha=0.3)
+    axis.legend()
+    axis.set_title("validation EER while training, per loss")
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--configs", type=Path, nargs="+", default=sorted((REPO_ROOT / "configs").glob("att_*.json")))
+    parser.add_argument("--out", type=Path, default=RESULTS / "att_losses.json")
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA_DIR)
+    parser.add_argument("--runs", type=Path, default=REPO_ROOT / "runs")
+    parser.add_argument("--retrain", action="store_true", help="train even where a finished run exists")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(1)
+
+    rows = []
+    for config_path in args.configs:
+        config = load_config(config_path)
+        weights = args.runs / config["name"] / "weights"
+        summary = None if args.retrain else finished_run(weights, config)
+        if summary is None:
+            summary = train(config, data_dir=args.data, out_dir=weights, runs_dir=args.runs,
+                            command=train_command(config_path, weights))
+        rows.append(row(config_path, weights, summary))
+
+    split = summary["training"]["identities"]
+    report = {
+        "protocol": (
+            f"{summary['training']['dataset']}: train on {len(split['train'])} identities for the config's "
+            f"epochs (the last epoch is kept), choose the threshold (best balanced accuracy over all validation "
+            f"pairs) on {len(split['val'])} validation identities, test on {len(split['test'])} unseen identities: every "
+            "genuine pair and as many impostor pairs drawn with the config's seed; distance: Euclidean between "
+            "L2-normalised embeddings"
+        ),
+        "identities": split,
+        "results": rows,
+        "command": "python bench/training_losses.py " + " ".join(sys.argv[1:] if argv is None else argv),
+        "date": dt.date.today().isoformat(),
+        "machine": f"{platform.machine()}, 1 torch thread, shared with other work",
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(report, indent=2) + "\n")
+    plot(rows, args.runs, args.out.with_suffix(".png"))
+
+    print(f"{'loss':<12} {'miner':<12} {'test EER':>9} {'test acc':>9} {'AUC':>7} {'val EER':>8} {'epochs':>6} {'train s':>8}")
+    for entry in rows:
+        miner = "all" if entry["miner"].startswith("none") else entry["miner"]
+        print(f"{entry['loss']['name']:<12} {miner:<12} {entry['test_eer']:>9.2%} {entry['test_accuracy']:>9.2%} "
+              f"{entry['test_auc']:>7.4f} {entry['validation_eer']:>8.2%} {entry['epochs']:>6} "
+              f"{entry['training_seconds']:>8.0f}")
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
