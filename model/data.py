@@ -21,7 +21,6 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image, ImageOps
 from torch import Tensor, nn
 
 from model.card import EncoderCard
@@ -29,6 +28,7 @@ from model.errors import NoFaceDetected
 from model.faces.align import AlignmentTemplate
 from model.faces.mtcnn import MTCNN
 from model.faces.types import Face
+from model.images import load_image, to_array
 from model.lfw import REPO_ROOT, identity_images
 from model.pipeline import FaceVerifier
 
@@ -37,10 +37,9 @@ SPLITS = ("train", "val", "test")
 
 
 def read_image(path: str | Path) -> np.ndarray:
-    """A dataset image as uint8 HxWx3 RGB. Dataset files are trusted and come in formats uploads
-    are refused in (AT&T's PGM), so they are opened directly rather than via model.images."""
-    with Image.open(path) as image:
-        return np.array(ImageOps.exif_transpose(image).convert("RGB"), dtype=np.uint8)
+    """A dataset image as uint8 HxWx3 RGB, through model.images like uploads, in any format Pillow
+    reads: dataset files come in formats uploads are refused in (AT&T's PGM)."""
+    return to_array(load_image(path, formats=None))
 
 
 def natural_key(name: str) -> list:

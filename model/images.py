@@ -56,11 +56,16 @@ def _to_rgb(image: Image.Image) -> Image.Image:
     return image.convert("RGB")
 
 
-def decode_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
+def decode_image(
+    data: bytes,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    formats: frozenset[str] | None = SUPPORTED_FORMATS,
+) -> Image.Image:
     """Decode an uploaded image to an upright 8-bit RGB Pillow image.
 
-    Raises InvalidImage (not an image, truncated), UnsupportedFormat (an image container we do not
-    accept) or ImageTooLarge (more than `max_pixels`, checked before decoding).
+    Raises InvalidImage (not an image, truncated), UnsupportedFormat (a container outside `formats`;
+    None accepts whatever Pillow reads) or ImageTooLarge (more than `max_pixels`, checked before
+    decoding).
     """
     if not data:
         raise InvalidImage("the image is empty (zero bytes)")
@@ -80,7 +85,7 @@ def decode_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Ima
     except Exception:  # Pillow plugins raise assorted errors on malformed headers
         raise InvalidImage("the image header is malformed") from None
 
-    if image.format not in SUPPORTED_FORMATS:
+    if formats is not None and image.format not in formats:
         raise UnsupportedFormat(
             f"{image.format} is not supported; send JPEG, PNG, WebP, BMP, GIF or TIFF"
         )
@@ -100,9 +105,12 @@ def decode_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Ima
         raise InvalidImage("the image data is truncated or corrupt") from None
 
 
-def load_image(path: str | Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
-    """Read an image file through the same path as uploads."""
-    return decode_image(Path(path).read_bytes(), max_pixels=max_pixels)
+def load_image(
+    path: str | Path, max_pixels: int = DEFAULT_MAX_PIXELS, formats: frozenset[str] | None = SUPPORTED_FORMATS
+) -> Image.Image:
+    """Read an image file through the same path as uploads; datasets pass `formats=None` to accept
+    their own formats (AT&T's PGM, for one)."""
+    return decode_image(Path(path).read_bytes(), max_pixels=max_pixels, formats=formats)
 
 
 def to_array(image: Image.Image) -> np.ndarray:
