@@ -228,7 +228,7 @@ def _decode_all(uploads: Sequence[tuple[str, bytes]], max_pixels: int) -> tuple[
         try:
             images.append(decode_image(data, max_pixels))
         except InputError as error:
-            raise type(error)(f"{label}: {error}", error.code) from None
+            raise error.about(label) from None
     return images, round((time.perf_counter() - started) * 1000, 2)
 
 

@@ -1,5 +1,7 @@
 """Input errors the model side raises; each carries a stable machine-readable code."""
 
+from __future__ import annotations
+
 
 class InputError(ValueError):
     """A request's input cannot be processed. `code` is stable and documented in the README."""
@@ -14,6 +16,10 @@ class InputError(ValueError):
     @property
     def message(self) -> str:
         return str(self)
+
+    def about(self, subject: str) -> InputError:
+        """The same error, its message prefixed with what it is about (e.g. which image)."""
+        return type(self)(f"{subject}: {self}", self.code)
 
 
 class InvalidImage(InputError):

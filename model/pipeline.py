@@ -118,7 +118,7 @@ class FaceVerifier:
             try:
                 chosen.append((select_face(faces, policy, (width, height)), len(faces)))
             except InputError as error:
-                raise type(error)(f"{label}: {error}") from None
+                raise error.about(label) from None
         return chosen
 
     @torch.inference_mode()
