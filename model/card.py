@@ -117,11 +117,25 @@ class EncoderCard:
         mode = self.data.get("calibration", {}).get(tta_mode(flip_tta))
         return Calibration.from_dict(mode) if mode else None
 
+    def state_files(self) -> dict[str, Path]:
+        """State-dict key prefix -> file: the folder's own `encoder.pt` (prefix ""), plus the state
+        of other weights folders it borrows (`borrowed_state`: prefix -> relative folder), so a fused
+        encoder refers to its members' weights instead of carrying a copy of them."""
+        files = {}
+        if (self.folder / STATE_FILE).exists():
+            files[""] = self.folder / STATE_FILE
+        for prefix, folder in self.data.get("borrowed_state", {}).items():
+            files[prefix] = (self.folder / folder / STATE_FILE).resolve()
+        return files
+
     def load_encoder(self) -> nn.Module:
         """Build the architecture the card names and load its weights, ready for inference."""
         architecture = self.data["architecture"]
         encoder = build_encoder(architecture["name"], **architecture.get("params", {}))
-        state = torch.load(self.folder / STATE_FILE, map_location="cpu", weights_only=True)
+        state = {}
+        for prefix, path in self.state_files().items():
+            loaded = torch.load(path, map_location="cpu", weights_only=True)
+            state.update({prefix + key: value for key, value in loaded.items()})
         encoder.load_state_dict(state)
         return encoder.eval().requires_grad_(False)
 

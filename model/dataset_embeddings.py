@@ -17,7 +17,6 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from model.card import STATE_FILE
 from model.errors import NoFaceDetected
 from model.faces.select import select_face
 from model.faces.types import Face
@@ -131,7 +130,7 @@ def embed_dataset(
     cache_dir = Path(cache_dir) if cache_dir else None
     faces, sizes = detect_dataset(verifier, images_dir, paths, policy, cache_dir, batch_size)
     key = _digest(
-        (verifier.card.folder / STATE_FILE).read_bytes(),
+        *(path.read_bytes() for path in verifier.card.state_files().values()),
         json.dumps([t.to_dict() for t in verifier.templates], sort_keys=True),
         json.dumps([f.landmarks if f else None for f in faces]),
     )

@@ -3,20 +3,19 @@
     python -m model.fuse --members weights/dlib-resnet-v1 weights/sface-2021dec --weights 1.0 0.8 \
         --name fused-dlib-sface
 
-The result is an ordinary encoder folder (encoder.pt + model.json) that the service, the evaluator
-and the calibrator load like any other; run `facever evaluate --update-card` and `facever calibrate`
-on it afterwards, since a fused encoder has distances of its own.
+The result is an ordinary encoder folder (a model.json that borrows its members' weights) that the
+service, the evaluator and the calibrator load like any other; run `facever evaluate --update-card`
+and `facever calibrate` on it afterwards, since a fused encoder has distances of its own.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 from pathlib import Path
 
-import torch
-
-from model.card import CARD_FILE, DISTANCE, STATE_FILE, load_card
+from model.card import CARD_FILE, DISTANCE, load_card
 from model.lfw import REPO_ROOT
 
 
@@ -24,10 +23,6 @@ def fuse(member_dirs: list[Path], weights: list[float], name: str, out_dir: Path
     if len(member_dirs) != len(weights):
         raise ValueError("give one weight per member")
     cards = [load_card(folder) for folder in member_dirs]
-    state: dict[str, torch.Tensor] = {}
-    for index, card in enumerate(cards):
-        member_state = torch.load(card.folder / STATE_FILE, map_location="cpu", weights_only=True)
-        state.update({f"members.{index}.{key}": value for key, value in member_state.items()})
     members = [
         {"architecture": card.data["architecture"]["name"], "params": card.data["architecture"].get("params", {}),
          "weight": weight}
@@ -40,6 +35,11 @@ def fuse(member_dirs: list[Path], weights: list[float], name: str, out_dir: Path
         "input": [card.data["input"] for card in cards],
         "alignment": [card.data["alignment"] for card in cards],
         "embedding_dim": sum(card.embedding_dim for card in cards),
+        # The members' weights stay in their own folders (no 50 MB copy): prefix -> folder.
+        "borrowed_state": {
+            f"members.{index}.": os.path.relpath(card.folder.resolve(), out_dir.resolve())
+            for index, card in enumerate(cards)
+        },
         "distance": DISTANCE,
         "inference": {"flip_tta": flip_tta},
         "members": [
@@ -56,7 +56,6 @@ def fuse(member_dirs: list[Path], weights: list[float], name: str, out_dir: Path
         },
     }
     out_dir.mkdir(parents=True, exist_ok=True)
-    torch.save(state, out_dir / STATE_FILE)
     (out_dir / CARD_FILE).write_text(json.dumps(data, indent=2) + "\n")
     load_card(out_dir).load_encoder()  # the folder must load strictly before it is called done
     return out_dir

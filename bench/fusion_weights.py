@@ -1,0 +1,79 @@
+"""Choose a fused encoder's member weights on LFW View 1 (development pairs), never View 2.
+
+Each member embeds the View 1 images once (cached); the fusion is then computed for each weight of
+the second member relative to the first, plain and with flip TTA, exactly as FusedEncoder does it
+(weighted concatenation of L2-normalised member embeddings).
+
+    python bench/fusion_weights.py --members weights/dlib-resnet-v1 weights/sface-2021dec
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from model import metrics
+from model.card import tta_mode
+from model.dataset_embeddings import embed_dataset
+from model.evaluate import DEFAULT_REPORTS, pair_distances
+from model.lfw import DEFAULT_DATA_DIR, read_pairs
+from model.pipeline import FaceVerifier
+
+SECOND_MEMBER_WEIGHTS = (0.0, 0.25, 0.35, 0.5, 0.6, 0.75, 1.0, 1.5, 2.0, 100.0)  # 0 and 100: each member alone
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--members", type=Path, nargs=2, required=True)
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA_DIR)
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+
+    lfw = args.data / "lfw"
+    pairs = read_pairs(lfw / "pairsDevTrain.txt") + read_pairs(lfw / "pairsDevTest.txt")
+    paths = sorted({p.first for p in pairs} | {p.second for p in pairs})
+    is_same = np.array([p.same for p in pairs])
+    members = [embed_dataset(FaceVerifier.from_folders(folder), lfw / "images", paths) for folder in args.members]
+    index = members[0].index()
+
+    results = {}
+    for flip_tta in (False, True):
+        for weight in SECOND_MEMBER_WEIGHTS:
+            views = []
+            for mirrored in (False, True) if flip_tta else (False,):
+                parts = []
+                for member, w in zip(members, (1.0, weight)):
+                    raw = member.raw_mirrored if mirrored else member.raw
+                    parts.append(w * raw / np.linalg.norm(raw, axis=1, keepdims=True))
+                views.append(np.concatenate(parts, axis=1))
+            fused = np.mean(views, axis=0)
+            fused /= np.linalg.norm(fused, axis=1, keepdims=True)
+            d = pair_distances(fused, index, pairs)
+            threshold = metrics.best_accuracy_threshold(d, is_same)
+            results[f"w={weight:g} / {tta_mode(flip_tta)}"] = {
+                "second_member_weight": weight,
+                "flip_tta": flip_tta,
+                "accuracy": metrics.accuracy(d, is_same, threshold),
+                "eer": metrics.equal_error_rate(d, is_same)[0],
+                "auc": metrics.roc_auc(d, is_same),
+                "tar_at_far_1e-3": metrics.tar_at_far(d, is_same, 1e-3)[0],
+            }
+    print(f"members: {[str(m) for m in args.members]}; LFW View 1, {len(pairs)} pairs")
+    print(f"{'second weight / mode':<22} {'accuracy':>8} {'EER':>7} {'AUC':>8} {'TAR@1e-3':>9}")
+    for name, r in results.items():
+        print(f"{name:<22} {r['accuracy']:>8.2%} {r['eer']:>7.2%} {r['auc']:>8.5f} {r['tar_at_far_1e-3']:>9.2%}")
+    out = DEFAULT_REPORTS / "fusion_weights_view1.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(
+        json.dumps({"members": [str(m) for m in args.members], "protocol": "LFW View 1", "results": results}, indent=2)
+        + "\n"
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,60 @@
+"""`facever fuse`: a fused weights folder borrows its members' weights and loads like any encoder."""
+
+import json
+
+import torch
+from torch import nn
+
+from model.card import STATE_FILE, load_card
+from model.encoders.registry import ENCODERS, register_encoder
+from model.fuse import fuse
+
+if "test_linear" not in ENCODERS:
+
+    @register_encoder("test_linear")
+    class TinyLinear(nn.Module):
+        """Mean colour of the chip through a 3 -> 2 linear map: parameters to load, output to check."""
+
+        def __init__(self):
+            super().__init__()
+            self.linear = nn.Linear(3, 2)
+
+        def forward(self, chips: torch.Tensor) -> torch.Tensor:
+            return self.linear(chips.mean((2, 3)))
+
+
+def make_member(folder, size: int, seed: int) -> None:
+    torch.manual_seed(seed)
+    folder.mkdir()
+    torch.save(TinyLinear().state_dict(), folder / STATE_FILE)
+    card = {
+        "name": folder.name,
+        "version": "1.0.0",
+        "architecture": {"name": "test_linear", "params": {}},
+        "input": {"size": size},
+        "alignment": {"size": size, "points": [[1, 1], [3, 1], [2, 2], [1, 3], [3, 3]]},
+        "embedding_dim": 2,
+        "licence": "MIT",
+    }
+    (folder / "model.json").write_text(json.dumps(card))
+
+
+def test_fused_folder_borrows_member_weights(tmp_path):
+    make_member(tmp_path / "a", size=4, seed=0)
+    make_member(tmp_path / "b", size=6, seed=1)
+    out = fuse([tmp_path / "a", tmp_path / "b"], [1.0, 0.5], "fused-ab", tmp_path / "fused-ab", flip_tta=True)
+
+    assert not (out / STATE_FILE).exists()
+    card = load_card(out)
+    assert [t.size for t in card.templates] == [4, 6]
+    assert card.embedding_dim == 4
+    assert set(card.state_files()) == {"members.0.", "members.1."}
+
+    fused = card.load_encoder()
+    first, second = load_card(tmp_path / "a").load_encoder(), load_card(tmp_path / "b").load_encoder()
+    chips_a, chips_b = torch.rand(3, 3, 4, 4) * 255, torch.rand(3, 3, 6, 6) * 255
+    expected = torch.cat(
+        [nn.functional.normalize(first(chips_a), dim=-1), 0.5 * nn.functional.normalize(second(chips_b), dim=-1)],
+        dim=-1,
+    )
+    assert torch.allclose(fused(chips_a, chips_b), expected)
