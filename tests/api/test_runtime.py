@@ -189,3 +189,24 @@ async def test_errors_inside_the_inference_propagate():
     with pytest.raises(ValueError, match="bad input"):
         await limiter.run("embed", fail)
     assert limiter.admitted == 0
+
+
+async def test_cancelled_requests_free_their_place_only_when_their_work_ends():
+    """A client that disconnects cancels its request: a waiting one leaves the queue at once, a
+    running one keeps its slot until its thread ends, and no slot is lost either way."""
+    limiter = InferenceLimiter(max_concurrency=1, max_queue=1, timeout_s=5, metrics=ServiceMetrics())
+    release = threading.Event()
+    running = asyncio.create_task(limiter.run("verify", lambda: release.wait(5)))
+    await wait_for(lambda: limiter.admitted == 1)
+    waiting = asyncio.create_task(limiter.run("verify", lambda: "never runs"))
+    await wait_for(lambda: limiter.admitted == 2)
+
+    waiting.cancel()
+    await asyncio.gather(waiting, return_exceptions=True)
+    assert limiter.admitted == 1
+    running.cancel()
+    await asyncio.gather(running, return_exceptions=True)
+    assert limiter.admitted == 1  # the thread still runs
+    release.set()
+    await wait_for(lambda: limiter.admitted == 0)
+    assert await asyncio.wait_for(limiter.run("verify", lambda: "served"), 1) == "served"
