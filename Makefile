@@ -28,9 +28,11 @@ calibrate: $(STAMP)
 	$(BIN)/facever calibrate
 
 bench: $(STAMP)
-	$(BIN)/python bench/encoder_speed.py
-	$(BIN)/python bench/detect_speed.py
-	$(BIN)/python bench/pipeline_speed.py
+	$(BIN)/python -m bench.encoder_speed
+	$(BIN)/python -m bench.detect_speed
+	$(BIN)/python -m bench.pipeline_speed
+	$(BIN)/python -m bench.latency
+	$(BIN)/facever evaluate
 
 convert-dlib: $(STAMP)
 	$(BIN)/facever convert-dlib

@@ -7,7 +7,7 @@ over the first several hundred requests before it holds; with a few, inputs repe
 growth after the warm-up points at a leak. deploy/kubernetes/deployment.yaml sizes its memory
 from these numbers. Writes bench/results/soak.json; exits 1 if any request failed.
 
-    python bench/soak.py [--requests 5000] [--concurrency 4] [--max-seconds 600] [--pairs 500]
+    python -m bench.soak [--requests 5000] [--concurrency 4] [--max-seconds 600] [--pairs 500]
 """
 
 from __future__ import annotations
@@ -18,12 +18,7 @@ import datetime as dt
 import json
 import os
 import platform
-import signal
-import socket
 import statistics
-import subprocess
-import sys
-import tempfile
 import threading
 import time
 from collections import Counter
@@ -33,24 +28,11 @@ from pathlib import Path
 
 import httpx
 
+from bench.server import memory_mib, running_server
 from model.lfw import DEFAULT_DATA_DIR, read_pairs
 
 ROOT = Path(__file__).resolve().parents[1]
-HOST = "127.0.0.1"
 SAMPLE_EVERY_S = 0.5
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind((HOST, 0))
-        return probe.getsockname()[1]
-
-
-def rss_mib(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    raise RuntimeError(f"no VmRSS for process {pid}")
 
 
 class RssSampler(threading.Thread):
@@ -64,27 +46,13 @@ class RssSampler(threading.Thread):
     def run(self) -> None:
         while not self._stop_event.wait(SAMPLE_EVERY_S):
             try:
-                self.samples.append((round(time.monotonic() - self._origin, 1), round(rss_mib(self.pid), 1)))
+                self.samples.append((round(time.monotonic() - self._origin, 1), round(memory_mib(self.pid), 1)))
             except FileNotFoundError:  # the server died; the soak reports its errors
                 return
 
     def stop(self) -> None:
         self._stop_event.set()
         self.join()
-
-
-def wait_ready(server: subprocess.Popen, base_url: str, timeout_s: float = 180) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if server.poll() is not None:
-            raise RuntimeError(f"the server exited with status {server.returncode} before it was ready")
-        try:
-            if httpx.get(f"{base_url}/health/ready", timeout=2).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.2)
-    raise TimeoutError(f"the server was not ready within {timeout_s:g} s")
 
 
 @dataclass
@@ -105,7 +73,7 @@ async def soak(base_url: str, pairs: list[tuple[bytes, bytes]], args: argparse.N
         while sent < args.requests and time.monotonic() - started < args.max_seconds:
             sent += 1
             if sent == args.warm_up + 1:
-                run.rss_after_warm_up = rss_mib(pid)
+                run.rss_after_warm_up = memory_mib(pid)
             first, second = next(work)
             request_started = time.perf_counter()
             try:
@@ -154,33 +122,14 @@ def main() -> None:
         ((images / p.first).read_bytes(), (images / p.second).read_bytes())
         for p in read_pairs(args.data / "lfw" / "pairs.txt")[: args.pairs]
     ]
-    port = args.port or free_port()
-    base_url = f"http://{HOST}:{port}"
-    facever = Path(sys.executable).with_name("facever")
-    env = {**os.environ, "FACEVER_LOG_LEVEL": "WARNING"}  # one access line per request would swamp the log
-    with tempfile.TemporaryFile() as log:
-        server = subprocess.Popen(
-            [str(facever), "serve", "--host", HOST, "--port", str(port)], env=env, stdout=log, stderr=log
-        )
-        try:
-            wait_ready(server, base_url)
-            rss_ready = rss_mib(server.pid)
-            sampler = RssSampler(server.pid)
-            sampler.start()
-            run = asyncio.run(soak(base_url, pairs, args, server.pid))
-            if server.poll() is not None:
-                raise RuntimeError(f"the server exited with status {server.returncode} during the soak")
-            rss_end = rss_mib(server.pid)
-            sampler.stop()
-        finally:
-            server.send_signal(signal.SIGTERM)
-            try:
-                server.wait(30)
-            except subprocess.TimeoutExpired:
-                server.kill()
-            if server.returncode != -signal.SIGTERM:  # uvicorn ends by re-raising the SIGTERM it was sent
-                log.seek(0)
-                print(log.read().decode(errors="replace")[-4000:], file=sys.stderr)
+    env = {"FACEVER_LOG_LEVEL": "WARNING"}  # one access line per request would swamp the log
+    with running_server(env, port=args.port) as server:
+        rss_ready = memory_mib(server.pid)
+        sampler = RssSampler(server.pid)
+        sampler.start()
+        run = asyncio.run(soak(server.base_url, pairs, args, server.pid))
+        rss_end = memory_mib(server.pid)
+        sampler.stop()
 
     answered = sum(run.outcomes.values())
     errors = answered - run.outcomes["ok"]
@@ -206,7 +155,7 @@ def main() -> None:
         "rss_series_s_mib": sampler.samples[:: max(1, len(sampler.samples) // 60)],  # about 60 points
         "server_environment": {  # besides these, the defaults (the image sets MALLOC_ARENA_MAX=2)
             name: value
-            for name, value in env.items()
+            for name, value in {**os.environ, **env}.items()
             if (name.startswith("FACEVER_") and name != "FACEVER_API_KEYS") or name == "MALLOC_ARENA_MAX"
         },
         "machine": f"{platform.machine()}, {os.cpu_count()} CPUs",

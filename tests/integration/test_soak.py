@@ -1,7 +1,7 @@
 """A short soak: a few hundred real /verify requests through the in-process app on the shipped
 weights, four at a time. No request may fail, and resident memory may grow by less than 10% after
 the warm-up: leaking the decoded images of each request (380 kB: two 250x250 RGB) would exceed it.
-`bench/soak.py` is the long version, against a real server process.
+`python -m bench.soak` is the long version, against a real server process.
 """
 
 from __future__ import annotations

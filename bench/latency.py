@@ -1,0 +1,125 @@
+"""Latency and throughput of the real server, as `make serve` runs it, on loopback.
+
+/verify with real LFW pairs (two 250x250 JPEGs per request, multipart) at concurrency 1, 4 and 16,
+then /embed with 1 and 16 images per request: p50/p95/p99 latency, throughput, answers by status,
+the server's peak RSS (VmHWM) and its time from start to ready. Prints a table and writes
+bench/results/latency.json. Settings pass through as FACEVER_* environment variables.
+
+    python -m bench.latency [--requests 200] [--weights weights/fused-dlib-sface]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime as dt
+import json
+import os
+import platform
+import statistics
+import time
+from collections import Counter
+from itertools import cycle
+from pathlib import Path
+
+import httpx
+
+from bench.server import memory_mib, running_server
+from model.lfw import DEFAULT_DATA_DIR, read_pairs
+
+ROOT = Path(__file__).resolve().parents[1]
+VERIFY_CONCURRENCY = (1, 4, 16)
+EMBED_BATCHES = (1, 16)
+
+
+def summarise(latencies_ms: list[float], outcomes: Counter, seconds: float) -> dict:
+    ordered = sorted(latencies_ms)
+
+    def percentile(q: float) -> float:
+        return round(ordered[min(len(ordered) - 1, int(q * len(ordered)))], 1)
+
+    return {
+        "requests": sum(outcomes.values()),
+        "ok": outcomes["200"],
+        "outcomes": dict(outcomes),
+        "p50_ms": round(statistics.median(ordered), 1),
+        "p95_ms": percentile(0.95),
+        "p99_ms": percentile(0.99),
+        "ok_per_s": round(outcomes["200"] / seconds, 2),
+        "seconds": round(seconds, 2),
+    }
+
+
+async def load(base_url: str, requests: list[dict], concurrency: int) -> dict:
+    """Send every request, `concurrency` at a time; latency of every answer, outcome by status/code."""
+    latencies, outcomes, queue = [], Counter(), iter(requests)
+
+    async def worker(client: httpx.AsyncClient) -> None:
+        for request in queue:
+            started = time.perf_counter()
+            response = await client.post(request["path"], files=request["files"])
+            latencies.append((time.perf_counter() - started) * 1000)
+            code = response.json().get("error", {}).get("code") if response.status_code != 200 else None
+            outcomes[f"{response.status_code} {code}" if code else str(response.status_code)] += 1
+
+    limits = httpx.Limits(max_connections=concurrency)
+    async with httpx.AsyncClient(base_url=base_url, timeout=120, limits=limits) as client:
+        for _ in range(3):  # connection and first-shape warm-up, not timed
+            await client.post(requests[0]["path"], files=requests[0]["files"])
+        started = time.perf_counter()
+        await asyncio.gather(*(worker(client) for _ in range(concurrency)))
+    return summarise(latencies, outcomes, time.perf_counter() - started)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--requests", type=int, default=200, help="requests per case")
+    parser.add_argument("--weights", type=Path, help="FACEVER_WEIGHTS_DIR (default: the service's)")
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA_DIR)
+    parser.add_argument("--output", type=Path, default=ROOT / "bench" / "results" / "latency.json")
+    args = parser.parse_args()
+
+    images = args.data / "lfw" / "images"
+    protocol = read_pairs(args.data / "lfw" / "pairs.txt")[: args.requests]
+    pairs = cycle([((images / p.first).read_bytes(), (images / p.second).read_bytes()) for p in protocol])
+    env = {"FACEVER_LOG_LEVEL": "WARNING"}
+    if args.weights:
+        env["FACEVER_WEIGHTS_DIR"] = str(args.weights.resolve())
+
+    results: dict = {}
+    with running_server(env) as server:
+        for concurrency in VERIFY_CONCURRENCY:
+            requests = [
+                {"path": "/verify", "files": {"image1": ("1.jpg", a), "image2": ("2.jpg", b)}}
+                for a, b in (next(pairs) for _ in range(args.requests))
+            ]
+            results[f"verify_c{concurrency}"] = asyncio.run(load(server.base_url, requests, concurrency))
+        for batch in EMBED_BATCHES:
+            requests = [
+                {"path": "/embed", "files": [("images", (f"{i}.jpg", next(pairs)[0])) for i in range(batch)]}
+                for _ in range(max(10, args.requests // batch))
+            ]
+            results[f"embed_b{batch}"] = asyncio.run(load(server.base_url, requests, 1))
+        info = httpx.get(f"{server.base_url}/info").json()
+        report = {
+            "what": "facever serve on loopback; /verify: two 250x250 LFW JPEGs (multipart); /embed: n images",
+            "model": info["model"]["name"],
+            "flip_tta": info["service"]["flip_tta"],
+            "seconds_to_ready": round(server.seconds_to_ready, 2),
+            "peak_rss_mib": round(memory_mib(server.pid, "VmHWM"), 1),
+            "results": results,
+            "server_environment": {k: v for k, v in {**os.environ, **env}.items() if k.startswith(("FACEVER_", "MALLOC_"))},
+            "machine": f"{platform.machine()}, {os.cpu_count()} CPUs",
+            "date": dt.date.today().isoformat(),
+        }
+    print(f"{report['model']} (flip TTA {report['flip_tta']}): ready in {report['seconds_to_ready']} s, "
+          f"peak RSS {report['peak_rss_mib']} MiB")
+    print(f"{'case':<12} {'p50 ms':>7} {'p95 ms':>7} {'p99 ms':>7} {'ok/s':>7}  outcomes")
+    for case, r in results.items():
+        print(f"{case:<12} {r['p50_ms']:>7} {r['p95_ms']:>7} {r['p99_ms']:>7} {r['ok_per_s']:>7}  {r['outcomes']}")
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(json.dumps(report, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
