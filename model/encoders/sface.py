@@ -42,10 +42,10 @@ BLOCKS = (
 )
 FINAL_SIZE = INPUT_SIZE // 2 ** sum(stride == 2 for _, stride in BLOCKS)
 
-# Chips per pass. The 112x112 layers hold about 5 MB of activations per chip, so a large batch in
-# one pass spills out of the CPU caches: on 2 threads (32 MiB L3) batch 32 took 8-10 ms/chip in one
-# pass and about 4 ms/chip in passes of 8 (bench/encoder_speed.py).
-CHUNK = 8
+# Chips per pass. The 112x112 layers read and write about 5 MB of activations per chip, so a large
+# batch in one pass spills out of the CPU caches. On 2 threads with a 32 MiB L3, batch 32 took
+# 8-12 ms/chip in one pass, about 4.5 in passes of 4, and 4-7 (erratic) in passes of 8.
+CHUNK = 4
 
 
 def conv_prelu(
@@ -74,8 +74,8 @@ class SFace(nn.Module):
         self.layers = nn.Sequential(layers)
         # bn1 (before it) and fc1 (after it) are folded into this layer's weight and bias.
         self.fc = nn.Linear(channels * FINAL_SIZE * FINAL_SIZE, EMBEDDING_DIM)
-        # NHWC activations and filters let oneDNN skip layout reorders (faster on CPU; see
-        # bench/encoder_speed.py). load_state_dict copies into these parameters, keeping the layout.
+        # NHWC activations and filters let oneDNN skip layout reorders: about 13% faster here at
+        # batch 32, on a par at batch 1. load_state_dict copies into these parameters, keeping it.
         self.to(memory_format=torch.channels_last)
 
     def forward(self, chips: torch.Tensor) -> torch.Tensor:

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from model.convert_sface import ConversionError, Graph, GraphWalker, Node, dequantize_blocked
-from model.encoders.sface import EMBEDDING_DIM, INPUT_SIZE, SFace
+from model.encoders.sface import CHUNK, EMBEDDING_DIM, INPUT_SIZE, SFace
 
 
 def test_dequantize_blocks_along_axis_1_with_a_short_last_block():
@@ -95,7 +95,7 @@ def test_walker_refuses_a_graph_that_goes_on():
         walker.finish()
 
 
-@pytest.mark.parametrize("batch", [0, 1, 9])  # 9: two passes of the internal chunking
+@pytest.mark.parametrize("batch", [0, 1, CHUNK + 1])  # CHUNK + 1: a second, shorter pass
 def test_sface_output_shape(batch):
     with torch.inference_mode():
         embeddings = SFace().eval()(torch.rand(batch, 3, INPUT_SIZE, INPUT_SIZE) * 255)
