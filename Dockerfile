@@ -29,7 +29,7 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     MALLOC_ARENA_MAX=2 \
     PATH=/srv/venv/bin:$PATH \
-    FACEVER_WEIGHTS_DIR=/srv/weights/dlib-resnet-v1 \
+    FACEVER_WEIGHTS_DIR=/srv/weights/fused-dlib-sface \
     FACEVER_DETECTOR_DIR=/srv/weights/mtcnn \
     FACEVER_WORKERS=1
 

@@ -8,7 +8,7 @@ from typing import Annotated, Literal
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+from model.paths import DEFAULT_DETECTOR_DIR, DEFAULT_ENCODER_DIR
 
 FacePolicy = Literal["largest", "central", "reject"]
 CommaSeparated = Annotated[tuple[str, ...], NoDecode]
@@ -19,10 +19,8 @@ class Settings(BaseSettings):
         env_prefix="FACEVER_", frozen=True, extra="forbid", env_ignore_empty=True
     )
 
-    weights_dir: Path = Field(
-        REPO_ROOT / "weights" / "dlib-resnet-v1", description="encoder weights folder (model.json + encoder.pt)"
-    )
-    detector_dir: Path = Field(REPO_ROOT / "weights" / "mtcnn", description="MTCNN weights folder")
+    weights_dir: Path = Field(DEFAULT_ENCODER_DIR, description="encoder weights folder (model.json + its weights)")
+    detector_dir: Path = Field(DEFAULT_DETECTOR_DIR, description="MTCNN weights folder")
     flip_tta: bool | None = Field(None, description="mirror test-time augmentation; unset = the card's default")
     face_policy: FacePolicy = Field("largest", description="which face to use when an image has several")
     min_face_size: int = Field(20, ge=12, le=4096, description="smallest face (pixels) the detector looks for")

@@ -2,7 +2,7 @@
 
 Real LFW pairs (250x250 JPEGs, fold 1 of pairs.txt) through FaceVerifier.verify, plain and with flip
 TTA, 2 torch threads, after warm-up. Prints median and p90 ms per /verify-equivalent call (two
-images) and writes bench/results/pipeline_speed.json.
+images) and writes bench/results/pipeline_speed_<model>.json.
 
     python bench/pipeline_speed.py [--weights DIR] [--pairs 40]
 """
@@ -22,6 +22,7 @@ import torch
 
 from model.images import decode_image
 from model.lfw import DEFAULT_DATA_DIR, read_pairs
+from model.paths import DEFAULT_ENCODER_DIR
 from model.pipeline import FaceVerifier
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -39,7 +40,7 @@ def time_verify(verifier: FaceVerifier, pairs: list[tuple[bytes, bytes]]) -> lis
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--weights", type=Path, default=ROOT / "weights" / "dlib-resnet-v1")
+    parser.add_argument("--weights", type=Path, default=DEFAULT_ENCODER_DIR)
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA_DIR)
     parser.add_argument("--pairs", type=int, default=40)
     args = parser.parse_args()
@@ -48,10 +49,11 @@ def main() -> None:
     images = args.data / "lfw" / "images"
     protocol = read_pairs(args.data / "lfw" / "pairs.txt")[: args.pairs]
     pairs = [((images / p.first).read_bytes(), (images / p.second).read_bytes()) for p in protocol]
-    results = {}
+    results, name = {}, ""
     for flip_tta in (False, True):
         verifier = FaceVerifier.from_folders(args.weights, flip_tta=flip_tta)
         verifier.warm_up()
+        name = verifier.card.name
         time_verify(verifier, pairs[:5])
         timings = time_verify(verifier, pairs)
         results["flip" if flip_tta else "plain"] = {
@@ -63,6 +65,7 @@ def main() -> None:
     for mode, r in results.items():
         print(f"{mode:<6} {r['median_ms_per_verify']:>19.2f} {r['p90_ms_per_verify']:>7.2f} {r['median_ms_per_image']:>9.2f}")
     report = {
+        "model": name,
         "what": "FaceVerifier.verify on two 250x250 LFW JPEGs, decoding included, no HTTP",
         "pairs": len(pairs),
         "torch_threads": 2,
@@ -71,7 +74,7 @@ def main() -> None:
         "date": dt.date.today().isoformat(),
         "results": results,
     }
-    out = ROOT / "bench" / "results" / "pipeline_speed.json"
+    out = ROOT / "bench" / "results" / f"pipeline_speed_{name}.json"
     out.write_text(json.dumps(report, indent=2) + "\n")
 
 

@@ -4,7 +4,7 @@ Protocol: 10 folds of 300 same + 300 different pairs; for each fold the threshol
 other nine and accuracy measured on it; mean and standard deviation over folds. Over all 6,000
 pairs: ROC AUC, EER and TAR at FAR 1e-3 and 1e-2. Both inference modes (plain, flip TTA) are scored.
 
-    python -m model.evaluate --weights weights/dlib-resnet-v1 --update-card
+    python -m model.evaluate --weights weights/fused-dlib-sface --update-card
 """
 
 from __future__ import annotations
@@ -22,10 +22,11 @@ import torch
 from model import metrics
 from model.card import tta_mode, update_card
 from model.dataset_embeddings import DatasetEmbeddings, embed_dataset
-from model.lfw import DEFAULT_DATA_DIR, REPO_ROOT, identity_images, read_pairs
+from model.lfw import DEFAULT_DATA_DIR, identity_images, read_pairs
+from model.paths import DEFAULT_ENCODER_DIR, REPO_ROOT
 from model.pipeline import FaceVerifier
 
-DEFAULT_WEIGHTS = REPO_ROOT / "weights" / "dlib-resnet-v1"
+DEFAULT_WEIGHTS = DEFAULT_ENCODER_DIR
 DEFAULT_REPORTS = REPO_ROOT / "bench" / "results"
 
 

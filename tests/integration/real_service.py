@@ -18,10 +18,10 @@ from fastapi import FastAPI
 
 from app.main import create_app
 from app.settings import Settings
-from tests.conftest import WEIGHTS_DIR
+from model.paths import DEFAULT_DETECTOR_DIR, DEFAULT_ENCODER_DIR
 
-ENCODER_DIR = WEIGHTS_DIR / "dlib-resnet-v1"
-DETECTOR_DIR = WEIGHTS_DIR / "mtcnn"
+ENCODER_DIR = DEFAULT_ENCODER_DIR  # what the service ships
+DETECTOR_DIR = DEFAULT_DETECTOR_DIR
 
 
 def skip_unless_shipped_model() -> None:

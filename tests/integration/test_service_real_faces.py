@@ -19,12 +19,12 @@ from PIL import Image
 from app.main import create_app
 from app.settings import Settings
 from model.lfw import read_pairs
-from tests.conftest import WEIGHTS_DIR
+from model.paths import DEFAULT_DETECTOR_DIR, DEFAULT_ENCODER_DIR
 
 pytestmark = [pytest.mark.anyio, pytest.mark.data]
 
-ENCODER_DIR = WEIGHTS_DIR / "dlib-resnet-v1"
-DETECTOR_DIR = WEIGHTS_DIR / "mtcnn"
+ENCODER_DIR = DEFAULT_ENCODER_DIR  # what the service ships
+DETECTOR_DIR = DEFAULT_DETECTOR_DIR
 PAIRS_PER_KIND = 4
 EXIF_ORIENTATION = 0x0112
 
@@ -135,8 +135,9 @@ async def test_embed_returns_unit_vectors_whose_distance_verify_reports(client, 
     response = await client.post("/embed", files=[("images", ("1.jpg", first)), ("images", ("2.jpg", second))])
     assert response.status_code == 200, response.text
     vectors = [np.asarray(item["embedding"], dtype=np.float64) for item in response.json()["embeddings"]]
-    assert [len(vector) for vector in vectors] == [128, 128]
-    assert [item["dim"] for item in response.json()["embeddings"]] == [128, 128]
+    dim = json.loads((ENCODER_DIR / "model.json").read_text())["embedding_dim"]
+    assert [len(vector) for vector in vectors] == [dim, dim]
+    assert [item["dim"] for item in response.json()["embeddings"]] == [dim, dim]
     for vector in vectors:
         assert np.linalg.norm(vector) == pytest.approx(1.0, abs=1e-5)
     answer = await verify(client, first, second)
