@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed-stamp
 HOST   ?= 127.0.0.1
 PORT   ?= 8000
 
-.PHONY: install serve test evaluate calibrate bench convert-dlib fetch-mtcnn clean
+.PHONY: install serve test evaluate calibrate bench convert-dlib convert-sface fetch-mtcnn clean
 
 install: $(STAMP)
 
@@ -36,6 +36,10 @@ bench: $(STAMP)
 
 convert-dlib: $(STAMP)
 	$(BIN)/facever convert-dlib
+
+convert-sface: $(STAMP)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[convert]'
+	$(BIN)/facever convert-sface
 
 fetch-mtcnn: $(STAMP)
 	$(BIN)/facever fetch-mtcnn

@@ -1,7 +1,7 @@
 """`facever` command line: one entry point for serving and for every model task.
 
     facever serve [--host H] [--port P] [--workers N]
-    facever evaluate | calibrate | convert-dlib | fetch-mtcnn | fuse | train [their own options]
+    facever train | evaluate | calibrate | convert-dlib | convert-sface | fetch-mtcnn | fuse [options]
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ TASKS = {
     "evaluate": "model.evaluate",
     "calibrate": "model.calibrate",
     "convert-dlib": "model.convert_dlib",
+    "convert-sface": "model.convert_sface",
     "fetch-mtcnn": "model.fetch_mtcnn",
     "fuse": "model.fuse",
     "train": "model.train",

