@@ -6,7 +6,6 @@ Decisions use the card's default operating point, so the card must be calibrated
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import io
 import json
@@ -16,15 +15,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from app.main import create_app
-from app.settings import Settings
 from model.lfw import read_pairs
-from model.paths import DEFAULT_DETECTOR_DIR, DEFAULT_ENCODER_DIR
+from tests.integration.real_service import ENCODER_DIR, real_service
 
 pytestmark = [pytest.mark.anyio, pytest.mark.data]
 
-ENCODER_DIR = DEFAULT_ENCODER_DIR  # what the service ships
-DETECTOR_DIR = DEFAULT_DETECTOR_DIR
 PAIRS_PER_KIND = 4
 EXIF_ORIENTATION = 0x0112
 
@@ -45,24 +40,8 @@ def lfw_pairs(lfw_dir: Path):
 
 @pytest.fixture(scope="module")
 async def client(lfw_dir: Path):
-    import httpx
-
-    for folder in (ENCODER_DIR, DETECTOR_DIR):
-        if not folder.is_dir():
-            pytest.skip(f"shipped weights missing: {folder}")
-    card = json.loads((ENCODER_DIR / "model.json").read_text())
-    mode = "flip" if card.get("inference", {}).get("flip_tta") else "plain"
-    if not card.get("calibration", {}).get(mode):
-        pytest.skip(f"{ENCODER_DIR / 'model.json'} has no {mode!r} calibration yet (run `facever calibrate`)")
-    app = create_app(Settings(weights_dir=ENCODER_DIR, detector_dir=DETECTOR_DIR))
-    async with app.router.lifespan_context(app):
-        async with asyncio.timeout(120):  # the models load in the background after start-up
-            while not app.state.ready:
-                assert app.state.startup_error is None, app.state.startup_error
-                await asyncio.sleep(0.05)
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://facever.test", timeout=60) as client:
-            yield client
+    async with real_service() as (_, client):
+        yield client
 
 
 def read_image(lfw_dir: Path, name: str) -> bytes:
