@@ -104,6 +104,7 @@ class EncoderCard:
 
     @property
     def template(self) -> AlignmentTemplate:
+        """The template of a single-input encoder (the first of `templates`)."""
         return self.templates[0]
 
     @property
