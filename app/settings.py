@@ -8,9 +8,10 @@ from typing import Annotated, Literal
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from model.faces.select import SelectionPolicy
 from model.paths import DEFAULT_DETECTOR_DIR, DEFAULT_ENCODER_DIR
 
-FacePolicy = Literal["largest", "central", "reject"]
+FacePolicy = SelectionPolicy
 CommaSeparated = Annotated[tuple[str, ...], NoDecode]
 
 

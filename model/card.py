@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -157,4 +158,6 @@ def update_card(folder: str | Path, path: tuple[str, ...], value: Any) -> None:
     for key in path[:-1]:
         node = node.setdefault(key, {})
     node[path[-1]] = value
-    card_path.write_text(json.dumps(data, indent=2) + "\n")
+    tmp = card_path.with_name(f".{card_path.name}.tmp")  # the service may be reading the card
+    tmp.write_text(json.dumps(data, indent=2) + "\n")
+    os.replace(tmp, card_path)

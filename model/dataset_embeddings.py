@@ -8,7 +8,9 @@ cache key covers the weights, the templates and the detector settings, so a stal
 from __future__ import annotations
 
 import hashlib
+import io
 import json
+import os
 import sys
 import time
 from dataclasses import dataclass
@@ -53,6 +55,8 @@ def _fallback_face(faces: list[Face | None], sizes: list[tuple[int, int]]) -> Fa
     """Where detection fails, the mean landmark layout of the dataset's detected faces (relative to
     image size), so every protocol pair is still scored; the count of such images is reported."""
     found = [(face, size) for face, size in zip(faces, sizes) if face is not None]
+    if not found:
+        raise ValueError("no face was detected in any image of the dataset: nothing to fall back on")
     relative = np.mean([np.array(f.landmarks) / np.array(s) for f, s in found], axis=0)
     box = np.mean([np.array(f.box) / np.array(s * 2) for f, s in found], axis=0)
     return Face(box=tuple(box), score=0.0, landmarks=tuple(map(tuple, relative)))
@@ -65,6 +69,13 @@ def _scaled(face: Face, size: tuple[int, int]) -> Face:
         score=0.0,
         landmarks=tuple((x * width, y * height) for x, y in face.landmarks),
     )
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    """A cache file is trusted once it exists, so it must never be seen half-written."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
 
 
 def _log(message: str) -> None:
@@ -108,7 +119,7 @@ def detect_dataset(
         stored_faces = [
             {"box": f.box, "score": f.score, "landmarks": f.landmarks} if f else None for f in faces
         ]
-        cache_file.write_text(json.dumps({"faces": stored_faces, "sizes": sizes}))
+        _write_atomic(cache_file, json.dumps({"faces": stored_faces, "sizes": sizes}).encode())
     return faces, sizes
 
 
@@ -130,14 +141,15 @@ def embed_dataset(
     cache_dir = Path(cache_dir) if cache_dir else None
     faces, sizes = detect_dataset(verifier, images_dir, paths, policy, cache_dir, batch_size)
     key = _digest(
+        json.dumps(verifier.card.data["architecture"], sort_keys=True),  # e.g. fusion weights
         *(path.read_bytes() for path in verifier.card.state_files().values()),
         json.dumps([t.to_dict() for t in verifier.templates], sort_keys=True),
         json.dumps([f.landmarks if f else None for f in faces]),
     )
     cache_file = cache_dir / f"{verifier.card.name}-{key}.npz" if cache_dir else None
     if cache_file and cache_file.exists():
-        stored = np.load(cache_file)
-        return DatasetEmbeddings(paths, stored["raw"], stored["raw_mirrored"], stored["detected"])
+        with np.load(cache_file) as stored:
+            return DatasetEmbeddings(paths, stored["raw"], stored["raw_mirrored"], stored["detected"])
 
     started = time.perf_counter()
     fallback = _fallback_face(faces, sizes)
@@ -163,5 +175,7 @@ def embed_dataset(
     _log(f"embedded {len(paths)} images in {time.perf_counter() - started:.0f} s")
     if cache_file:
         cache_file.parent.mkdir(parents=True, exist_ok=True)
-        np.savez(cache_file, raw=result.raw, raw_mirrored=result.raw_mirrored, detected=result.detected)
+        buffer = io.BytesIO()
+        np.savez(buffer, raw=result.raw, raw_mirrored=result.raw_mirrored, detected=result.detected)
+        _write_atomic(cache_file, buffer.getvalue())
     return result

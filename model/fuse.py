@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 from pathlib import Path
 
@@ -22,7 +23,11 @@ from model.lfw import REPO_ROOT
 def fuse(member_dirs: list[Path], weights: list[float], name: str, out_dir: Path, flip_tta: bool) -> Path:
     if len(member_dirs) != len(weights):
         raise ValueError("give one weight per member")
+    if not all(math.isfinite(w) and w > 0 for w in weights):
+        raise ValueError("member weights must be finite and above 0")
     cards = [load_card(folder) for folder in member_dirs]
+    if any(card.data["architecture"]["name"] == "fused" for card in cards):
+        raise ValueError("members must be plain encoders, not fused ones")
     members = [
         {"architecture": card.data["architecture"]["name"], "params": card.data["architecture"].get("params", {}),
          "weight": weight}

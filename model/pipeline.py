@@ -19,13 +19,10 @@ from torch import nn
 from model.card import Calibration, EncoderCard, OperatingPoint, load_card
 from model.faces.align import align_faces
 from model.faces.mtcnn import MTCNN
-from model.faces.select import select_face
+from model.faces.select import SELECTION_POLICIES, select_face
 from model.faces.types import Face
 from model.errors import InputError
 from model.images import to_array
-
-FACE_POLICIES = ("largest", "central", "reject")
-
 
 @dataclass(frozen=True)
 class FaceEmbedding:
@@ -79,8 +76,8 @@ class FaceVerifier:
         flip_tta: bool | None = None,
         face_policy: str = "largest",
     ):
-        if face_policy not in FACE_POLICIES:
-            raise ValueError(f"face_policy must be one of {FACE_POLICIES}")
+        if face_policy not in SELECTION_POLICIES:
+            raise ValueError(f"face_policy must be one of {SELECTION_POLICIES}")
         self.card = card
         self.encoder = encoder
         self.detector = detector
@@ -169,7 +166,10 @@ class FaceVerifier:
         if threshold is not None:
             return float(threshold), None
         if self.calibration is None:
-            raise RuntimeError(f"encoder {self.card.name} has no calibration for this mode")
+            raise InputError(
+                f"encoder {self.card.name} has no calibrated operating points; give an explicit threshold",
+                "invalid_request",
+            )
         name = operating_point or self.calibration.default
         try:
             point = self.calibration.operating_points[name]

@@ -2,6 +2,7 @@
 
 import json
 
+import pytest
 import torch
 from torch import nn
 
@@ -58,3 +59,19 @@ def test_fused_folder_borrows_member_weights(tmp_path):
         dim=-1,
     )
     assert torch.allclose(fused(chips_a, chips_b), expected)
+
+
+@pytest.mark.parametrize("weights", [[1.0, 0.0], [1.0, -0.5], [1.0, float("nan")]])
+def test_member_weights_must_be_positive_and_finite(tmp_path, weights):
+    make_member(tmp_path / "a", size=4, seed=0)
+    make_member(tmp_path / "b", size=6, seed=1)
+    with pytest.raises(ValueError):
+        fuse([tmp_path / "a", tmp_path / "b"], weights, "bad", tmp_path / "bad", flip_tta=False)
+
+
+def test_a_fused_folder_cannot_be_a_member(tmp_path):
+    make_member(tmp_path / "a", size=4, seed=0)
+    make_member(tmp_path / "b", size=6, seed=1)
+    fused = fuse([tmp_path / "a", tmp_path / "b"], [1.0, 1.0], "ab", tmp_path / "ab", flip_tta=False)
+    with pytest.raises(ValueError):
+        fuse([fused, tmp_path / "a"], [1.0, 1.0], "nested", tmp_path / "nested", flip_tta=False)
