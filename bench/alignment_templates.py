@@ -16,10 +16,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from model import metrics
 from model.card import tta_mode
 from model.dataset_embeddings import embed_dataset
-from model.evaluate import DEFAULT_REPORTS, DEFAULT_WEIGHTS, pair_distances
+from model.evaluate import DEFAULT_REPORTS, DEFAULT_WEIGHTS, pair_distances, score_development
 from model.lfw import DEFAULT_DATA_DIR, read_pairs
 from model.pipeline import FaceVerifier
 
@@ -48,14 +47,7 @@ def main() -> None:
         embeddings = embed_dataset(verifier, lfw / "images", paths)
         for flip_tta in (False, True):
             d = pair_distances(embeddings.normalised(flip_tta), embeddings.index(), pairs)
-            threshold = metrics.best_accuracy_threshold(d, is_same)
-            results[f"{name} / {tta_mode(flip_tta)}"] = {
-                "weights": weights,
-                "accuracy": metrics.accuracy(d, is_same, threshold),
-                "eer": metrics.equal_error_rate(d, is_same)[0],
-                "auc": metrics.roc_auc(d, is_same),
-                "tar_at_far_1e-3": metrics.tar_at_far(d, is_same, 1e-3)[0],
-            }
+            results[f"{name} / {tta_mode(flip_tta)}"] = {"weights": weights, **score_development(d, is_same)}
     print(f"{'template weights / mode':<44} {'accuracy':>8} {'EER':>7} {'AUC':>8} {'TAR@1e-3':>9}")
     for name, r in results.items():
         print(f"{name:<44} {r['accuracy']:>8.2%} {r['eer']:>7.2%} {r['auc']:>8.5f} {r['tar_at_far_1e-3']:>9.2%}")

@@ -16,10 +16,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from model import metrics
 from model.card import tta_mode
 from model.dataset_embeddings import embed_dataset
-from model.evaluate import DEFAULT_REPORTS, pair_distances
+from model.evaluate import DEFAULT_REPORTS, pair_distances, score_development
 from model.lfw import DEFAULT_DATA_DIR, read_pairs
 from model.pipeline import FaceVerifier
 
@@ -54,14 +53,10 @@ def main() -> None:
             fused = np.mean(views, axis=0)
             fused /= np.linalg.norm(fused, axis=1, keepdims=True)
             d = pair_distances(fused, index, pairs)
-            threshold = metrics.best_accuracy_threshold(d, is_same)
             results[f"w={weight:g} / {tta_mode(flip_tta)}"] = {
                 "second_member_weight": weight,
                 "flip_tta": flip_tta,
-                "accuracy": metrics.accuracy(d, is_same, threshold),
-                "eer": metrics.equal_error_rate(d, is_same)[0],
-                "auc": metrics.roc_auc(d, is_same),
-                "tar_at_far_1e-3": metrics.tar_at_far(d, is_same, 1e-3)[0],
+                **score_development(d, is_same),
             }
     print(f"members: {[str(m) for m in args.members]}; LFW View 1, {len(pairs)} pairs")
     print(f"{'second weight / mode':<22} {'accuracy':>8} {'EER':>7} {'AUC':>8} {'TAR@1e-3':>9}")

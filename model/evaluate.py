@@ -63,6 +63,18 @@ def score_view2(distances: np.ndarray, is_same: np.ndarray, folds: np.ndarray) -
     }
 
 
+def score_development(distances: np.ndarray, is_same: np.ndarray) -> dict:
+    """One development set (LFW View 1) for choosing settings: best balanced accuracy on the pairs
+    themselves, EER, AUC and TAR at FAR 1e-3. Never used to report a model's accuracy."""
+    threshold = metrics.best_accuracy_threshold(distances, is_same)
+    return {
+        "accuracy": metrics.accuracy(distances, is_same, threshold),
+        "eer": metrics.equal_error_rate(distances, is_same)[0],
+        "auc": metrics.roc_auc(distances, is_same),
+        "tar_at_far_1e-3": metrics.tar_at_far(distances, is_same, 1e-3)[0],
+    }
+
+
 def plot_results(results: dict, distances: dict, is_same: np.ndarray, out_dir: Path, title: str) -> None:
     """A ROC plot (log FAR) and a distance histogram per mode, as PNG."""
     import matplotlib
