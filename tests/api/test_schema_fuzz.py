@@ -13,8 +13,8 @@ relies on pytest internals (`Function._nodeid`) that pytest 9 no longer has.
 
 from __future__ import annotations
 
+import asyncio
 import base64
-import time
 from typing import Any
 
 import schemathesis
@@ -31,18 +31,26 @@ IMAGE_FIELDS = {"image1", "image2", "images"}
 IMAGES = (image_bytes(), image_bytes(BLUE, (250, 100), "PNG"))
 
 
-def _started_app():
-    app = make_app()
-    loaded = schemathesis.openapi.from_asgi("/openapi.json", app)  # starts the app's lifespan
-    deadline = time.monotonic() + 10
-    while not app.state.ready:  # the verifier loads in the background, as the real one does
-        assert app.state.startup_error is None, app.state.startup_error
-        assert time.monotonic() < deadline, "the app did not become ready"
-        time.sleep(0.01)
-    return loaded
+APP = make_app()
 
 
-schema = _started_app()
+async def _ready_when_started(scope, receive, send):
+    """APP, whose start-up reports complete only once the verifier is loaded. Schemathesis starts
+    and stops the app around its calls; APP loads in the background, as the real one does, so a
+    call made right after start-up would otherwise race the load and get 503 not_ready."""
+
+    async def send_when_ready(message):
+        if message["type"] == "lifespan.startup.complete":
+            async with asyncio.timeout(10):
+                while not APP.state.ready:
+                    assert APP.state.startup_error is None, APP.state.startup_error
+                    await asyncio.sleep(0.001)
+        await send(message)
+
+    await APP(scope, receive, send_when_ready if scope["type"] == "lifespan" else send)
+
+
+schema = schemathesis.openapi.from_asgi("/openapi.json", _ready_when_started)
 
 
 def _as_generated(generated: Any, image: bytes) -> Any:
