@@ -38,6 +38,7 @@ def load_verifier(settings: Settings) -> Verifier:
         flip_tta=settings.flip_tta,
         face_policy=settings.face_policy,
         min_face_size=settings.min_face_size,
+        precision=settings.precision,
     )
 
 

@@ -32,6 +32,7 @@ class Verifier(Protocol):
     card: Any
     calibration: Any
     flip_tta: bool
+    precision: str
     face_policy: str
 
     def verify(self, image1: Image.Image, image2: Image.Image, **options: Any) -> Any: ...

@@ -330,6 +330,7 @@ class ServiceInfo(BaseModel):
     """The settings that change answers, so a client can tell what a response was made with."""
 
     flip_tta: bool
+    precision: str = Field(description="what the encoder computes in")
     face_policy: FacePolicy
     default_operating_point: str | None
     operating_points: list[OperatingPointInfo] = Field(description="those of the active inference mode")
@@ -350,6 +351,7 @@ class InfoResponse(BaseModel):
             model=verifier.card.data,
             service=ServiceInfo(
                 flip_tta=verifier.flip_tta,
+                precision=verifier.precision,
                 face_policy=verifier.face_policy,
                 default_operating_point=calibration.default if calibration else None,
                 operating_points=[OperatingPointInfo.of(p) for p in calibration.operating_points.values()]

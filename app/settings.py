@@ -8,6 +8,7 @@ from typing import Annotated, Literal
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from model.encoders.precision import Precision
 from model.faces.select import SelectionPolicy
 from model.paths import DEFAULT_DETECTOR_DIR, DEFAULT_ENCODER_DIR
 
@@ -23,6 +24,9 @@ class Settings(BaseSettings):
     weights_dir: Path = Field(DEFAULT_ENCODER_DIR, description="encoder weights folder (model.json + its weights)")
     detector_dir: Path = Field(DEFAULT_DETECTOR_DIR, description="MTCNN weights folder")
     flip_tta: bool | None = Field(None, description="mirror test-time augmentation; unset = the card's default")
+    precision: Precision | None = Field(
+        None, description="encoder arithmetic; unset = the card's own where the CPU has it natively, else float32"
+    )
     face_policy: FacePolicy = Field("largest", description="which face to use when an image has several")
     min_face_size: int = Field(20, ge=12, le=4096, description="smallest face (pixels) the detector looks for")
     max_upload_bytes: int = Field(10 * 1024 * 1024, gt=0, description="largest request body accepted")

@@ -127,6 +127,9 @@ def calibrate_mode(choose: PairDistances, held_out: PairDistances) -> dict:
 
 def calibrate(weights: Path, data_dir: Path, reports_dir: Path, command: str) -> dict:
     verifier = FaceVerifier.from_folders(weights)
+    if verifier.precision != verifier.card.precision:
+        raise SystemExit(f"calibration must run in the card's precision ({verifier.card.precision}), "
+                         "which this CPU does not compute natively")
     embeddings: DatasetEmbeddings = embed_lfw(verifier, data_dir)
     choose_ids, held_out_ids = split_identities(embeddings.paths)
     report = {
@@ -135,6 +138,7 @@ def calibrate(weights: Path, data_dir: Path, reports_dir: Path, command: str) ->
             f"{MAX_IMAGES_PER_IDENTITY} images per identity; thresholds chosen on all pairs of the "
             "'choose' half, error rates measured on all pairs of the disjoint 'held-out' half"
         ),
+        "precision": verifier.precision,
         "command": command,
         "date": dt.date.today().isoformat(),
     }

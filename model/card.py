@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from model.encoders import build_encoder
+from model.encoders.precision import with_precision
 from model.faces.align import AlignmentTemplate
 
 CARD_FILE = "model.json"
@@ -115,6 +116,11 @@ class EncoderCard:
         entries = alignment if isinstance(alignment, list) else [alignment]
         return tuple(AlignmentTemplate.from_dict(entry) for entry in entries)
 
+    @property
+    def precision(self) -> str:
+        """The precision the card's evaluation and calibration were measured in."""
+        return self.data.get("inference", {}).get("precision", "float32")
+
     def calibration(self, flip_tta: bool) -> Calibration | None:
         mode = self.data.get("calibration", {}).get(tta_mode(flip_tta))
         return Calibration.from_dict(mode) if mode else None
@@ -130,8 +136,9 @@ class EncoderCard:
             files[prefix] = (self.folder / folder / STATE_FILE).resolve()
         return files
 
-    def load_encoder(self) -> nn.Module:
-        """Build the architecture the card names and load its weights, ready for inference."""
+    def load_encoder(self, precision: str = "float32") -> nn.Module:
+        """Build the architecture the card names and load its weights, ready for inference in
+        `precision` (see model.encoders.precision)."""
         architecture = self.data["architecture"]
         encoder = build_encoder(architecture["name"], **architecture.get("params", {}))
         state = {}
@@ -139,7 +146,7 @@ class EncoderCard:
             loaded = torch.load(path, map_location="cpu", weights_only=True)
             state.update({prefix + key: value for key, value in loaded.items()})
         encoder.load_state_dict(state)
-        return encoder.eval().requires_grad_(False)
+        return with_precision(encoder.eval().requires_grad_(False), precision)
 
 
 def load_card(folder: str | Path) -> EncoderCard:

@@ -142,6 +142,7 @@ def embed_dataset(
     faces, sizes = detect_dataset(verifier, images_dir, paths, policy, cache_dir, batch_size)
     key = _digest(
         json.dumps(verifier.card.data["architecture"], sort_keys=True),  # e.g. fusion weights
+        verifier.precision,
         *(path.read_bytes() for path in verifier.card.state_files().values()),
         json.dumps([t.to_dict() for t in verifier.templates], sort_keys=True),
         json.dumps([f.landmarks if f else None for f in faces]),

@@ -22,6 +22,7 @@ import torch
 from model import metrics
 from model.card import tta_mode, update_card
 from model.dataset_embeddings import DatasetEmbeddings, embed_dataset
+from model.encoders.precision import PRECISIONS
 from model.lfw import DEFAULT_DATA_DIR, identity_images, read_pairs
 from model.paths import DEFAULT_ENCODER_DIR, REPO_ROOT
 from model.pipeline import FaceVerifier
@@ -113,8 +114,15 @@ def plot_results(results: dict, distances: dict, is_same: np.ndarray, out_dir: P
     plt.close(figure)
 
 
-def evaluate(weights: Path, data_dir: Path, reports_dir: Path, update: bool, command: str) -> dict:
-    verifier = FaceVerifier.from_folders(weights)
+def evaluate(
+    weights: Path, data_dir: Path, reports_dir: Path, update: bool, command: str, precision: str | None = None
+) -> dict:
+    """`precision` None is the card's own; another one is measured for comparison only, never
+    written into the card, whose figures must be those of the precision it is served in."""
+    verifier = FaceVerifier.from_folders(weights, precision=precision)
+    own_precision = verifier.precision == verifier.card.precision
+    if update and not own_precision:
+        raise SystemExit(f"--update-card needs the card's own precision ({verifier.card.precision})")
     embeddings = embed_lfw(verifier, data_dir)
     pairs = read_pairs(data_dir / "lfw" / "pairs.txt")
     is_same = np.array([p.same for p in pairs])
@@ -134,6 +142,7 @@ def evaluate(weights: Path, data_dir: Path, reports_dir: Path, update: bool, com
         "AUC, EER and TAR@FAR over all 6,000 pairs; distance: Euclidean between L2-normalised embeddings",
         "pipeline": "raw LFW deep-funneled JPEGs -> MTCNN (the face nearest the centre: LFW's subject) -> 5-point similarity alignment "
         "to the card's template -> encoder",
+        "precision": verifier.precision,
         "images_in_pairs": len(pair_images),
         "images_without_detected_face": int(sum(not embeddings.detected[i] for i in pair_images)),
         "results": results,
@@ -143,8 +152,10 @@ def evaluate(weights: Path, data_dir: Path, reports_dir: Path, update: bool, com
     }
     out_dir = reports_dir / verifier.card.name
     out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "lfw_view2.json").write_text(json.dumps(report, indent=2) + "\n")
-    plot_results(results, distances, is_same, out_dir, verifier.card.name)
+    suffix = "" if own_precision else f"_{verifier.precision}"
+    (out_dir / f"lfw_view2{suffix}.json").write_text(json.dumps(report, indent=2) + "\n")
+    if own_precision:
+        plot_results(results, distances, is_same, out_dir, verifier.card.name)
 
     if update:
         summary = {key: value for key, value in report.items() if key != "results"}
@@ -156,7 +167,7 @@ def evaluate(weights: Path, data_dir: Path, reports_dir: Path, update: bool, com
 
 
 def print_table(report: dict) -> None:
-    print(f"{report['model']}: LFW View 2, {report['images_without_detected_face']} of "
+    print(f"{report['model']} ({report['precision']}): LFW View 2, {report['images_without_detected_face']} of "
           f"{report['images_in_pairs']} pair images without a detected face")
     print(f"{'mode':<6} {'accuracy':>16} {'AUC':>8} {'EER':>7} {'TAR@1e-3':>9} {'TAR@1e-2':>9}")
     for mode, r in report["results"].items():
@@ -173,10 +184,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--reports", type=Path, default=DEFAULT_REPORTS, help="where JSON and PNGs go")
     parser.add_argument("--update-card", action="store_true", help="write the results into model.json")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--precision", choices=sorted(PRECISIONS), help="default: the card's own")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     command = "python -m model.evaluate " + " ".join(sys.argv[1:] if argv is None else argv)
-    print_table(evaluate(args.weights, args.data, args.reports, args.update_card, command.strip()))
+    report = evaluate(args.weights, args.data, args.reports, args.update_card, command.strip(), args.precision)
+    print_table(report)
 
 
 if __name__ == "__main__":

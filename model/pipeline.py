@@ -17,6 +17,7 @@ from PIL import Image
 from torch import nn
 
 from model.card import Calibration, EncoderCard, OperatingPoint, load_card
+from model.encoders.precision import usable_precision
 from model.faces.align import align_faces
 from model.faces.mtcnn import MTCNN
 from model.faces.select import SELECTION_POLICIES, select_face
@@ -75,6 +76,7 @@ class FaceVerifier:
         *,
         flip_tta: bool | None = None,
         face_policy: str = "largest",
+        precision: str = "float32",
     ):
         if face_policy not in SELECTION_POLICIES:
             raise ValueError(f"face_policy must be one of {SELECTION_POLICIES}")
@@ -84,6 +86,7 @@ class FaceVerifier:
         self.templates = card.templates
         self.flip_tta = card.data.get("inference", {}).get("flip_tta", False) if flip_tta is None else flip_tta
         self.face_policy = face_policy
+        self.precision = precision  # what `encoder` runs in, for reports and /info
         self.calibration: Calibration | None = card.calibration(self.flip_tta)
 
     @classmethod
@@ -95,11 +98,22 @@ class FaceVerifier:
         flip_tta: bool | None = None,
         face_policy: str = "largest",
         min_face_size: int = 20,
+        precision: str | None = None,
     ) -> FaceVerifier:
+        """`precision` None means the card's own (that of its calibration), where the CPU runs it
+        natively, else float32."""
         card = load_card(encoder_dir)
+        precision = usable_precision(precision or card.precision)
         detector_args = {"weights_dir": Path(detector_dir)} if detector_dir else {}
         detector = MTCNN(min_face_size=min_face_size, **detector_args)
-        return cls(card, card.load_encoder(), detector, flip_tta=flip_tta, face_policy=face_policy)
+        return cls(
+            card,
+            card.load_encoder(precision),
+            detector,
+            flip_tta=flip_tta,
+            face_policy=face_policy,
+            precision=precision,
+        )
 
     # -- stages -------------------------------------------------------------------------------
 

@@ -20,7 +20,8 @@ from model.encoders.registry import build_encoder, register_encoder
 @register_encoder("fused")
 class FusedEncoder(nn.Module):
     """`members`: [{"architecture": name, "params": {...}, "weight": w}, ...], in the order of the
-    card's alignment templates; the state dict holds each member's under `members.<i>.`."""
+    card's alignment templates; the state dict holds each member's under `members.<i>.`. Members
+    may run in reduced precision; their embeddings are normalised and combined in float32."""
 
     def __init__(self, members: list[dict[str, Any]]):
         super().__init__()
@@ -36,7 +37,7 @@ class FusedEncoder(nn.Module):
             raise ValueError(f"expected {len(self.members)} chip batches, got {len(chips)}")
         return torch.cat(
             [
-                weight * F.normalize(member(batch), dim=-1)
+                weight * F.normalize(member(batch).float(), dim=-1)
                 for member, batch, weight in zip(self.members, chips, self.weights)
             ],
             dim=-1,

@@ -71,6 +71,7 @@ class FakeVerifier:
     error: Exception | None = None
     face_policy: str = "largest"
     flip_tta: bool = False
+    precision: str = "float32"
     warmed_up: bool = False
 
     def __post_init__(self) -> None:
