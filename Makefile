@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed-stamp
 HOST   ?= 127.0.0.1
 PORT   ?= 8000
 
-.PHONY: install serve test evaluate calibrate bench convert-dlib convert-sface fetch-mtcnn clean
+.PHONY: install serve test evaluate calibrate bench convert-dlib convert-sface convert-yunet fetch-mtcnn clean
 
 install: $(STAMP)
 
@@ -40,6 +40,10 @@ convert-dlib: $(STAMP)
 convert-sface: $(STAMP)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[convert]'
 	$(BIN)/facever convert-sface
+
+convert-yunet: $(STAMP)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[convert]'
+	$(BIN)/facever convert-yunet
 
 fetch-mtcnn: $(STAMP)
 	$(BIN)/facever fetch-mtcnn

@@ -1,9 +1,10 @@
 """Detection + selection + alignment latency on a 250x250 LFW image and a 1280x960 photo.
 
-    .venv/bin/python bench/detect_speed.py [--runs 50]
+    .venv/bin/python bench/detect_speed.py [--runs 50] [--detector mtcnn|yunet]
 
-Prints median / p90 milliseconds per stage and writes bench/results/detect_speed.json. Uses two
-torch threads, the service's setting on its 2-core host.
+Prints median / p90 milliseconds per stage and writes bench/results/detect_speed.json for MTCNN,
+the service's detector, or bench/results/detect_speed_<detector>.json for another. Uses two torch
+threads, the service's setting on its 2-core host.
 """
 
 from __future__ import annotations
@@ -27,11 +28,13 @@ sys.path.insert(0, str(REPO_ROOT))
 from model.faces.align import AlignmentTemplate, align_faces  # noqa: E402
 from model.faces.mtcnn import MTCNN  # noqa: E402
 from model.faces.select import select_face  # noqa: E402
+from model.faces.yunet import YuNet  # noqa: E402
 from model.images import load_image, to_array  # noqa: E402
 
 DATA_DIR = Path(os.environ.get("FACEVER_DATA_DIR", REPO_ROOT.parent / "shared" / "data"))
 LFW_IMAGE = DATA_DIR / "lfw" / "images" / "Michael_Kostelnik" / "Michael_Kostelnik_0001.jpg"
-RESULTS = REPO_ROOT / "bench" / "results" / "detect_speed.json"
+RESULTS = REPO_ROOT / "bench" / "results"
+DETECTORS = {"mtcnn": MTCNN, "yunet": YuNet}
 THREADS = 2
 WARMUP = 5
 
@@ -47,7 +50,7 @@ def photo_from(face: np.ndarray, width: int = 1280, height: int = 960) -> np.nda
 
 
 def time_case(
-    detector: MTCNN, template: AlignmentTemplate, images: list[np.ndarray], runs: int
+    detector: MTCNN | YuNet, template: AlignmentTemplate, images: list[np.ndarray], runs: int
 ) -> dict:
     """Median / p90 ms of detect (all images in one call) and of select + align, over `runs`."""
 
@@ -77,10 +80,11 @@ def time_case(
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=50)
+    parser.add_argument("--detector", choices=DETECTORS, default="mtcnn")
     args = parser.parse_args(argv)
 
     torch.set_num_threads(THREADS)
-    detector = MTCNN()
+    detector = DETECTORS[args.detector]()
     template = AlignmentTemplate.from_dict(json.loads(DLIB_CARD.read_text())["alignment"])
     face = to_array(load_image(LFW_IMAGE))
     photo = photo_from(face)
@@ -98,8 +102,11 @@ def main(argv: list[str] | None = None) -> int:
         for stage, numbers in stages.items():
             print(f"{name:32} {stage:13} {numbers['median_ms']:10.1f} {numbers['p90_ms']:8.1f}")
 
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps({
+    name = "detect_speed" if args.detector == "mtcnn" else f"detect_speed_{args.detector}"
+    out = RESULTS / f"{name}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({
+        "detector": args.detector,
         "runs": args.runs,
         "torch_threads": THREADS,
         "torch": torch.__version__,
@@ -108,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
         "template_size": template.size,
         "results": results,
     }, indent=2) + "\n")
-    print(f"wrote {RESULTS.relative_to(REPO_ROOT)}")
+    print(f"wrote {out.relative_to(REPO_ROOT)}")
     return 0
 
 

@@ -1,10 +1,11 @@
-"""How often MTCNN finds a face in LFW: every image of ../shared/data/lfw/images (or
-$FACEVER_DATA_DIR/lfw/images), default detector settings, largest face kept.
+"""How often a detector finds a face in LFW: every image of ../shared/data/lfw/images (or
+$FACEVER_DATA_DIR/lfw/images), or every n-th, default detector settings, largest face kept.
 
-    .venv/bin/python bench/detection_rate.py
+    .venv/bin/python bench/detection_rate.py [--detector mtcnn|yunet] [--every N]
 
-Prints and writes bench/results/detection_rate.json (count, found, rate, seconds, the images with
-no face). Uses two torch threads, the service's setting on its 2-core host.
+Prints and writes bench/results/detection_rate.json for MTCNN over all images, otherwise
+bench/results/detection_rate_<detector>[_every<N>].json (count, found, rate, seconds, the images
+with no face). Uses two torch threads, the service's setting on its 2-core host.
 """
 
 from __future__ import annotations
@@ -24,10 +25,16 @@ sys.path.insert(0, str(REPO_ROOT))
 
 from model.faces.mtcnn import MTCNN  # noqa: E402
 from model.faces.select import select_face  # noqa: E402
+from model.faces.yunet import YuNet  # noqa: E402
 from model.images import load_image, to_array  # noqa: E402
 
 DATA_DIR = Path(os.environ.get("FACEVER_DATA_DIR", REPO_ROOT.parent / "shared" / "data"))
-RESULTS = REPO_ROOT / "bench" / "results" / "detection_rate.json"
+RESULTS = REPO_ROOT / "bench" / "results"
+# Each detector and the attributes its results record as its settings.
+DETECTORS = {
+    "mtcnn": (MTCNN, ("min_face_size", "thresholds", "scale_factor", "max_side")),
+    "yunet": (YuNet, ("min_face_size", "score_threshold", "nms_threshold", "max_side")),
+}
 THREADS = 2
 BATCH = 8  # images per detect() call, as the service batches a request's images
 
@@ -35,11 +42,14 @@ BATCH = 8  # images per detect() call, as the service batches a request's images
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=Path, default=DATA_DIR / "lfw" / "images")
+    parser.add_argument("--detector", choices=DETECTORS, default="mtcnn")
+    parser.add_argument("--every", type=int, default=1, help="take every n-th image (sorted)")
     args = parser.parse_args(argv)
 
     torch.set_num_threads(THREADS)
-    detector = MTCNN()
-    paths = sorted(args.images.glob("*/*.jpg"))
+    detector_type, setting_names = DETECTORS[args.detector]
+    detector = detector_type()
+    paths = sorted(args.images.glob("*/*.jpg"))[:: args.every]
     if not paths:
         raise SystemExit(f"no images under {args.images}")
     missed, kept_scores, several = [], [], 0
@@ -66,11 +76,10 @@ def main(argv: list[str] | None = None) -> int:
         "with_several_faces": several,
         "kept_face_score_median": statistics.median(kept_scores),
         "torch_threads": THREADS,
+        "detector": args.detector,
+        "every": args.every,
         "settings": {
-            "min_face_size": detector.min_face_size,
-            "thresholds": list(detector.thresholds),
-            "scale_factor": detector.scale_factor,
-            "max_side": detector.max_side,
+            **{name: getattr(detector, name) for name in setting_names},
             "selection": "largest",
         },
         "missed": missed,
@@ -79,9 +88,11 @@ def main(argv: list[str] | None = None) -> int:
         f"{found}/{len(paths)} images with a face ({100 * result['rate']:.2f}%), "
         f"{several} with several; {seconds:.0f} s ({result['ms_per_image']} ms/image)"
     )
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"wrote {RESULTS.relative_to(REPO_ROOT)}")
+    name = "detection_rate" if args.detector == "mtcnn" else f"detection_rate_{args.detector}"
+    out = RESULTS / (f"{name}.json" if args.every == 1 else f"{name}_every{args.every}.json")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"wrote {out.relative_to(REPO_ROOT)}")
     return 0
 
 

@@ -1,7 +1,8 @@
 """`facever` command line: one entry point for serving and for every model task.
 
     facever serve [--host H] [--port P] [--workers N]
-    facever train | evaluate | calibrate | convert-dlib | convert-sface | fetch-mtcnn | fuse [options]
+    facever train | evaluate | calibrate | fuse [options]
+    facever convert-dlib | convert-sface | convert-yunet | fetch-mtcnn [options]
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ TASKS = {
     "calibrate": "model.calibrate",
     "convert-dlib": "model.convert_dlib",
     "convert-sface": "model.convert_sface",
+    "convert-yunet": "model.convert_yunet",
     "fetch-mtcnn": "model.fetch_mtcnn",
     "fuse": "model.fuse",
     "train": "model.train",

