@@ -2,10 +2,13 @@
 
     python bench/training_losses.py                       # configs/att_*.json -> att_losses.json
     python bench/training_losses.py --configs configs/att_triplet_semihard.json --retrain
+    python bench/training_losses.py --configs configs/lfw_view1_*.json --threads 2 \
+        --out bench/results/training/lfw_view1_losses.json  # LFW View 1: scored on pairsDevTest.txt
 
-Every config is trained with `model.train` (1 torch thread) into runs/<name>/, unless runs/<name>/
-already holds a finished run of the very same config. The table gives, per loss, the test EER and
-the test accuracy at the threshold chosen on the validation identities, with the training time.
+Every config is trained with `model.train` (--threads torch threads) into runs/<name>/, unless
+runs/<name>/ already holds a finished run of the very same config. The table gives, per loss, the
+test EER and the test accuracy at the threshold chosen on the validation identities, with the
+training time.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from model.calibrate import MAX_IMAGES_PER_IDENTITY  # noqa: E402
 from model.card import CARD_FILE  # noqa: E402
 from model.lfw import DEFAULT_DATA_DIR, REPO_ROOT  # noqa: E402
 from model.train import load_config, train  # noqa: E402
@@ -39,22 +43,24 @@ def finished_run(weights: Path, config: dict) -> dict | None:
     return {"training": card["training"], "test": card["evaluation"][f"{card['training']['dataset']}_test"]}
 
 
-def _relative(path: Path) -> str:
+def repo_relative(path: Path) -> str:
+    """`path` relative to the repository where it lies inside it, for commands others can rerun."""
     path = path.resolve()
     return str(path.relative_to(REPO_ROOT)) if path.is_relative_to(REPO_ROOT) else str(path)
 
 
-def train_command(config_path: Path, weights: Path) -> str:
+def train_command(config_path: Path, weights: Path, threads: int) -> str:
     """The `model.train` command that trains this run by itself."""
-    return f"python -m model.train --config {_relative(config_path)} --out {_relative(weights)} --threads 1"
+    return (f"python -m model.train --config {repo_relative(config_path)} --out {repo_relative(weights)} "
+            f"--threads {threads}")
 
 
-def row(config_path: Path, weights: Path, summary: dict) -> dict:
+def row(config_path: Path, weights: Path, summary: dict, threads: int) -> dict:
     training, test = summary["training"], summary["test"]
     config = training["config"]
     miner = config["miner"]
     return {
-        "config": _relative(config_path),
+        "config": repo_relative(config_path),
         "name": config["name"],
         "loss": config["loss"],
         "miner": miner["name"] if miner else "none (all pairs / triplets of the batch)",
@@ -68,7 +74,7 @@ def row(config_path: Path, weights: Path, summary: dict) -> dict:
         "training_seconds": training["timings"]["training_seconds"],
         "images_per_second": training["timings"]["images_per_second"],
         "parameters": training["parameters"],
-        "command": train_command(config_path, weights),
+        "command": train_command(config_path, weights, threads),
     }
 
 
@@ -102,8 +108,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA_DIR)
     parser.add_argument("--runs", type=Path, default=REPO_ROOT / "runs")
     parser.add_argument("--retrain", action="store_true", help="train even where a finished run exists")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads")
     args = parser.parse_args(argv)
-    torch.set_num_threads(1)
+    torch.set_num_threads(args.threads)
 
     rows = []
     for config_path in args.configs:
@@ -112,23 +119,23 @@ def main(argv: list[str] | None = None) -> None:
         summary = None if args.retrain else finished_run(weights, config)
         if summary is None:
             summary = train(config, data_dir=args.data, out_dir=weights, runs_dir=args.runs,
-                            command=train_command(config_path, weights))
-        rows.append(row(config_path, weights, summary))
+                            command=train_command(config_path, weights, args.threads))
+        rows.append(row(config_path, weights, summary, args.threads))
 
     split = summary["training"]["identities"]
     report = {
         "protocol": (
             f"{summary['training']['dataset']}: train on {len(split['train'])} identities for the config's "
             f"epochs (the last epoch is kept), choose the threshold (best balanced accuracy over all validation "
-            f"pairs) on {len(split['val'])} validation identities, test on {len(split['test'])} unseen identities: every "
-            "genuine pair and as many impostor pairs drawn with the config's seed; distance: Euclidean between "
-            "L2-normalised embeddings"
+            f"pairs, at most {MAX_IMAGES_PER_IDENTITY} images per identity) on {len(split['val'])} validation "
+            f"identities, test on {len(split['test'])} unseen identities: {summary['test']['protocol']}; distance: "
+            "Euclidean between L2-normalised embeddings"
         ),
-        "identities": split,
+        "identities": {"train": len(split["train"]), "val": split["val"], "test": split["test"]},
         "results": rows,
         "command": "python bench/training_losses.py " + " ".join(sys.argv[1:] if argv is None else argv),
         "date": dt.date.today().isoformat(),
-        "machine": f"{platform.machine()}, 1 torch thread, shared with other work",
+        "machine": f"{platform.machine()}, {args.threads} torch thread(s), shared with other work",
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2) + "\n")

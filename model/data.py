@@ -14,7 +14,7 @@ import random
 import re
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -67,22 +67,37 @@ class Split:
         return {part: list(getattr(self, part)) for part in SPLITS}
 
 
-def make_split(identities: Sequence[str], val: int, test: int, seed: int | None = None) -> Split:
+def make_split(identities: Sequence[str], val: int, test: int | Collection[str], seed: int | None = None) -> Split:
     """The last `test` identities are the test part and the `val` before them validation, in natural
-    order (s1, s2, .., s40), or in an order shuffled by `seed` when one is given."""
+    order (s1, s2, .., s40), or in an order shuffled by `seed` when one is given.
+
+    `test` may instead name the test identities themselves (the people of a protocol's test pairs);
+    validation is then the last `val` of the others, in that same order, and training the rest.
+    """
     names = sorted(identities, key=natural_key)
+    if isinstance(test, int):
+        held_out = test
+    else:
+        test_names, held_out = set(test), 0
+        if test_names - set(names):
+            raise ValueError(f"test identities the dataset lacks: {sorted(test_names - set(names))[:5]}")
+        names = [name for name in names if name not in test_names]
     if seed is not None:
         random.Random(seed).shuffle(names)
-    if val < 0 or test < 0 or val + test >= len(names):
-        raise ValueError(f"cannot hold out {val} + {test} of {len(names)} identities")
-    cut_val, cut_test = len(names) - test - val, len(names) - test
-    return Split(tuple(names[:cut_val]), tuple(names[cut_val:cut_test]), tuple(names[cut_test:]))
+    if val < 0 or held_out < 0 or val + held_out >= len(names):
+        raise ValueError(f"cannot hold out {val} + {held_out} of {len(names)} identities")
+    cut_val, cut_test = len(names) - held_out - val, len(names) - held_out
+    test_part = names[cut_test:] if isinstance(test, int) else sorted(test_names, key=natural_key)
+    return Split(tuple(names[:cut_val]), tuple(names[cut_val:cut_test]), tuple(test_part))
 
 
-def load_or_make_split(path: str | Path, identities: Sequence[str], val: int, test: int,
+def load_or_make_split(path: str | Path | None, identities: Sequence[str], val: int, test: int | Collection[str],
                        seed: int | None = None) -> Split:
     """Read the split from `path`; if there is none yet, make it and write it there, so every later
-    run and every report uses the very same identities."""
+    run and every report uses the very same identities. Without a path the split is made afresh: one
+    fixed by a protocol's pairs and a seed needs no file (the weights card records it)."""
+    if path is None:
+        return make_split(identities, val, test, seed)
     path = Path(path)
     if path.exists():
         split = Split(**{part: tuple(names) for part, names in json.loads(path.read_text()).items()})

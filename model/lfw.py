@@ -49,6 +49,11 @@ def read_pairs(path: str | Path) -> list[Pair]:
     return pairs
 
 
+def pair_people(pairs: list[Pair]) -> set[str]:
+    """The people named in `pairs`: an encoder scored on these pairs must never have trained on them."""
+    return {path.split("/")[0] for pair in pairs for path in (pair.first, pair.second)}
+
+
 def identity_images(images_dir: str | Path) -> dict[str, list[str]]:
     """Identity -> sorted image paths relative to `images_dir`, one sub-folder per identity."""
     images_dir = Path(images_dir)

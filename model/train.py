@@ -13,8 +13,10 @@ lowest validation EER gave a worse test EER for every loss, 30.7% instead of 11.
 one, whose best validation epoch was the first), scored on the test identities (every
 genuine pair and as many impostor pairs, drawn with the seed) at the threshold chosen on
 validation, and written as an ordinary encoder weights folder (encoder.pt + model.json) that the
-service and `facever evaluate` load like any other. Runs are seeded: a resumed run repeats the
-uninterrupted one.
+service and `facever evaluate` load like any other. Where the split names a protocol's pairs instead
+of a count of test identities (`"test": {"pairs": "lfw/pairsDevTest.txt"}`, or one `fold` of
+pairs.txt), their people are the test identities, validation is drawn from the others, and the test
+is those pairs. Runs are seeded: a resumed run repeats the uninterrupted one.
 """
 
 from __future__ import annotations
@@ -38,12 +40,13 @@ from torch import nn
 from tqdm import tqdm
 
 from model import metrics
-from model.calibrate import PairDistances, all_pair_distances
+from model.calibrate import MAX_IMAGES_PER_IDENTITY, PairDistances, all_pair_distances
 from model.card import CARD_FILE, DISTANCE, STATE_FILE, load_card
 from model.data import Augment, FaceSet, Split, load_face_set, load_or_make_split, natural_key, resize_template
 from model.encoders import build_encoder
+from model.evaluate import pair_distances
 from model.faces.align import AlignmentTemplate
-from model.lfw import DEFAULT_DATA_DIR, REPO_ROOT, identity_images
+from model.lfw import DEFAULT_DATA_DIR, REPO_ROOT, Pair, identity_images, pair_people, read_pairs
 from model.losses import build_loss
 from model.miners import build_miner
 from model.samplers import PKSampler
@@ -54,6 +57,8 @@ DEFAULTS: dict[str, Any] = {
     "epochs": 40,
     "data": {
         "images": "att_faces",  # identity folders, relative to --data
+        # file None: no split file, made afresh each run. test: a count of identities, or the people of
+        # protocol pairs, {"pairs": a file under --data, "fold": one 0-based fold of it or None}.
         "split": {"file": "configs/splits/att_faces.json", "val": 5, "test": 5, "seed": None},
         "policy": "central",
     },
@@ -109,6 +114,33 @@ def build_template(config: dict) -> AlignmentTemplate:
     return template if size in (None, template.size) else resize_template(template, size)
 
 
+def read_test_pairs(config: dict, data_dir: Path) -> list[Pair] | None:
+    """The protocol pairs the test is scored on, where the split's `test` names them (all of the
+    file's pairs, or those of one 0-based `fold`); None where `test` is a count of identities."""
+    test = config["data"]["split"]["test"]
+    if isinstance(test, int):
+        return None
+    unknown = set(test) - {"pairs", "fold"}
+    if unknown:
+        raise ValueError(f"unknown key {sorted(unknown)[0]!r} in config.data.split.test; known: ['fold', 'pairs']")
+    pairs = read_pairs(data_dir / test["pairs"])
+    fold = test.get("fold")
+    chosen = pairs if fold is None else [pair for pair in pairs if pair.fold == fold]
+    if not chosen:
+        raise ValueError(f"{test['pairs']} has no fold {fold}")
+    return chosen
+
+
+def describe_test(config: dict) -> str:
+    test = config["data"]["split"]["test"]
+    if isinstance(test, int):
+        pairs = "every genuine pair of the test identities and as many impostor pairs, drawn with the seed"
+    else:
+        fold = "" if test.get("fold") is None else f", fold {test['fold']} (0-based)"
+        pairs = f"the pairs of {test['pairs']}{fold}, whose people are the test identities"
+    return f"{pairs}; accuracy at the threshold chosen on validation; EER and AUC on these pairs"
+
+
 def build_model(config: dict, template: AlignmentTemplate) -> tuple[nn.Module, dict, dict]:
     """The encoder to train, its card's `architecture` and `input` entries."""
     section = config["encoder"]
@@ -155,10 +187,12 @@ def embed(encoder: nn.Module, chips: torch.Tensor, batch_size: int = 256) -> np.
 
 
 def _by_identity(labels: torch.Tensor) -> dict[int, list[int]]:
+    """Label -> its first MAX_IMAGES_PER_IDENTITY image indices, as in calibration: one LFW person
+    with 236 images would otherwise give over 95% of a validation slice's genuine pairs."""
     groups: dict[int, list[int]] = {}
     for index, label in enumerate(labels.tolist()):
         groups.setdefault(label, []).append(index)
-    return groups
+    return {label: indices[:MAX_IMAGES_PER_IDENTITY] for label, indices in groups.items()}
 
 
 def validate(encoder: nn.Module, faces: FaceSet) -> tuple[dict, PairDistances]:
@@ -181,9 +215,16 @@ def balanced_test_pairs(pairs: PairDistances, seed: int) -> tuple[np.ndarray, np
     return distances, np.concatenate([np.ones(pairs.genuine.size, bool), np.zeros(impostor.size, bool)])
 
 
-def test_scores(encoder: nn.Module, faces: FaceSet, threshold: float, seed: int) -> dict:
-    pairs = all_pair_distances(embed(encoder, faces.chips), _by_identity(faces.labels))
-    distances, is_same = balanced_test_pairs(pairs, seed)
+def test_scores(encoder: nn.Module, faces: FaceSet, threshold: float, seed: int,
+                protocol_pairs: list[Pair] | None = None) -> dict:
+    """Scores on the protocol pairs if given, else on balanced pairs of the test identities."""
+    embeddings = embed(encoder, faces.chips)
+    if protocol_pairs is None:
+        distances, is_same = balanced_test_pairs(all_pair_distances(embeddings, _by_identity(faces.labels)), seed)
+    else:
+        index = {path: i for i, path in enumerate(faces.paths)}
+        distances = pair_distances(embeddings, index, protocol_pairs)
+        is_same = np.array([pair.same for pair in protocol_pairs])
     eer, eer_threshold = metrics.equal_error_rate(distances, is_same)
     far, frr = metrics.error_rates(distances, is_same, threshold)
     return {
@@ -257,15 +298,20 @@ def train(
     run_dir = runs_dir / name
     run_dir.mkdir(parents=True, exist_ok=True)
 
-    # Data: chips of every split identity aligned once, then split.
+    # Data: chips of every split identity aligned once, then split. The identities go in natural
+    # order, so every split of the same identities (each LFW fold) reads one cache.
     started = time.perf_counter()
     template = build_template(config)
     images_dir = data_dir / config["data"]["images"]
     split_config = config["data"]["split"]
-    split = load_or_make_split(REPO_ROOT / split_config["file"], list(identity_images(images_dir)),
-                               split_config["val"], split_config["test"], split_config["seed"])
+    protocol_pairs = read_test_pairs(config, data_dir)
+    test_part = pair_people(protocol_pairs) if protocol_pairs else split_config["test"]
+    split = load_or_make_split(REPO_ROOT / split_config["file"] if split_config["file"] else None,
+                               list(identity_images(images_dir)), split_config["val"], test_part, split_config["seed"])
+    if protocol_pairs and set(split.test) != test_part:
+        raise ValueError(f"the test identities of {split_config['file']} are not the people of the test pairs")
     cache = {"cache_dir": chip_cache} if chip_cache else {}
-    faces = load_face_set(images_dir, [*split.train, *split.val, *split.test], template,
+    faces = load_face_set(images_dir, sorted([*split.train, *split.val, *split.test], key=natural_key), template,
                           policy=config["data"]["policy"], **cache)
     train_set, val_set, test_set = (faces.subset(getattr(split, part)) for part in ("train", "val", "test"))
     chips_seconds = time.perf_counter() - started
@@ -356,10 +402,11 @@ def train(
 
     # The threshold is chosen on all validation pairs and the test pairs are scored at it.
     val, val_pairs = validate(encoder, val_set)
-    test = test_scores(encoder, test_set, val["threshold"], seed)
+    test = {"protocol": describe_test(config),
+            **test_scores(encoder, test_set, val["threshold"], seed, protocol_pairs)}
     summary = {
         "training": {
-            "dataset": config["data"]["images"],
+            "dataset": Path(config["data"]["images"]).parts[0],  # lfw for lfw/images
             "identities": split.to_dict(),
             "images": {"train": len(train_set.labels), "val": len(val_set.labels), "test": len(test_set.labels),
                        "without_detected_face": int((~faces.detected).sum())},
@@ -408,11 +455,7 @@ def write_weights(out_dir: Path, name: str, encoder: nn.Module, architecture: di
             f"the {len(split.test)} test identities ({_identity_range(split.test)}) were never seen"
         ),
         "training": training,
-        "evaluation": {f"{dataset}_test": {
-            "protocol": "every genuine pair of the test identities and as many impostor pairs, drawn with the "
-                        "seed; accuracy at the threshold chosen on validation; EER and AUC on these pairs",
-            **test,
-        }},
+        "evaluation": {f"{dataset}_test": test},
         "calibration": {"plain": {
             "default": "best_accuracy",
             "operating_points": {"best_accuracy": {

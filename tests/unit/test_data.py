@@ -32,6 +32,25 @@ def test_seeded_split_is_shuffled_reproducibly_and_disjoint():
         Split(("a", "b"), ("b",), ())
 
 
+def test_split_around_named_test_identities():
+    names = ["s1", "s2", "s3", "s4", "s5", "s10"]
+    split = make_split(names, val=2, test={"s4", "s2"})
+    assert split == Split(train=("s1", "s3"), val=("s5", "s10"), test=("s2", "s4"))
+    seeded = make_split(names, val=2, test={"s4", "s2"}, seed=7)
+    assert seeded == make_split(names, val=2, test={"s4", "s2"}, seed=7)
+    assert seeded.test == ("s2", "s4") and sorted(seeded.train + seeded.val) == ["s1", "s10", "s3", "s5"]
+    with pytest.raises(ValueError, match="lacks"):
+        make_split(names, val=1, test={"s4", "s99"})
+    with pytest.raises(ValueError, match="cannot hold out"):
+        make_split(names, val=4, test={"s4", "s2"})
+
+
+def test_without_a_file_the_split_is_made_and_nothing_written(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert load_or_make_split(None, ["a", "b", "c", "d"], val=1, test={"a"}) == Split(("b", "c"), ("d",), ("a",))
+    assert not list(tmp_path.iterdir())
+
+
 def test_split_file_is_written_once_then_read(tmp_path):
     path = tmp_path / "split.json"
     first = load_or_make_split(path, ["a", "b", "c", "d"], val=1, test=1)

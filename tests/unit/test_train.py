@@ -1,4 +1,5 @@
-"""The trainer: configuration, schedule, freezing, and a few-step smoke run on AT&T faces."""
+"""The trainer: configuration, schedule, freezing, protocol-pair tests, and few-step smoke runs on AT&T
+and LFW faces."""
 
 import json
 
@@ -7,7 +8,7 @@ import torch
 
 from model import train as trainer
 from model.card import load_card
-from model.train import DEFAULTS, build_model, load_config, lr_factor, train
+from model.train import DEFAULTS, build_model, load_config, lr_factor, read_test_pairs, train
 
 
 def write_config(tmp_path, **overrides):
@@ -55,6 +56,21 @@ def test_fine_tuning_starts_from_the_weights_folder_with_early_layers_frozen():
     assert encoder.training
     with pytest.raises(ValueError, match="no parameter"):
         build_model(load_config_dict({"encoder": {"init_from": "weights/dlib-resnet-v1", "freeze": ["stem"]}}), None)
+
+
+def test_a_split_may_test_on_one_fold_of_protocol_pairs(tmp_path):
+    # Two folds of one same and one different pair.
+    (tmp_path / "pairs.txt").write_text("2 1\nAnn_Lee 1 2\nAnn_Lee 3 Bo_Yu 1\nCy_Oz 2 4\nDe_Ma 1 Cy_Oz 1\n")
+    fold_1 = read_test_pairs(load_config_dict({"data": {"split": {"test": {"pairs": "pairs.txt", "fold": 1}}}}),
+                             tmp_path)
+    assert [(p.first, p.same) for p in fold_1] == [("Cy_Oz/Cy_Oz_0002.jpg", True), ("De_Ma/De_Ma_0001.jpg", False)]
+    every = read_test_pairs(load_config_dict({"data": {"split": {"test": {"pairs": "pairs.txt"}}}}), tmp_path)
+    assert len(every) == 4
+    assert read_test_pairs(load_config_dict({}), tmp_path) is None  # a count of test identities
+    with pytest.raises(ValueError, match="no fold 2"):
+        read_test_pairs(load_config_dict({"data": {"split": {"test": {"pairs": "pairs.txt", "fold": 2}}}}), tmp_path)
+    with pytest.raises(ValueError, match="unknown key 'folds'"):
+        read_test_pairs(load_config_dict({"data": {"split": {"test": {"pairs": "pairs.txt", "folds": 1}}}}), tmp_path)
 
 
 def load_config_dict(overrides: dict) -> dict:
@@ -153,3 +169,38 @@ def test_a_loss_and_miner_of_different_kinds_are_refused(att_dir, chip_cache, tm
     config = smoke_config(tmp_path, loss={"name": "contrastive"}, miner={"name": "batch_hard"})
     with pytest.raises(ValueError, match="takes pairs"):
         run(config, tmp_path, "mismatch", data_dir=att_dir, chip_cache=chip_cache)
+
+
+# -- a smoke run on a handful of LFW people, tested on protocol pairs ----------------------------------
+
+LFW_TEST_PAIRS = """2
+Aaron_Peirsol 1 2
+Abel_Pacheco 1 3
+Aaron_Peirsol 3 Abel_Pacheco 4
+Adam_Sandler 1 Abel_Pacheco 2
+"""
+LFW_OTHERS = ["Abdoulaye_Wade", "Abdullah", "Abdullah_al-Attiyah", "Adel_Al-Jubeir", "Ahmed_Chalabi", "Ai_Sugiyama"]
+
+
+@pytest.fixture
+def mini_lfw(data_dir, tmp_path):
+    """An LFW folder of nine people (36 images, linked) with a View 1 style test file of four pairs."""
+    images = tmp_path / "data" / "lfw" / "images"
+    images.mkdir(parents=True)
+    for person in ["Aaron_Peirsol", "Abel_Pacheco", "Adam_Sandler", *LFW_OTHERS]:
+        (images / person).symlink_to(data_dir / "lfw" / "images" / person)
+    (tmp_path / "data" / "lfw" / "test_pairs.txt").write_text(LFW_TEST_PAIRS)
+    return tmp_path / "data"
+
+
+def test_smoke_training_on_lfw_people_absent_from_the_test_pairs(mini_lfw, chip_cache, tmp_path):
+    config = smoke_config(tmp_path, data={"images": "lfw/images", "split": {
+        "file": None, "val": 2, "test": {"pairs": "lfw/test_pairs.txt"}, "seed": 0}})
+    summary = run(config, tmp_path, "lfw", data_dir=mini_lfw, chip_cache=chip_cache)
+    identities = summary["training"]["identities"]
+    assert identities["test"] == ["Aaron_Peirsol", "Abel_Pacheco", "Adam_Sandler"]
+    assert sorted(identities["train"] + identities["val"]) == LFW_OTHERS and len(identities["val"]) == 2
+    assert summary["test"]["pairs"] == {"genuine": 2, "impostor": 2}
+    assert summary["test"]["threshold"] == summary["training"]["validation"]["threshold"]
+    card = load_card(tmp_path / "lfw" / "weights")
+    assert card.data["evaluation"]["lfw_test"]["protocol"].startswith("the pairs of lfw/test_pairs.txt")
