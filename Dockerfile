@@ -30,7 +30,7 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     MALLOC_ARENA_MAX=2 \
     PATH=/srv/venv/bin:$PATH \
     FACEVER_WEIGHTS_DIR=/srv/weights/fused-dlib-sface \
-    FACEVER_DETECTOR_DIR=/srv/weights/mtcnn \
+    FACEVER_DETECTORS_DIR=/srv/weights \
     FACEVER_WORKERS=1
 
 COPY --from=build /srv /srv

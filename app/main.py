@@ -34,7 +34,8 @@ def load_verifier(settings: Settings) -> Verifier:
 
     return FaceVerifier.from_folders(
         settings.weights_dir,
-        settings.detector_dir,
+        settings.detectors_dir,
+        detector=settings.detector,
         flip_tta=settings.flip_tta,
         face_policy=settings.face_policy,
         min_face_size=settings.min_face_size,
@@ -68,7 +69,7 @@ def create_app(
     def build() -> Verifier:
         if settings.torch_threads:
             _set_torch_threads(settings.torch_threads)  # imports torch, so it belongs off the event loop too
-        logger.info("loading encoder %s and detector %s", settings.weights_dir, settings.detector_dir)
+        logger.info("loading encoder %s (detectors from %s)", settings.weights_dir, settings.detectors_dir)
         return make_verifier(settings)
 
     async def load(app: FastAPI) -> None:

@@ -33,6 +33,7 @@ class Verifier(Protocol):
     calibration: Any
     flip_tta: bool
     precision: str
+    detector: Any  # has .settings
     face_policy: str
 
     def verify(self, image1: Image.Image, image2: Image.Image, **options: Any) -> Any: ...

@@ -331,6 +331,7 @@ class ServiceInfo(BaseModel):
 
     flip_tta: bool
     precision: str = Field(description="what the encoder computes in")
+    detector: dict[str, Any] = Field(description="the face detector and its settings")
     face_policy: FacePolicy
     default_operating_point: str | None
     operating_points: list[OperatingPointInfo] = Field(description="those of the active inference mode")
@@ -352,6 +353,7 @@ class InfoResponse(BaseModel):
             service=ServiceInfo(
                 flip_tta=verifier.flip_tta,
                 precision=verifier.precision,
+                detector=verifier.detector.settings,
                 face_policy=verifier.face_policy,
                 default_operating_point=calibration.default if calibration else None,
                 operating_points=[OperatingPointInfo.of(p) for p in calibration.operating_points.values()]

@@ -10,7 +10,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from model.encoders.precision import Precision
 from model.faces.select import SelectionPolicy
-from model.paths import DEFAULT_DETECTOR_DIR, DEFAULT_ENCODER_DIR
+from model.paths import DEFAULT_ENCODER_DIR, WEIGHTS_DIR
 
 FacePolicy = SelectionPolicy
 CommaSeparated = Annotated[tuple[str, ...], NoDecode]
@@ -22,7 +22,10 @@ class Settings(BaseSettings):
     )
 
     weights_dir: Path = Field(DEFAULT_ENCODER_DIR, description="encoder weights folder (model.json + its weights)")
-    detector_dir: Path = Field(DEFAULT_DETECTOR_DIR, description="MTCNN weights folder")
+    detectors_dir: Path = Field(WEIGHTS_DIR, description="folder holding each detector's weights folder")
+    detector: Literal["yunet", "mtcnn", "yunet+mtcnn"] | None = Field(
+        None, description="'yunet', 'mtcnn' or 'yunet+mtcnn' (MTCNN where YuNet finds nothing); unset = the card's own"
+    )
     flip_tta: bool | None = Field(None, description="mirror test-time augmentation; unset = the card's default")
     precision: Precision | None = Field(
         None, description="encoder arithmetic; unset = the card's own where the CPU has it natively, else float32"

@@ -6,7 +6,7 @@
 #   deploy/build_image.sh STEP PREFIX        STEP: one of STEPS below, or all
 #
 #   PREFIX/venv      Python virtual environment: CPU-only torch and facever, no test or eval extras
-#   PREFIX/weights   the shipped weights (FACEVER_WEIGHTS_DIR, FACEVER_DETECTOR_DIR point here)
+#   PREFIX/weights   the shipped weights (FACEVER_WEIGHTS_DIR, FACEVER_DETECTORS_DIR point here)
 #
 # PYTHON           interpreter for the venv (default python3)
 # TORCH_INDEX_URL  index of the CPU torch wheel (default PyTorch's CPU index, since PyPI's default

@@ -19,6 +19,7 @@ from torch import nn
 
 from model.encoders import build_encoder
 from model.encoders.precision import with_precision
+from model.faces.detectors import DEFAULT_DETECTOR
 from model.faces.align import AlignmentTemplate
 
 CARD_FILE = "model.json"
@@ -115,6 +116,11 @@ class EncoderCard:
         alignment = self.data["alignment"]
         entries = alignment if isinstance(alignment, list) else [alignment]
         return tuple(AlignmentTemplate.from_dict(entry) for entry in entries)
+
+    @property
+    def detector(self) -> str:
+        """The detector whose landmarks the alignment templates were fitted to."""
+        return self.data.get("detector", DEFAULT_DETECTOR)
 
     @property
     def precision(self) -> str:

@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from model.errors import NoFaceDetected
+from model.faces.detectors import Detector
 from model.faces.select import select_face
 from model.faces.types import Face
 from model.images import load_image, to_array
@@ -83,7 +84,7 @@ def _log(message: str) -> None:
 
 
 def detect_dataset(
-    verifier: FaceVerifier,
+    detector: Detector,
     images_dir: Path,
     paths: list[str],
     policy: str,
@@ -91,8 +92,7 @@ def detect_dataset(
     batch_size: int,
 ) -> tuple[list[Face | None], list[tuple[int, int]]]:
     """The chosen face (None where none was found) and the size of each image, cached."""
-    detector = verifier.detector
-    settings = repr((detector.min_face_size, detector.thresholds, detector.scale_factor, detector.max_side))
+    settings = json.dumps(detector.settings, sort_keys=True)
     cache_file = cache_dir / f"faces-{_digest(settings, policy, *paths)}.json" if cache_dir else None
     if cache_file and cache_file.exists():
         stored = json.loads(cache_file.read_text())
@@ -139,7 +139,7 @@ def embed_dataset(
     another template or encoder does not repeat detection."""
     images_dir = Path(images_dir)
     cache_dir = Path(cache_dir) if cache_dir else None
-    faces, sizes = detect_dataset(verifier, images_dir, paths, policy, cache_dir, batch_size)
+    faces, sizes = detect_dataset(verifier.detector, images_dir, paths, policy, cache_dir, batch_size)
     key = _digest(
         json.dumps(verifier.card.data["architecture"], sort_keys=True),  # e.g. fusion weights
         verifier.precision,

@@ -140,7 +140,8 @@ def evaluate(
         "model": verifier.card.name,
         "protocol": "LFW View 2 (pairs.txt), 10 folds, threshold chosen on 9 folds, accuracy on the 10th; "
         "AUC, EER and TAR@FAR over all 6,000 pairs; distance: Euclidean between L2-normalised embeddings",
-        "pipeline": "raw LFW deep-funneled JPEGs -> MTCNN (the face nearest the centre: LFW's subject) -> 5-point similarity alignment "
+        "detector": verifier.detector.settings,
+        "pipeline": f"raw LFW deep-funneled JPEGs -> {verifier.card.detector} (the face nearest the centre: LFW's subject) -> 5-point similarity alignment "
         "to the card's template -> encoder",
         "precision": verifier.precision,
         "images_in_pairs": len(pair_images),

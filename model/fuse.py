@@ -17,10 +17,23 @@ import os
 from pathlib import Path
 
 from model.card import CARD_FILE, DISTANCE, load_card
+from model.encoders.precision import PRECISIONS
+from model.faces.detectors import DEFAULT_DETECTOR, detector_parts
 from model.lfw import REPO_ROOT
 
 
-def fuse(member_dirs: list[Path], weights: list[float], name: str, out_dir: Path, flip_tta: bool) -> Path:
+def fuse(
+    member_dirs: list[Path],
+    weights: list[float],
+    name: str,
+    out_dir: Path,
+    flip_tta: bool,
+    detector: str = DEFAULT_DETECTOR,
+    precision: str = "float32",
+) -> Path:
+    """The members' templates are copied as they are: they must suit `detector`'s landmarks (see
+    bench/transfer_template.py to carry a template over to another detector)."""
+    detector_parts(detector)  # refuses an unknown name before anything is written
     if len(member_dirs) != len(weights):
         raise ValueError("give one weight per member")
     if not all(math.isfinite(w) and w > 0 for w in weights):
@@ -46,7 +59,8 @@ def fuse(member_dirs: list[Path], weights: list[float], name: str, out_dir: Path
             for index, card in enumerate(cards)
         },
         "distance": DISTANCE,
-        "inference": {"flip_tta": flip_tta},
+        "detector": detector,
+        "inference": {"flip_tta": flip_tta, "precision": precision},
         "members": [
             {"name": card.name, "version": card.version, "weight": weight,
              "provenance": card.data.get("provenance"), "licence": card.data.get("licence"),
@@ -57,7 +71,8 @@ def fuse(member_dirs: list[Path], weights: list[float], name: str, out_dir: Path
         "provenance": {
             "converter": "python -m model.fuse --members "
             + " ".join(str(folder) for folder in member_dirs)
-            + " --weights " + " ".join(str(w) for w in weights) + f" --name {name}",
+            + " --weights " + " ".join(str(w) for w in weights) + f" --name {name}"
+            + f" --detector {detector} --precision {precision}" + ("" if flip_tta else " --no-flip-tta"),
         },
     }
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -73,8 +88,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--name", required=True)
     parser.add_argument("--out", type=Path, help="default: weights/<name>")
     parser.add_argument("--no-flip-tta", dest="flip_tta", action="store_false")
+    parser.add_argument("--detector", default=DEFAULT_DETECTOR, help="the detector the members' templates suit")
+    parser.add_argument("--precision", choices=sorted(PRECISIONS), default="float32")
     args = parser.parse_args(argv)
-    out = fuse(args.members, args.weights, args.name, args.out or REPO_ROOT / "weights" / args.name, args.flip_tta)
+    out = fuse(args.members, args.weights, args.name, args.out or REPO_ROOT / "weights" / args.name, args.flip_tta,
+               args.detector, args.precision)
     print(f"wrote {out}")
 
 

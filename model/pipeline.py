@@ -19,7 +19,7 @@ from torch import nn
 from model.card import Calibration, EncoderCard, OperatingPoint, load_card
 from model.encoders.precision import usable_precision
 from model.faces.align import align_faces
-from model.faces.mtcnn import MTCNN
+from model.faces.detectors import Detector, build_detector
 from model.faces.select import SELECTION_POLICIES, select_face
 from model.faces.types import Face
 from model.errors import InputError
@@ -72,7 +72,7 @@ class FaceVerifier:
         self,
         card: EncoderCard,
         encoder: nn.Module,
-        detector: MTCNN,
+        detector: Detector,
         *,
         flip_tta: bool | None = None,
         face_policy: str = "largest",
@@ -93,23 +93,24 @@ class FaceVerifier:
     def from_folders(
         cls,
         encoder_dir: str | Path,
-        detector_dir: str | Path | None = None,
+        detectors_dir: str | Path | None = None,
         *,
+        detector: str | None = None,
         flip_tta: bool | None = None,
         face_policy: str = "largest",
         min_face_size: int = 20,
         precision: str | None = None,
     ) -> FaceVerifier:
-        """`precision` None means the card's own (that of its calibration), where the CPU runs it
-        natively, else float32."""
+        """`detector` None means the card's own (that its templates were fitted to); `precision`
+        None the card's own (that of its calibration) where the CPU runs it natively, else float32.
+        `detectors_dir` holds each detector's weights folder (default: the shipped ones)."""
         card = load_card(encoder_dir)
         precision = usable_precision(precision or card.precision)
-        detector_args = {"weights_dir": Path(detector_dir)} if detector_dir else {}
-        detector = MTCNN(min_face_size=min_face_size, **detector_args)
+        detector_args = {"detectors_dir": Path(detectors_dir)} if detectors_dir else {}
         return cls(
             card,
             card.load_encoder(precision),
-            detector,
+            build_detector(detector or card.detector, min_face_size=min_face_size, **detector_args),
             flip_tta=flip_tta,
             face_policy=face_policy,
             precision=precision,

@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -345,6 +346,12 @@ class MTCNN:
         self.thresholds = tuple(thresholds)
         self.scale_factor = scale_factor
         self.max_side = max_side
+
+    @property
+    def settings(self) -> dict[str, Any]:
+        """What changes its results: for reports and cache keys."""
+        return {"name": "mtcnn", "min_face_size": self.min_face_size, "thresholds": list(self.thresholds),
+                "scale_factor": self.scale_factor, "max_side": self.max_side}
 
     def detect(self, images: Sequence[np.ndarray]) -> list[list[Face]]:
         """Faces in each image (uint8 HxWx3 RGB), best score first, in that image's pixels.

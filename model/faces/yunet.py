@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -212,6 +213,12 @@ class YuNet:
         self.score_threshold = score_threshold
         self.nms_threshold = nms_threshold
         self.max_side = max_side
+
+    @property
+    def settings(self) -> dict[str, Any]:
+        """What changes its results: for reports and cache keys."""
+        return {"name": "yunet", "min_face_size": self.min_face_size, "score_threshold": self.score_threshold,
+                "nms_threshold": self.nms_threshold, "max_side": self.max_side}
 
     def detect(self, images: Sequence[np.ndarray]) -> list[list[Face]]:
         """Faces in each image (uint8 HxWx3 RGB), best score first, in that image's pixels.

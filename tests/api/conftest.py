@@ -72,6 +72,7 @@ class FakeVerifier:
     face_policy: str = "largest"
     flip_tta: bool = False
     precision: str = "float32"
+    detector: Any = field(default_factory=lambda: SimpleNamespace(settings={"name": "fake-detector"}))
     warmed_up: bool = False
 
     def __post_init__(self) -> None:
@@ -127,7 +128,7 @@ class FakeVerifier:
 
 
 def make_settings(**overrides: Any) -> Settings:
-    return Settings(weights_dir=Path("/nonexistent/encoder"), detector_dir=Path("/nonexistent/mtcnn"), **overrides)
+    return Settings(weights_dir=Path("/nonexistent/encoder"), detectors_dir=Path("/nonexistent/detectors"), **overrides)
 
 
 def make_app(verifier: FakeVerifier | None = None, **settings: Any) -> FastAPI:

@@ -18,15 +18,15 @@ from fastapi import FastAPI
 
 from app.main import create_app
 from app.settings import Settings
-from model.paths import DEFAULT_DETECTOR_DIR, DEFAULT_ENCODER_DIR
+from model.paths import DEFAULT_ENCODER_DIR, WEIGHTS_DIR
 
 ENCODER_DIR = DEFAULT_ENCODER_DIR  # what the service ships
-DETECTOR_DIR = DEFAULT_DETECTOR_DIR
+DETECTORS_DIR = WEIGHTS_DIR
 
 
 def skip_unless_shipped_model() -> None:
     """Decisions use the card's default operating point, so the card must be calibrated."""
-    for folder in (ENCODER_DIR, DETECTOR_DIR):
+    for folder in (ENCODER_DIR, DETECTORS_DIR / "mtcnn", DETECTORS_DIR / "yunet-2023mar"):
         if not folder.is_dir():
             pytest.skip(f"shipped weights missing: {folder}")
     card = json.loads((ENCODER_DIR / "model.json").read_text())
@@ -41,7 +41,7 @@ async def real_service(**settings: Any) -> AsyncIterator[tuple[FastAPI, httpx.As
     variable of the developer's shell applies) so the tests see the documented defaults."""
     skip_unless_shipped_model()
     values = {field: info.default for field, info in Settings.model_fields.items()}
-    values.update(weights_dir=ENCODER_DIR, detector_dir=DETECTOR_DIR, **settings)
+    values.update(weights_dir=ENCODER_DIR, detectors_dir=DETECTORS_DIR, **settings)
     app = create_app(Settings(**values))
     async with app.router.lifespan_context(app):
         async with asyncio.timeout(120):  # the models load in the background after start-up

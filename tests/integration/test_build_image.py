@@ -70,7 +70,7 @@ def test_serves_from_the_built_runtime(built: Path, lfw_dir: Path):
         "PYTHONDONTWRITEBYTECODE": "1",
         "MALLOC_ARENA_MAX": "2",
         "FACEVER_WEIGHTS_DIR": str(built / "weights" / "fused-dlib-sface"),
-        "FACEVER_DETECTOR_DIR": str(built / "weights" / "mtcnn"),
+        "FACEVER_DETECTORS_DIR": str(built / "weights"),
     }
     server = subprocess.Popen(
         [str(built / "venv" / "bin" / "facever"), "serve", "--port", str(port)],

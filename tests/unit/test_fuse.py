@@ -75,3 +75,15 @@ def test_a_fused_folder_cannot_be_a_member(tmp_path):
     fused = fuse([tmp_path / "a", tmp_path / "b"], [1.0, 1.0], "ab", tmp_path / "ab", flip_tta=False)
     with pytest.raises(ValueError):
         fuse([fused, tmp_path / "a"], [1.0, 1.0], "nested", tmp_path / "nested", flip_tta=False)
+
+
+def test_fused_card_names_its_detector_and_precision(tmp_path):
+    make_member(tmp_path / "a", size=4, seed=0)
+    out = fuse([tmp_path / "a"], [1.0], "a-yunet", tmp_path / "a-yunet", flip_tta=True,
+               detector="yunet+mtcnn", precision="bfloat16")
+    card = load_card(out)
+    assert card.detector == "yunet+mtcnn" and card.precision == "bfloat16"
+    assert card.data["inference"]["flip_tta"] is True
+    with pytest.raises(ValueError, match="detector"):
+        fuse([tmp_path / "a"], [1.0], "bad", tmp_path / "bad", flip_tta=True, detector="haar")
+    assert not (tmp_path / "bad").exists()
