@@ -7,18 +7,19 @@ chip pixels with no half-pixel shift.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from model.faces.types import LANDMARK_NAMES, Face
 
 NUM_LANDMARKS = len(LANDMARK_NAMES)
-POSITION_STEPS = 65536  # sampling positions are rounded to 1/POSITION_STEPS pixel
 
 
 @dataclass(frozen=True)
@@ -108,24 +109,20 @@ def align_faces(image: np.ndarray, faces: Sequence[Face], template: AlignmentTem
     """One chip per face, (N, 3, size, size) float32 RGB with values 0..255 (not rounded).
 
     Each chip pixel is bilinearly sampled from the image at the inverse-transformed position;
-    samples from outside the image count as black. All faces are sampled in one vectorised gather.
+    samples from outside the image count as black. A face more than twice the chip's scale is
+    first box-averaged down by a whole factor, so the chip is not aliased and the work stays
+    proportional to the chip, however large the photo.
     """
     if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
         raise ValueError("align_faces() takes a uint8 HxWx3 RGB array")
     size = template.size
     if not faces:
         return torch.zeros(0, 3, size, size)
-    image_to_chip = [
-        similarity_transform(face.landmarks, template.points, template.weights) for face in faces
+    chips = [
+        _warp(image, _inverse(similarity_transform(face.landmarks, template.points, template.weights)), size)
+        for face in faces
     ]
-    chip_to_image = torch.from_numpy(np.stack([_inverse(transform) for transform in image_to_chip]))
-    grid = np.stack(np.meshgrid(np.arange(size), np.arange(size), indexing="xy"), axis=-1)
-    chip_points = torch.from_numpy(np.concatenate([grid, np.ones((size, size, 1))], axis=-1))
-    positions = torch.einsum("hwk,njk->nhwj", chip_points, chip_to_image)  # (N, size, size, 2)
-    # Snap to 1/65536 pixel: invisible, but an exact transform (identity, whole-pixel shift) then
-    # samples each pixel exactly instead of mixing in 1e-12 of its neighbours from rounding noise.
-    positions = (positions * POSITION_STEPS).round_() / POSITION_STEPS
-    return _bilinear_sample(image, positions)
+    return torch.stack(chips)
 
 
 def chips_to_uint8(chips: Tensor) -> np.ndarray:
@@ -139,27 +136,37 @@ def _inverse(transform: np.ndarray) -> np.ndarray:
     return np.hstack([linear, -linear @ transform[:, 2:]])
 
 
-def _bilinear_sample(image: np.ndarray, positions: Tensor) -> Tensor:
-    """Sample a uint8 (H, W, 3) image at float64 (x, y) positions (N, h, w, 2): (N, 3, h, w).
-
-    Written out rather than F.grid_sample so that integer positions return the pixel exactly (the
-    normalised grid coordinates would round), and only the four neighbours are ever converted to
-    float.
-    """
+def _warp(image: np.ndarray, chip_to_image: np.ndarray, size: int) -> Tensor:
+    """The (3, size, size) chip whose pixel (u, v) shows image position chip_to_image @ (u, v, 1)."""
     height, width = image.shape[:2]
-    pixels = np.ascontiguousarray(image).reshape(-1, 3)
-    x, y = positions.unbind(-1)
-    x0, y0 = x.floor(), y.floor()
-    fx = (x - x0).float()[..., None]
-    fy = (y - y0).float()[..., None]
-    x0, y0 = x0.long(), y0.long()
-
-    def neighbour(dx: int, dy: int) -> Tensor:
-        xi, yi = x0 + dx, y0 + dy
-        inside = (xi >= 0) & (xi < width) & (yi >= 0) & (yi < height)
-        index = yi.clamp(0, height - 1) * width + xi.clamp(0, width - 1)
-        return torch.from_numpy(pixels[index.numpy()]).float() * inside[..., None]
-
-    top = neighbour(0, 0) * (1 - fx) + neighbour(1, 0) * fx
-    bottom = neighbour(0, 1) * (1 - fx) + neighbour(1, 1) * fx
-    return (top * (1 - fy) + bottom * fy).permute(0, 3, 1, 2).contiguous()
+    # The window of the image the chip's samples (and their right and lower neighbours) touch.
+    corners = chip_to_image @ np.array([[0, size - 1, 0, size - 1], [0, 0, size - 1, size - 1], [1, 1, 1, 1]])
+    # Image pixels per chip pixel; shrink by a whole factor when the chip would skip pixels, in
+    # blocks on the image's own grid.
+    factor = max(1, int(math.sqrt(abs(np.linalg.det(chip_to_image[:, :2]))) + 1e-9))
+    left, top = np.clip(np.floor(corners.min(axis=1)), 0, (width - 1, height - 1)).astype(int) // factor * factor
+    # Whole blocks: the last sample's right neighbour lies in a block ending within 2 factors of it.
+    right, bottom = np.clip(np.floor(corners.max(axis=1)) + 2 * factor - 1, 0, (width - 1, height - 1)).astype(int)
+    window = image[top : bottom + 1, left : right + 1]
+    if factor > 1:
+        rows, columns = window.shape[0] // factor * factor, window.shape[1] // factor * factor
+        window = window[:rows, :columns].reshape(rows // factor, factor, columns // factor, factor, 3)
+        window = window.mean(axis=(1, 3))
+    # float64 keeps whole-pixel shifts exact (the [-1, 1] grid units would round in float32); the
+    # window is at most about 3 chip widths on a side, so this costs little.
+    pixels = torch.from_numpy(np.ascontiguousarray(window, dtype=np.float64)).permute(2, 0, 1)
+    if pixels.shape[1] == 0 or pixels.shape[2] == 0:  # a window thinner than one shrunk block
+        return torch.zeros(3, size, size)
+    window_height, window_width = pixels.shape[1:]
+    # Compose chip pixel -> image pixel -> window pixel (after the shrink: block i is centred on
+    # pixel i * factor + (factor - 1) / 2) -> grid_sample's [-1, 1] units (align_corners=False).
+    to_window = np.array([[1 / factor, 0, (-left - (factor - 1) / 2) / factor],
+                          [0, 1 / factor, (-top - (factor - 1) / 2) / factor], [0, 0, 1]])
+    to_unit = np.array([[2 / window_width, 0, 1 / window_width - 1], [0, 2 / window_height, 1 / window_height - 1],
+                        [0, 0, 1]])
+    chip_to_unit = to_unit @ to_window @ np.vstack([chip_to_image, [0, 0, 1]])
+    steps = np.arange(size, dtype=np.float64)
+    grid = np.stack(np.meshgrid(steps, steps, indexing="xy"), axis=-1) @ chip_to_unit[:2, :2].T + chip_to_unit[:2, 2]
+    chip = F.grid_sample(pixels[None], torch.from_numpy(grid[None]), mode="bilinear", padding_mode="zeros",
+                         align_corners=False)
+    return chip[0].float()

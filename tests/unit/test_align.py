@@ -112,11 +112,15 @@ def random_image(height=90, width=120) -> np.ndarray:
     return RNG.integers(0, 256, size=(height, width, 3), dtype=np.uint8)
 
 
-def test_identity_warp_reproduces_the_pixels_exactly():
+# Sampling runs in float64; whole-pixel positions come back to within this of the pixel itself.
+EXACT = 1e-6  # grey levels
+
+
+def test_identity_warp_reproduces_the_pixels():
     image = random_image(112, 112)
     chips = align_faces(image, [face_with_landmarks(TEMPLATE.points)], TEMPLATE)
     assert chips.shape == (1, 3, 112, 112)
-    assert np.array_equal(chips[0].permute(1, 2, 0).numpy(), image.astype(np.float32))
+    np.testing.assert_allclose(chips[0].permute(1, 2, 0).numpy(), image.astype(np.float32), rtol=0, atol=EXACT)
 
 
 def test_integer_translation_crops_exactly_and_pads_with_black():
@@ -137,20 +141,37 @@ def test_half_pixel_shift_averages_neighbours_and_faces_are_batched():
     )
     assert chips.shape == (2, 3, 112, 112)
     expected = (image[:, 10:119].astype(np.float32) + image[:, 11:120]) / 2
-    np.testing.assert_allclose(chips[0, :, :90, :109].permute(1, 2, 0).numpy(), expected[:, :109])
-    np.testing.assert_array_equal(chips[1, :, :90, :112].permute(1, 2, 0).numpy(), image[:, :112])
+    np.testing.assert_allclose(chips[0, :, :90, :109].permute(1, 2, 0).numpy(), expected[:, :109], atol=EXACT)
+    np.testing.assert_allclose(chips[1, :, :90, :112].permute(1, 2, 0).numpy(), image[:, :112], rtol=0, atol=EXACT)
 
 
 def test_rotation_and_scale_follow_the_landmarks():
-    # Landmarks at twice the template's size and rotated by 90 degrees: chip pixel (u, v) must
-    # sample image position R(90) * 2 * (u, v) + t.
-    truth = similarity(math.pi / 2, 2.0, 200.0, 10.0)  # chip -> image
+    # Landmarks at 1.5 times the template's size and rotated by 90 degrees: chip pixel (u, v) must
+    # sample image position R(90) * 1.5 * (u, v) + t.
+    truth = similarity(math.pi / 2, 1.5, 200.0, 10.0)  # chip -> image
     landmarks = apply(truth, np.array(TEMPLATE.points))
     image = random_image(300, 260)
     chip = align_faces(image, [face_with_landmarks(landmarks)], TEMPLATE)[0]
     u, v = 20, 30
     x, y = apply(truth, np.array([[u, v]]))[0]
     assert np.allclose(chip[:, v, u].numpy(), image[round(y), round(x)], atol=1e-3)
+
+
+def test_a_face_many_times_the_chip_scale_is_box_averaged_first():
+    # Landmarks at 4 times the template's scale: each chip pixel covers a 4x4 block of the image,
+    # and sees that block's mean rather than one of its pixels (no aliasing).
+    truth = similarity(0.0, 4.0, 0.0, 0.0)  # chip pixel (u, v) -> image (4u + 1.5, 4v + 1.5)
+    truth[:, 2] = 1.5
+    image = random_image(4 * 112, 4 * 112)
+    chip = align_faces(image, [face_with_landmarks(apply(truth, np.array(TEMPLATE.points)))], TEMPLATE)[0]
+    blocks = image.reshape(112, 4, 112, 4, 3).mean(axis=(1, 3))
+    np.testing.assert_allclose(chip.permute(1, 2, 0).numpy(), blocks, atol=1e-3)
+
+
+def test_a_face_off_the_image_gives_a_black_chip():
+    landmarks = np.array(TEMPLATE.points) + (5000.0, -3000.0)
+    chip = align_faces(random_image(), [face_with_landmarks(landmarks)], TEMPLATE)[0]
+    assert chip.shape == (3, 112, 112) and not chip.any()
 
 
 def test_no_faces_gives_an_empty_batch():
