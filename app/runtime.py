@@ -15,7 +15,7 @@ from PIL import Image
 from starlette.datastructures import Headers, MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app.errors import RETRY_AFTER_S, ServiceError, error_response, invalid_request
+from app.errors import RETRY_AFTER_S, ServiceError, error_response
 from app.logging import REQUEST_ID_HEADER, accept_or_make_request_id, get_logger, request_id_var
 from app.schemas import EmbedUploads, VerifyOptions, VerifyUploads
 from model.errors import InputError
@@ -43,6 +43,8 @@ class Verifier(Protocol):
     ) -> tuple[list[Any], dict[str, float]]: ...
 
     def warm_up(self) -> None: ...
+
+    def resolve_threshold(self, threshold: float | None = None, operating_point: str | None = None) -> Any: ...
 
 
 # -- metrics ------------------------------------------------------------------------------------
@@ -200,7 +202,9 @@ class InferenceLimiter:
             if not deadline.expired():
                 raise
             self._metrics.inference_rejected.inc(reason="timeout")
-            raise ServiceError("timeout", f"no answer within {self._timeout_s:g} s") from None
+            raise ServiceError(
+                "timeout", f"no answer within {self._timeout_s:g} s", headers={"Retry-After": str(RETRY_AFTER_S)}
+            ) from None
         finally:
             if job is None:  # gave up (deadline or cancellation) before getting a slot
                 self.admitted -= 1
@@ -235,9 +239,9 @@ def _decode_all(uploads: Sequence[tuple[str, bytes]], max_pixels: int) -> tuple[
 
 
 def check_threshold_choice(verifier: Verifier, options: VerifyOptions) -> None:
-    """Refuse before any decoding when no threshold can be chosen for this request."""
-    if options.threshold is None and verifier.calibration is None:
-        raise invalid_request("this model has no calibrated operating points; give an explicit threshold")
+    """Refuse before any decoding or queueing when no threshold can be chosen for this request (no
+    calibration, an unknown operating point)."""
+    verifier.resolve_threshold(options.threshold, options.operating_point)
 
 
 def verify_uploads(verifier: Verifier, uploads: VerifyUploads, max_pixels: int) -> tuple[Any, float]:

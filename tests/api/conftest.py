@@ -106,14 +106,19 @@ class FakeVerifier:
         chosen = [self._choose(image, policy or self.face_policy, label) for image, label in zip(images, labels)]
         return chosen, {"detect": 1.0, "align": 0.5, "embed": 2.0}
 
+    def resolve_threshold(self, threshold=None, operating_point=None):
+        if threshold is not None:
+            return threshold, None
+        if self.calibration is None:
+            raise InputError("no calibrated operating points; give an explicit threshold", "invalid_request")
+        name = operating_point or self.calibration.default
+        if name not in self.calibration.operating_points:
+            raise InputError(f"unknown operating point {name!r}", "invalid_request")
+        point = self.calibration.operating_points[name]
+        return point.threshold, point
+
     def verify(self, image1, image2, *, threshold=None, operating_point=None, policy=None, labels=("image1", "image2")):
-        point = None
-        if threshold is None:
-            name = operating_point or self.calibration.default
-            if name not in self.calibration.operating_points:
-                raise InputError(f"unknown operating point {name!r}", "invalid_request")
-            point = self.calibration.operating_points[name]
-            threshold = point.threshold
+        threshold, point = self.resolve_threshold(threshold, operating_point)
         (first, second), timings = self.embed([image1, image2], policy, labels)
         distance = float(np.linalg.norm(first.embedding.astype(np.float64) - second.embedding))
         return FakeVerification(

@@ -140,7 +140,9 @@ async def test_timeout_when_inference_outlives_the_deadline(serve):
     verifier = FakeVerifier(gate=gate)
     app = make_app(verifier, request_timeout_s=0.1)
     client = await serve(app)
-    assert_error(await client.post("/verify", **verify_files()), 503, "timeout")
+    response = await client.post("/verify", **verify_files())
+    assert_error(response, 503, "timeout")
+    assert int(response.headers["Retry-After"]) >= 1
     assert app.state.limiter.admitted == 1  # the abandoned inference still holds its slot
     gate.set()
     await wait_for(lambda: app.state.limiter.admitted == 0)

@@ -112,3 +112,8 @@ async def test_uncalibrated_model_needs_an_explicit_threshold(make_client):
     assert "threshold" in body["error"]["message"]
     answer = (await post_files(client, image_bytes(), image_bytes(), threshold="0.6")).json()
     assert answer["same"] is True and answer["probability_same"] is None
+
+
+async def test_an_unknown_operating_point_is_refused_before_the_images_are_read(client):
+    body = assert_error(await post_files(client, b"not an image", b"", operating_point="far_1e-9"), 422, "invalid_request")
+    assert "unknown operating point" in body["error"]["message"]
