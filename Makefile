@@ -30,6 +30,7 @@ calibrate: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m bench.encoder_speed
 	$(BIN)/python -m bench.detect_speed
+	$(BIN)/python -m bench.detect_speed --detector yunet
 	$(BIN)/python -m bench.pipeline_speed
 	$(BIN)/python -m bench.latency
 	$(BIN)/facever evaluate

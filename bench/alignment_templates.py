@@ -43,7 +43,8 @@ def main() -> None:
     verifier = FaceVerifier.from_folders(args.weights)
     results = {}
     for name, weights in WEIGHTINGS.items():
-        verifier.templates = (dataclasses.replace(verifier.templates[0], weights=weights),)
+        first, *others = verifier.templates  # the first template is varied; a fused card's others stay
+        verifier.templates = (dataclasses.replace(first, weights=weights), *others)
         embeddings = embed_dataset(verifier, lfw / "images", paths)
         for flip_tta in (False, True):
             d = pair_distances(embeddings.normalised(flip_tta), embeddings.index(), pairs)

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import httpx
 
-from bench.server import memory_mib, running_server
+from bench.server import IMAGE_ENVIRONMENT, memory_mib, running_server
 from model.lfw import DEFAULT_DATA_DIR, read_pairs
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -105,10 +105,14 @@ def main() -> None:
             "what": "facever serve on loopback; /verify: two 250x250 LFW JPEGs (multipart); /embed: n images",
             "model": info["model"]["name"],
             "flip_tta": info["service"]["flip_tta"],
+            "precision": info["service"]["precision"],
+            "detector": info["service"]["detector"],
             "seconds_to_ready": round(server.seconds_to_ready, 2),
             "peak_rss_mib": round(memory_mib(server.pid, "VmHWM"), 1),
             "results": results,
-            "server_environment": {k: v for k, v in {**os.environ, **env}.items() if k.startswith(("FACEVER_", "MALLOC_"))},
+            "server_environment": {
+                k: v for k, v in {**IMAGE_ENVIRONMENT, **os.environ, **env}.items() if k.startswith(("FACEVER_", "MALLOC_"))
+            },
             "machine": f"{platform.machine()}, {os.cpu_count()} CPUs",
             "date": dt.date.today().isoformat(),
         }

@@ -28,14 +28,17 @@ from model.pipeline import FaceVerifier
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def time_verify(verifier: FaceVerifier, pairs: list[tuple[bytes, bytes]]) -> list[float]:
-    """Milliseconds per pair, decoding included, as the service does per request."""
-    timings = []
+def time_verify(verifier: FaceVerifier, pairs: list[tuple[bytes, bytes]]) -> tuple[list[float], dict[str, float]]:
+    """Milliseconds per pair, decoding included, as the service does per request; and the median
+    milliseconds of each pipeline stage per pair."""
+    timings, stages = [], {}
     for first, second in pairs:
         start = time.perf_counter()
-        verifier.verify(decode_image(first), decode_image(second), threshold=1.0)
+        result = verifier.verify(decode_image(first), decode_image(second), threshold=1.0)
         timings.append((time.perf_counter() - start) * 1000)
-    return timings
+        for stage, ms in result.timings_ms.items():
+            stages.setdefault(stage, []).append(ms)
+    return timings, {stage: round(statistics.median(ms), 2) for stage, ms in stages.items()}
 
 
 def main() -> None:
@@ -49,25 +52,30 @@ def main() -> None:
     images = args.data / "lfw" / "images"
     protocol = read_pairs(args.data / "lfw" / "pairs.txt")[: args.pairs]
     pairs = [((images / p.first).read_bytes(), (images / p.second).read_bytes()) for p in protocol]
-    results, name = {}, ""
+    results, name, detector, precision = {}, "", {}, ""
     for flip_tta in (False, True):
         verifier = FaceVerifier.from_folders(args.weights, flip_tta=flip_tta)
         verifier.warm_up()
-        name = verifier.card.name
+        name, detector, precision = verifier.card.name, verifier.detector.settings, verifier.precision
         time_verify(verifier, pairs[:5])
-        timings = time_verify(verifier, pairs)
+        timings, stages = time_verify(verifier, pairs)
         results["flip" if flip_tta else "plain"] = {
+            "median_ms_per_stage_per_verify": stages,
             "median_ms_per_verify": round(statistics.median(timings), 2),
             "p90_ms_per_verify": round(float(np.percentile(timings, 90)), 2),
             "median_ms_per_image": round(statistics.median(timings) / 2, 2),
         }
     print(f"{'mode':<6} {'ms/verify (median)':>19} {'p90':>7} {'ms/image':>9}")
     for mode, r in results.items():
-        print(f"{mode:<6} {r['median_ms_per_verify']:>19.2f} {r['p90_ms_per_verify']:>7.2f} {r['median_ms_per_image']:>9.2f}")
+        stages = ", ".join(f"{stage} {ms}" for stage, ms in r["median_ms_per_stage_per_verify"].items())
+        print(f"{mode:<6} {r['median_ms_per_verify']:>19.2f} {r['p90_ms_per_verify']:>7.2f} "
+              f"{r['median_ms_per_image']:>9.2f}   per verify: {stages}")
     report = {
         "model": name,
         "what": "FaceVerifier.verify on two 250x250 LFW JPEGs, decoding included, no HTTP",
         "pairs": len(pairs),
+        "detector": detector,
+        "precision": precision,
         "torch_threads": 2,
         "torch": torch.__version__,
         "machine": platform.machine(),

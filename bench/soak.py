@@ -28,7 +28,7 @@ from pathlib import Path
 
 import httpx
 
-from bench.server import memory_mib, running_server
+from bench.server import IMAGE_ENVIRONMENT, memory_mib, running_server
 from model.lfw import DEFAULT_DATA_DIR, read_pairs
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -153,9 +153,9 @@ def main() -> None:
             "growth_after_warm_up_pct": round((rss_end - baseline) / baseline * 100, 2),
         },
         "rss_series_s_mib": sampler.samples[:: max(1, len(sampler.samples) // 60)],  # about 60 points
-        "server_environment": {  # besides these, the defaults (the image sets MALLOC_ARENA_MAX=2)
+        "server_environment": {  # besides these, the defaults
             name: value
-            for name, value in {**os.environ, **env}.items()
+            for name, value in {**IMAGE_ENVIRONMENT, **os.environ, **env}.items()
             if (name.startswith("FACEVER_") and name != "FACEVER_API_KEYS") or name == "MALLOC_ARENA_MAX"
         },
         "machine": f"{platform.machine()}, {os.cpu_count()} CPUs",
