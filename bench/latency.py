@@ -5,7 +5,7 @@ then /embed with 1 and 16 images per request: p50/p95/p99 latency, throughput, a
 the server's peak RSS (VmHWM) and its time from start to ready. Prints a table and writes
 bench/results/latency.json. Settings pass through as FACEVER_* environment variables.
 
-    python -m bench.latency [--requests 200] [--weights weights/fused-dlib-sface]
+    python -m bench.latency [--requests 200] [--weights weights/fused-dlib-sface-yunet]
 """
 
 from __future__ import annotations

@@ -105,6 +105,8 @@ def write_template(folder: Path, index: int, report: dict) -> None:
         f"template: median over {report['images']} LFW images (no identity labels used): {report['command']}"
     )
     update_card(folder, ("alignment",), alignment)
+    update_card(folder, ("provenance", f"template_{index}"),
+                f"{report['command']} --write-into {folder} --template-index {index}")
 
 
 if __name__ == "__main__":

@@ -7,7 +7,7 @@ rates are then measured on the disjoint "held-out" half, again over all pairs, s
 millions of impostor pairs. A logistic map distance -> p(same) (equal priors) is fitted on the same
 "choose" half. Everything is written into the card, per inference mode (plain, flip TTA).
 
-    python -m model.calibrate --weights weights/fused-dlib-sface
+    python -m model.calibrate --weights weights/fused-dlib-sface-yunet
 """
 
 from __future__ import annotations

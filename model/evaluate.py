@@ -4,7 +4,7 @@ Protocol: 10 folds of 300 same + 300 different pairs; for each fold the threshol
 other nine and accuracy measured on it; mean and standard deviation over folds. Over all 6,000
 pairs: ROC AUC, EER and TAR at FAR 1e-3 and 1e-2. Both inference modes (plain, flip TTA) are scored.
 
-    python -m model.evaluate --weights weights/fused-dlib-sface --update-card
+    python -m model.evaluate --weights weights/fused-dlib-sface-yunet --update-card
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Make a fused encoder's weights folder from member weights folders.
 
-    python -m model.fuse --members weights/dlib-resnet-v1 weights/sface-2021dec --weights 1.0 0.8 \
-        --name fused-dlib-sface
+    python -m model.fuse --members weights/dlib-resnet-v1 weights/sface-2021dec --weights 1.0 0.5 \
+        --name fused-dlib-sface-yunet --detector yunet+mtcnn --precision bfloat16
 
 The result is an ordinary encoder folder (a model.json that borrows its members' weights) that the
 service, the evaluator and the calibrator load like any other; run `facever evaluate --update-card`

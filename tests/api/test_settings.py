@@ -10,7 +10,7 @@ from app.settings import Settings
 
 def test_defaults():
     settings = Settings()
-    assert settings.weights_dir.parts[-2:] == ("weights", "fused-dlib-sface")
+    assert settings.weights_dir.parts[-2:] == ("weights", "fused-dlib-sface-yunet")
     assert settings.face_policy == "largest" and settings.flip_tta is None
     assert settings.max_upload_bytes == 10 * 1024 * 1024 and settings.max_image_pixels == 40_000_000
     assert settings.api_keys == () and settings.cors_origins == ()

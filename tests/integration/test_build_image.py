@@ -69,7 +69,7 @@ def test_serves_from_the_built_runtime(built: Path, lfw_dir: Path):
         "HOME": "/nonexistent",
         "PYTHONDONTWRITEBYTECODE": "1",
         "MALLOC_ARENA_MAX": "2",
-        "FACEVER_WEIGHTS_DIR": str(built / "weights" / "fused-dlib-sface"),
+        "FACEVER_WEIGHTS_DIR": str(built / "weights" / "fused-dlib-sface-yunet"),
         "FACEVER_DETECTORS_DIR": str(built / "weights"),
     }
     server = subprocess.Popen(
