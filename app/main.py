@@ -101,6 +101,8 @@ def create_app(
             loading.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await loading
+            if app.state.limiter is not None:
+                app.state.limiter.close()
 
     app = FastAPI(
         title="facever",

@@ -6,9 +6,12 @@ from __future__ import annotations
 
 import asyncio
 import bisect
+import contextvars
+import functools
 import threading
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol, TypeVar
 
 from PIL import Image
@@ -175,6 +178,10 @@ class InferenceLimiter:
     """
 
     def __init__(self, max_concurrency: int, max_queue: int, timeout_s: float, metrics: ServiceMetrics):
+        # Inference gets threads of its own, as many as may run at once: torch keeps a pool of
+        # intra-op worker threads per calling thread, and asyncio's shared pool would rotate requests
+        # over up to 32 callers, each with its own idle pool competing for the cores.
+        self._threads = ThreadPoolExecutor(max_workers=max_concurrency, thread_name_prefix="inference")
         self._slots = asyncio.Semaphore(max_concurrency)
         self._capacity = max_concurrency + max_queue
         self._timeout_s = timeout_s
@@ -195,7 +202,8 @@ class InferenceLimiter:
         try:
             async with deadline:
                 await self._slots.acquire()
-                job = asyncio.ensure_future(asyncio.to_thread(self._timed, operation, work))
+                call = functools.partial(contextvars.copy_context().run, self._timed, operation, work)
+                job = asyncio.get_running_loop().run_in_executor(self._threads, call)
                 job.add_done_callback(self._release)
                 return await asyncio.shield(job)
         except TimeoutError:
@@ -215,6 +223,10 @@ class InferenceLimiter:
             return work()
         finally:
             self._metrics.inference_seconds.observe(time.perf_counter() - started, operation=operation)
+
+    def close(self) -> None:
+        """Stop taking work; inferences already running finish in their threads."""
+        self._threads.shutdown(wait=False, cancel_futures=True)
 
     def _release(self, job: asyncio.Future[Any]) -> None:
         self._slots.release()

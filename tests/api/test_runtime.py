@@ -212,3 +212,16 @@ async def test_cancelled_requests_free_their_place_only_when_their_work_ends():
     release.set()
     await wait_for(lambda: limiter.admitted == 0)
     assert await asyncio.wait_for(limiter.run("verify", lambda: "served"), 1) == "served"
+
+
+async def test_inference_runs_on_its_own_threads(serve):
+    class RecordingVerifier(FakeVerifier):
+        def embed(self, images, policy=None, labels=None):
+            threads.add(threading.current_thread().name)
+            return super().embed(images, policy, labels)
+
+    threads: set[str] = set()
+    client = await serve(make_app(RecordingVerifier(), max_concurrency=2))
+    for _ in range(6):
+        assert (await client.post("/verify", **verify_files())).status_code == 200
+    assert threads and all(name.startswith("inference") for name in threads) and len(threads) <= 2
