@@ -121,3 +121,22 @@ async def test_embed_returns_unit_vectors_whose_distance_verify_reports(client, 
         assert np.linalg.norm(vector) == pytest.approx(1.0, abs=1e-5)
     answer = await verify(client, first, second)
     assert np.linalg.norm(vectors[0] - vectors[1]) == pytest.approx(answer["distance"], abs=1e-4)
+
+
+async def test_embed_of_more_images_than_one_pass_keeps_order_and_names_the_failing_image(client, lfw_dir, lfw_pairs):
+    paths = [path for pair in lfw_pairs[0] + lfw_pairs[1] for path in (pair.first, pair.second)][:6]
+    images = [read_image(lfw_dir, path) for path in paths]
+    response = await client.post("/embed", files=[("images", (f"{i}.jpg", data)) for i, data in enumerate(images)])
+    assert response.status_code == 200, response.text
+    together = [np.asarray(item["embedding"]) for item in response.json()["embeddings"]]
+    for data, vector in zip(images, together):
+        alone = (await client.post("/embed", files=[("images", ("x.jpg", data))])).json()["embeddings"][0]
+        assert np.linalg.norm(np.asarray(alone["embedding"]) - vector) < 1e-3
+
+    blank = io.BytesIO()
+    Image.new("RGB", (200, 200), (128, 128, 128)).save(blank, format="PNG")
+    files = [("images", (f"{i}.jpg", data)) for i, data in enumerate(images[:5])] + [("images", ("b.png", blank.getvalue()))]
+    response = await client.post("/embed", files=files)
+    assert response.status_code == 422
+    assert response.json()["error"]["code"] == "no_face_detected"
+    assert response.json()["error"]["message"].startswith("images[5]")
