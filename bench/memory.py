@@ -1,0 +1,86 @@
+"""The server's resident memory in the states a deployment is sized from.
+
+Starts `facever serve` (as bench/latency.py does, with the image's MALLOC_ARENA_MAX=2) and reads its
+VmRSS / VmHWM from /proc: once ready; after 50 /verify of distinct LFW pairs; after 20 /embed of 16
+images; and the peak with two concurrent /verify of two 40-megapixel photos each, the largest that
+FACEVER_MAX_IMAGE_PIXELS admits by default (an LFW face upscaled to 7,300 x 5,475, JPEG). Prints
+a table and writes bench/results/memory.json; deploy/kubernetes/deployment.yaml is sized from it.
+
+    python -m bench.memory
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import io
+import json
+import os
+import platform
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+from PIL import Image
+
+from bench.server import IMAGE_ENVIRONMENT, memory_mib, running_server
+from model.lfw import DEFAULT_DATA_DIR, read_pairs
+
+ROOT = Path(__file__).resolve().parents[1]
+LARGE_SIZE = (7300, 5475)  # 39.97 megapixels
+
+
+def large_photo(path: Path) -> bytes:
+    """An LFW photo upscaled to LARGE_SIZE: a real face, at the largest size the server decodes."""
+    buffer = io.BytesIO()
+    Image.open(path).convert("RGB").resize(LARGE_SIZE, Image.Resampling.BILINEAR).save(buffer, "JPEG", quality=70)
+    return buffer.getvalue()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA_DIR)
+    parser.add_argument("--output", type=Path, default=ROOT / "bench" / "results" / "memory.json")
+    args = parser.parse_args()
+    images = args.data / "lfw" / "images"
+    pairs = read_pairs(args.data / "lfw" / "pairs.txt")[:50]
+    large = [large_photo(images / pairs[0].first), large_photo(images / pairs[0].second)]
+
+    env = {"FACEVER_LOG_LEVEL": "WARNING", "FACEVER_MAX_UPLOAD_BYTES": str(32 * 1024 * 1024)}
+    rows: dict[str, float] = {}
+    with running_server(env) as server, httpx.Client(base_url=server.base_url, timeout=120) as client:
+
+        def verify(first: bytes, second: bytes) -> int:
+            return client.post("/verify", files={"image1": first, "image2": second}).status_code
+
+        rows["ready"] = memory_mib(server.pid)
+        codes = [verify((images / p.first).read_bytes(), (images / p.second).read_bytes()) for p in pairs]
+        rows["after 50 /verify (distinct LFW pairs)"] = memory_mib(server.pid)
+        batch = [("images", (images / p.first).read_bytes()) for p in pairs[:16]]
+        codes += [client.post("/embed", files=batch).status_code for _ in range(20)]
+        rows["after 20 /embed of 16 images"] = memory_mib(server.pid)
+        rows["peak so far"] = memory_mib(server.pid, "VmHWM")
+        with ThreadPoolExecutor(2) as pool:
+            codes += list(pool.map(lambda _: verify(*large), range(2)))
+        rows["peak, two concurrent /verify of two 40 MP photos each"] = memory_mib(server.pid, "VmHWM")
+        rows["after them"] = memory_mib(server.pid)
+        info = client.get("/info").json()
+
+    report = {
+        "what": "VmRSS (VmHWM for peaks) of facever serve, MiB",
+        "model": info["model"]["name"],
+        "precision": info["service"]["precision"],
+        "rss_mib": {name: round(value, 1) for name, value in rows.items()},
+        "answers": sorted(set(codes)),
+        "server_environment": {**IMAGE_ENVIRONMENT, **env, **{k: v for k, v in os.environ.items() if k.startswith("FACEVER_")}},
+        "machine": f"{platform.machine()}, {os.cpu_count()} CPUs",
+        "date": dt.date.today().isoformat(),
+    }
+    print(f"{report['model']} ({report['precision']}); answers {report['answers']}")
+    for name, value in report["rss_mib"].items():
+        print(f"{name:<56} {value:>8.1f} MiB")
+    args.output.write_text(json.dumps(report, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
