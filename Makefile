@@ -33,6 +33,7 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.detect_speed --detector yunet
 	$(BIN)/python -m bench.pipeline_speed
 	$(BIN)/python -m bench.latency
+	$(BIN)/python -m bench.memory
 	$(BIN)/facever evaluate
 
 convert-dlib: $(STAMP)
