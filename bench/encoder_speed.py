@@ -1,9 +1,10 @@
 """Encoder speed on CPU with 2 threads (the serving setup): batch 1 (one request) and batch 32.
 
-    python bench/encoder_speed.py [--weights DIR] [--out FILE]
+    python bench/encoder_speed.py [--weights DIR] [--precision float32|bfloat16] [--out FILE]
 
-Prints median milliseconds per batch and per chip, and writes bench/results/encoder_speed.json for
-the default encoder or bench/results/encoder_speed_<card name>.json for any other.
+Prints median milliseconds per batch and per chip (a fused encoder's chip is one per member), and
+writes bench/results/encoder_speed.json for dlib-resnet-v1 in float32 or
+bench/results/encoder_speed_<card name>[_<precision>].json for any other case.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from pathlib import Path
 import torch
 
 from model.card import EncoderCard, load_card
+from model.encoders.precision import PRECISIONS
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_WEIGHTS = ROOT / "weights" / "dlib-resnet-v1"
@@ -38,25 +40,27 @@ def cpu_model() -> str:
     return platform.processor() or "unknown"
 
 
-def time_batches(encoder: torch.nn.Module, batch: int, runs: int, size: int) -> list[float]:
-    """Seconds per forward pass over `runs` passes, after a warm-up (allocator, oneDNN kernels)."""
-    chips = torch.rand(batch, 3, size, size) * 255
+def time_batches(encoder: torch.nn.Module, batch: int, runs: int, sizes: list[int]) -> list[float]:
+    """Seconds per forward pass over `runs` passes, after a warm-up (allocator, oneDNN kernels);
+    one chip batch per template size (a fused encoder takes one per member)."""
+    chips = [torch.rand(batch, 3, size, size) * 255 for size in sizes]
     timings = []
     with torch.inference_mode():
         for _ in range(WARMUP_RUNS):
-            encoder(chips)
+            encoder(*chips)
         for _ in range(runs):
             start = time.perf_counter()
-            encoder(chips)
+            encoder(*chips)
             timings.append(time.perf_counter() - start)
     return timings
 
 
-def default_out(card: EncoderCard) -> Path:
-    """The default encoder keeps its original file; every other card gets its own, by name."""
-    if card.folder.resolve() == DEFAULT_WEIGHTS.resolve():
+def default_out(card: EncoderCard, precision: str) -> Path:
+    """The default encoder in float32 keeps its original file; every other case gets its own."""
+    suffix = "" if precision == "float32" else f"_{precision}"
+    if card.folder.resolve() == DEFAULT_WEIGHTS.resolve() and not suffix:
         return RESULTS / "encoder_speed.json"
-    return RESULTS / f"encoder_speed_{card.name}.json"
+    return RESULTS / f"encoder_speed_{card.name}{suffix}.json"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -65,18 +69,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--out", type=Path, help="result file (default: by the card's name, as above)"
     )
+    parser.add_argument("--precision", choices=sorted(PRECISIONS), default="float32")
     args = parser.parse_args(argv)
 
     torch.set_num_threads(THREADS)
     card = load_card(args.weights)
-    out = args.out or default_out(card)
-    encoder = card.load_encoder()
-    size = card.template.size
+    out = args.out or default_out(card, args.precision)
+    encoder = card.load_encoder(args.precision)
+    sizes = [template.size for template in card.templates]
 
     results = []
     print(f"{'batch':>5}  {'runs':>4}  {'ms/batch':>9}  {'ms/chip':>8}")
     for batch, runs in CASES:
-        per_batch = statistics.median(time_batches(encoder, batch, runs, size)) * 1000
+        per_batch = statistics.median(time_batches(encoder, batch, runs, sizes)) * 1000
         results.append(
             {
                 "batch": batch,
@@ -90,7 +95,8 @@ def main(argv: list[str] | None = None) -> int:
     report = {
         "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "weights": args.weights.name,
-        "input_size": size,
+        "input_sizes": sizes,
+        "precision": args.precision,
         "torch": torch.__version__,
         "cpu": cpu_model(),
         "threads": THREADS,
