@@ -67,8 +67,7 @@ def create_app(
     service_metrics = ServiceMetrics()
 
     def build() -> Verifier:
-        if settings.torch_threads:
-            _set_torch_threads(settings.torch_threads)  # imports torch, so it belongs off the event loop too
+        _set_torch_threads(settings.inference_threads)  # imports torch, so it belongs off the event loop too
         logger.info("loading encoder %s (detectors from %s)", settings.weights_dir, settings.detectors_dir)
         return make_verifier(settings)
 

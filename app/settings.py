@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -42,7 +43,17 @@ class Settings(BaseSettings):
     max_concurrency: int = Field(2, ge=1, description="inferences running at once")
     max_queue: int = Field(8, ge=0, description="requests waiting for an inference slot before 503 overloaded")
     request_timeout_s: float = Field(10.0, gt=0, description="deadline for waiting plus inference, else 503 timeout")
-    torch_threads: int | None = Field(None, ge=1, description="torch intra-op threads; unset = torch's default")
+    torch_threads: int | None = Field(
+        None, ge=1, description="torch intra-op threads per inference; unset = usable cores / max_concurrency"
+    )
+
+    @property
+    def inference_threads(self) -> int:
+        """Threads per inference: by default the cores this process may use shared among the
+        inferences that may run at once, so concurrent requests never oversubscribe the CPU."""
+        if self.torch_threads:
+            return self.torch_threads
+        return max(1, len(os.sched_getaffinity(0)) // self.max_concurrency)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
     @field_validator("api_keys", "cors_origins", mode="before")

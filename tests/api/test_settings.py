@@ -46,3 +46,10 @@ def test_frozen_and_strict_about_names():
         Settings().max_queue = 3
     with pytest.raises(pydantic.ValidationError):
         Settings(max_concurency=3)
+
+
+def test_inference_threads_share_the_usable_cores_among_concurrent_inferences(monkeypatch):
+    monkeypatch.setattr("os.sched_getaffinity", lambda pid: set(range(8)))
+    assert Settings(max_concurrency=2).inference_threads == 4
+    assert Settings(max_concurrency=16).inference_threads == 1
+    assert Settings(max_concurrency=2, torch_threads=3).inference_threads == 3
