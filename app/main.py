@@ -72,19 +72,22 @@ def create_app(
         return make_verifier(settings)
 
     async def load(app: FastAPI) -> None:
-        """Build and warm up the verifier off the event loop; mark ready last, once it can serve."""
+        """Build and warm up the verifier off the event loop, on the inference threads themselves;
+        mark ready last, once it can serve."""
+        limiter = InferenceLimiter(
+            settings.max_concurrency, settings.max_queue, settings.request_timeout_s, service_metrics
+        )
         try:
-            verifier = await asyncio.to_thread(build)
-            await asyncio.to_thread(verifier.warm_up)
+            verifier = await limiter.prepare(build)
+            await limiter.prepare(verifier.warm_up)
         except Exception as error:
             logger.exception("start-up failed: could not load or warm up the model; stopping the process")
             app.state.startup_error = error
+            limiter.close()
             exit_process()
             return
         app.state.verifier = verifier
-        app.state.limiter = InferenceLimiter(
-            settings.max_concurrency, settings.max_queue, settings.request_timeout_s, service_metrics
-        )
+        app.state.limiter = limiter
         app.state.ready = True
         logger.info("ready: %s %s", verifier.card.name, verifier.card.version)
 

@@ -40,7 +40,9 @@ class Settings(BaseSettings):
         (), repr=False, description="accepted X-API-Key values; empty = no authentication"
     )
     cors_origins: CommaSeparated = Field((), description="origins allowed by CORS; empty = CORS off")
-    max_concurrency: int = Field(2, ge=1, description="inferences running at once")
+    # One inference at a time on all cores: as many verifies per second as two on one core each,
+    # and a single request twice as fast (bench/latency.py; README, Speed).
+    max_concurrency: int = Field(1, ge=1, description="inferences running at once")
     max_queue: int = Field(8, ge=0, description="requests waiting for an inference slot before 503 overloaded")
     request_timeout_s: float = Field(10.0, gt=0, description="deadline for waiting plus inference, else 503 timeout")
     torch_threads: int | None = Field(

@@ -3,7 +3,8 @@
 Starts `facever serve` (as bench/latency.py does, with the image's MALLOC_ARENA_MAX=2) and reads its
 VmRSS / VmHWM from /proc: once ready; after 50 /verify of distinct LFW pairs; after 20 /embed of 16
 images; and the peak with two concurrent /verify of two 40-megapixel photos each, the largest that
-FACEVER_MAX_IMAGE_PIXELS admits by default (an LFW face upscaled to 7,300 x 5,475, JPEG). Prints
+FACEVER_MAX_IMAGE_PIXELS admits by default (an LFW face upscaled to 7,300 x 5,475, JPEG), run at
+FACEVER_MAX_CONCURRENCY=2 so that they overlap. Prints
 a table and writes bench/results/memory.json; deploy/kubernetes/deployment.yaml is sized from it.
 
     python -m bench.memory
@@ -46,7 +47,10 @@ def main() -> None:
     pairs = read_pairs(args.data / "lfw" / "pairs.txt")[:50]
     large = [large_photo(images / pairs[0].first), large_photo(images / pairs[0].second)]
 
-    env = {"FACEVER_LOG_LEVEL": "WARNING", "FACEVER_MAX_UPLOAD_BYTES": str(32 * 1024 * 1024)}
+    # Two inferences at once, so the two large verifies overlap: the worst case a deployment that
+    # raises FACEVER_MAX_CONCURRENCY (default 1) to 2 can meet.
+    env = {"FACEVER_LOG_LEVEL": "WARNING", "FACEVER_MAX_UPLOAD_BYTES": str(32 * 1024 * 1024),
+           "FACEVER_MAX_CONCURRENCY": "2"}
     rows: dict[str, float] = {}
     with running_server(env) as server, httpx.Client(base_url=server.base_url, timeout=120) as client:
 
