@@ -131,7 +131,9 @@ async def test_embed_of_more_images_than_one_pass_keeps_order_and_names_the_fail
     together = [np.asarray(item["embedding"]) for item in response.json()["embeddings"]]
     for data, vector in zip(images, together):
         alone = (await client.post("/embed", files=[("images", ("x.jpg", data))])).json()["embeddings"][0]
-        assert np.linalg.norm(np.asarray(alone["embedding"]) - vector) < 1e-3
+        # bfloat16 results move slightly with the batch (oneDNN picks kernels by shape): 0.003
+        # here, against a decision threshold of about 0.63.
+        assert np.linalg.norm(np.asarray(alone["embedding"]) - vector) < 1e-2
 
     blank = io.BytesIO()
     Image.new("RGB", (200, 200), (128, 128, 128)).save(blank, format="PNG")
