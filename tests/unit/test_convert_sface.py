@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from model.convert_sface import ConversionError, Graph, GraphWalker, Node, dequantize_blocked
+from model.convert_sface import ConversionError, GraphWalker
 from model.encoders.sface import CHUNK, EMBEDDING_DIM, INPUT_SIZE, SFace
+from model.onnx_graph import Graph, Node, dequantize_blocked
 
 
 def test_dequantize_blocks_along_axis_1_with_a_short_last_block():
@@ -63,7 +64,7 @@ def _graph(extra_initializers: dict[str, np.ndarray] | None = None) -> Graph:
         Node("Reshape", "reshape", ("w_dq", "w_shape"), ("w",), {}),
         Node("Mul", "mul", ("x", "w"), ("y",), {}),
     )
-    return Graph("x", "y", initializers, nodes)
+    return Graph("x", ("y",), initializers, nodes)
 
 
 def test_walker_folds_weights_and_accounts_for_every_initializer():

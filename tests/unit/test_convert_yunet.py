@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from model.conversion import ConversionError
-from model.convert_sface import Node
-from model.convert_yunet import OUTPUT_NAMES, Graph, NodeSequence
+from model.convert_yunet import OUTPUT_NAMES, NodeSequence
+from model.onnx_graph import Graph, Node
 
 
 def _graph(extra_nodes: tuple[Node, ...] = (), **extra_initializers: np.ndarray) -> Graph:
