@@ -13,13 +13,12 @@ import dataclasses
 import json
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from model.card import tta_mode
 from model.dataset_embeddings import embed_dataset
-from model.evaluate import DEFAULT_REPORTS, DEFAULT_WEIGHTS, pair_distances, score_development
-from model.lfw import DEFAULT_DATA_DIR, read_pairs
+from model.evaluate import DEFAULT_REPORTS, DEFAULT_WEIGHTS, development_pairs, pair_distances, score_development
+from model.lfw import DEFAULT_DATA_DIR
 from model.pipeline import FaceVerifier
 
 WEIGHTINGS = {
@@ -37,9 +36,7 @@ def main() -> None:
     torch.set_num_threads(2)
 
     lfw = args.data / "lfw"
-    pairs = read_pairs(lfw / "pairsDevTrain.txt") + read_pairs(lfw / "pairsDevTest.txt")
-    paths = sorted({p.first for p in pairs} | {p.second for p in pairs})
-    is_same = np.array([p.same for p in pairs])
+    pairs, paths, is_same = development_pairs(args.data)
     verifier = FaceVerifier.from_folders(args.weights)
     results = {}
     for name, weights in WEIGHTINGS.items():

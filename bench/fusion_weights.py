@@ -18,8 +18,8 @@ import torch
 
 from model.card import tta_mode
 from model.dataset_embeddings import embed_dataset
-from model.evaluate import DEFAULT_REPORTS, pair_distances, score_development
-from model.lfw import DEFAULT_DATA_DIR, read_pairs
+from model.evaluate import DEFAULT_REPORTS, development_pairs, pair_distances, score_development
+from model.lfw import DEFAULT_DATA_DIR
 from model.pipeline import FaceVerifier
 
 SECOND_MEMBER_WEIGHTS = (0.0, 0.25, 0.35, 0.5, 0.6, 0.75, 1.0, 1.5, 2.0, 100.0)  # 0 and 100: each member alone
@@ -34,9 +34,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
 
     lfw = args.data / "lfw"
-    pairs = read_pairs(lfw / "pairsDevTrain.txt") + read_pairs(lfw / "pairsDevTest.txt")
-    paths = sorted({p.first for p in pairs} | {p.second for p in pairs})
-    is_same = np.array([p.same for p in pairs])
+    pairs, paths, is_same = development_pairs(args.data)
     members = [embed_dataset(FaceVerifier.from_folders(folder), lfw / "images", paths) for folder in args.members]
     index = members[0].index()
 

@@ -14,14 +14,13 @@ import argparse
 import json
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from model.card import tta_mode
 from model.dataset_embeddings import embed_dataset
 from model.encoders.precision import PRECISIONS
-from model.evaluate import DEFAULT_REPORTS, pair_distances, score_development
-from model.lfw import DEFAULT_DATA_DIR, read_pairs
+from model.evaluate import DEFAULT_REPORTS, development_pairs, pair_distances, score_development
+from model.lfw import DEFAULT_DATA_DIR
 from model.pipeline import FaceVerifier
 
 
@@ -35,9 +34,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
 
     lfw = args.data / "lfw"
-    pairs = read_pairs(lfw / "pairsDevTrain.txt") + read_pairs(lfw / "pairsDevTest.txt")
-    paths = sorted({p.first for p in pairs} | {p.second for p in pairs})
-    is_same = np.array([p.same for p in pairs])
+    pairs, paths, is_same = development_pairs(args.data)
 
     results = {}
     for folder in args.weights:

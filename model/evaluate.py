@@ -23,7 +23,7 @@ from model import metrics
 from model.card import tta_mode, update_card
 from model.dataset_embeddings import DatasetEmbeddings, embed_dataset
 from model.encoders.precision import PRECISIONS
-from model.lfw import DEFAULT_DATA_DIR, identity_images, read_pairs
+from model.lfw import DEFAULT_DATA_DIR, Pair, identity_images, read_pairs
 from model.paths import DEFAULT_ENCODER_DIR, REPO_ROOT
 from model.pipeline import FaceVerifier
 
@@ -62,6 +62,15 @@ def score_view2(distances: np.ndarray, is_same: np.ndarray, folds: np.ndarray) -
         "tar_at_far_1e-2": tar_1e2,
         "threshold_at_far_1e-2": threshold_1e2,
     }
+
+
+def development_pairs(data_dir: Path) -> tuple[list[Pair], list[str], np.ndarray]:
+    """LFW View 1 (pairsDevTrain + pairsDevTest, 3,200 pairs), where settings are chosen: the
+    pairs, the images they name (sorted) and which pairs are the same person."""
+    lfw = data_dir / "lfw"
+    pairs = read_pairs(lfw / "pairsDevTrain.txt") + read_pairs(lfw / "pairsDevTest.txt")
+    paths = sorted({p.first for p in pairs} | {p.second for p in pairs})
+    return pairs, paths, np.array([p.same for p in pairs])
 
 
 def score_development(distances: np.ndarray, is_same: np.ndarray) -> dict:
