@@ -202,8 +202,7 @@ class InferenceLimiter:
         try:
             async with deadline:
                 await self._slots.acquire()
-                call = functools.partial(contextvars.copy_context().run, self._timed, operation, work)
-                job = asyncio.get_running_loop().run_in_executor(self._threads, call)
+                job = self._on_inference_thread(functools.partial(self._timed, operation, work))
                 job.add_done_callback(self._release)
                 return await asyncio.shield(job)
         except TimeoutError:
@@ -229,8 +228,12 @@ class InferenceLimiter:
         OpenMP keeps a team of worker threads per calling thread, and once the teams outnumber the
         cores every team waits passively: with 2 threads per inference, loading on another thread
         made each inference about half again slower."""
+        return await self._on_inference_thread(work)
+
+    def _on_inference_thread(self, work: Callable[[], T]) -> asyncio.Future[T]:
+        """`work` on one of the inference threads, with this task's context (the request id)."""
         call = functools.partial(contextvars.copy_context().run, work)
-        return await asyncio.get_running_loop().run_in_executor(self._threads, call)
+        return asyncio.get_running_loop().run_in_executor(self._threads, call)
 
     def close(self) -> None:
         """Stop taking work; inferences already running finish in their threads."""
