@@ -109,7 +109,7 @@ async def _http_error(request: Request, error: Exception) -> JSONResponse:
 
 
 def install_error_handlers(app: FastAPI) -> None:
-    """Unhandled exceptions are turned into internal_error by the request middleware (app.runtime)."""
+    """Unhandled exceptions are turned into internal_error by the request middleware (app.middleware)."""
     app.add_exception_handler(ServiceError, _service_error)
     app.add_exception_handler(InputError, _input_error)
     app.add_exception_handler(RequestValidationError, _validation_error)

@@ -17,10 +17,14 @@ from contextlib import asynccontextmanager
 from fastapi import Depends, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
+from app.api.deps import require_api_key
+from app.api.routes import embed, health, info, metrics, verify
 from app.errors import install_error_handlers
+from app.jobs import Verifier
+from app.limiter import InferenceLimiter
 from app.logging import REQUEST_ID_HEADER, configure_logging, get_logger
-from app.routes import embed, health, info, metrics, require_api_key, verify
-from app.runtime import InferenceLimiter, RequestMiddleware, ServiceMetrics, Verifier
+from app.metrics import ServiceMetrics
+from app.middleware import RequestMiddleware
 from app.settings import Settings
 
 logger = get_logger("app")
@@ -30,7 +34,7 @@ VerifierFactory = Callable[[Settings], Verifier]
 
 def load_verifier(settings: Settings) -> Verifier:
     """The real pipeline from the configured weights folders."""
-    from model.pipeline import FaceVerifier  # torch and the models load at start-up, not on import
+    from model.verify.pipeline import FaceVerifier  # torch and the models load at start-up, not on import
 
     return FaceVerifier.from_folders(
         settings.weights_dir,

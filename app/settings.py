@@ -9,11 +9,9 @@ from typing import Annotated, Literal
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from model.encoders.precision import Precision
-from model.faces.select import SelectionPolicy
 from model.paths import DEFAULT_ENCODER_DIR, WEIGHTS_DIR
+from model.types import DetectorChoice, Precision, SelectionPolicy
 
-FacePolicy = SelectionPolicy
 CommaSeparated = Annotated[tuple[str, ...], NoDecode]
 
 
@@ -24,14 +22,14 @@ class Settings(BaseSettings):
 
     weights_dir: Path = Field(DEFAULT_ENCODER_DIR, description="encoder weights folder (model.json + its weights)")
     detectors_dir: Path = Field(WEIGHTS_DIR, description="folder holding each detector's weights folder")
-    detector: Literal["yunet", "mtcnn", "yunet+mtcnn"] | None = Field(
+    detector: DetectorChoice | None = Field(
         None, description="'yunet', 'mtcnn' or 'yunet+mtcnn' (MTCNN where YuNet finds nothing); unset = the card's own"
     )
     flip_tta: bool | None = Field(None, description="mirror test-time augmentation; unset = the card's default")
     precision: Precision | None = Field(
         None, description="encoder arithmetic; unset = the card's own where the CPU has it natively, else float32"
     )
-    face_policy: FacePolicy = Field("largest", description="which face to use when an image has several")
+    face_policy: SelectionPolicy = Field("largest", description="which face to use when an image has several")
     min_face_size: int = Field(20, ge=12, le=4096, description="smallest face (pixels) the detector looks for")
     max_upload_bytes: int = Field(10 * 1024 * 1024, gt=0, description="largest request body accepted")
     max_image_pixels: int = Field(40_000_000, gt=0, description="largest image (width x height) decoded")
@@ -48,6 +46,7 @@ class Settings(BaseSettings):
     torch_threads: int | None = Field(
         None, ge=1, description="torch intra-op threads per inference; unset = usable cores / max_concurrency"
     )
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
     @property
     def inference_threads(self) -> int:
@@ -56,7 +55,6 @@ class Settings(BaseSettings):
         if self.torch_threads:
             return self.torch_threads
         return max(1, len(os.sched_getaffinity(0)) // self.max_concurrency)
-    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
     @field_validator("api_keys", "cors_origins", mode="before")
     @classmethod

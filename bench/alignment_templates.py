@@ -16,10 +16,10 @@ from pathlib import Path
 import torch
 
 from model.card import tta_mode
-from model.dataset_embeddings import embed_dataset
-from model.evaluate import DEFAULT_REPORTS, DEFAULT_WEIGHTS, development_pairs, pair_distances, score_development
-from model.lfw import DEFAULT_DATA_DIR
-from model.pipeline import FaceVerifier
+from model.evaluation.embeddings import embed_dataset
+from model.evaluation.evaluate import DEFAULT_REPORTS, DEFAULT_WEIGHTS, development_pairs, pair_distances, score_development
+from model.evaluation.protocols import DEFAULT_DATA_DIR
+from model.verify.pipeline import FaceVerifier
 
 WEIGHTINGS = {
     "all points equal": (1.0, 1.0, 1.0, 1.0, 1.0),

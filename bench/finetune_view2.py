@@ -3,7 +3,7 @@
     python bench/finetune_view2.py                     # all 10 folds -> training/finetune_view2.json
     python bench/finetune_view2.py --folds 0 --epochs 1 --batches-per-epoch 4 --threads 1  # smoke
 
-For fold k, configs/finetune_dlib_lfw.json is trained by `model.train` with the people of fold k's
+For fold k, configs/finetune_dlib_lfw.json is trained by `model.training.trainer` with the people of fold k's
 600 pairs as its test identities, so it never sees them: it validates on 300 identities drawn from
 the others and trains the last two residual units and the projection on the rest. The fine-tuned
 and the un-tuned encoder (the config's `init_from`) then embed the very same cached chips of every
@@ -38,13 +38,13 @@ from torch import nn
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.training_losses import RESULTS, finished_run, repo_relative  # noqa: E402
-from model import metrics  # noqa: E402
+from model.evaluation import metrics  # noqa: E402
 from model.card import load_card, tta_mode  # noqa: E402
-from model.data import load_face_set, natural_key  # noqa: E402
-from model.dataset_embeddings import DatasetEmbeddings  # noqa: E402
-from model.evaluate import pair_distances  # noqa: E402
-from model.lfw import DEFAULT_DATA_DIR, REPO_ROOT, Pair, identity_images, read_pairs  # noqa: E402
-from model.train import build_template, load_config, train  # noqa: E402
+from model.training.data import load_face_set, natural_key  # noqa: E402
+from model.evaluation.embeddings import DatasetEmbeddings  # noqa: E402
+from model.evaluation.evaluate import pair_distances  # noqa: E402
+from model.evaluation.protocols import DEFAULT_DATA_DIR, REPO_ROOT, Pair, identity_images, read_pairs  # noqa: E402
+from model.training.trainer import build_template, load_config, train  # noqa: E402
 
 DEFAULT_CONFIG = REPO_ROOT / "configs" / "finetune_dlib_lfw.json"
 MODES = ("plain", "flip")

@@ -17,10 +17,10 @@ import numpy as np
 import torch
 
 from model.card import tta_mode
-from model.dataset_embeddings import embed_dataset
-from model.evaluate import DEFAULT_REPORTS, development_pairs, pair_distances, score_development
-from model.lfw import DEFAULT_DATA_DIR
-from model.pipeline import FaceVerifier
+from model.evaluation.embeddings import embed_dataset
+from model.evaluation.evaluate import DEFAULT_REPORTS, development_pairs, pair_distances, score_development
+from model.evaluation.protocols import DEFAULT_DATA_DIR
+from model.verify.pipeline import FaceVerifier
 
 SECOND_MEMBER_WEIGHTS = (0.0, 0.25, 0.35, 0.5, 0.6, 0.75, 1.0, 1.5, 2.0, 100.0)  # 0 and 100: each member alone
 

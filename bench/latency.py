@@ -25,7 +25,7 @@ from pathlib import Path
 import httpx
 
 from bench.server import IMAGE_ENVIRONMENT, memory_mib, running_server
-from model.lfw import DEFAULT_DATA_DIR, read_pairs
+from model.evaluation.protocols import DEFAULT_DATA_DIR, read_pairs
 
 ROOT = Path(__file__).resolve().parents[1]
 VERIFY_CONCURRENCY = (1, 4, 16)

@@ -25,7 +25,7 @@ import httpx
 from PIL import Image
 
 from bench.server import IMAGE_ENVIRONMENT, memory_mib, running_server
-from model.lfw import DEFAULT_DATA_DIR, read_pairs
+from model.evaluation.protocols import DEFAULT_DATA_DIR, read_pairs
 
 ROOT = Path(__file__).resolve().parents[1]
 LARGE_SIZE = (7300, 5475)  # 39.97 megapixels

@@ -17,11 +17,11 @@ from pathlib import Path
 import torch
 
 from model.card import tta_mode
-from model.dataset_embeddings import embed_dataset
+from model.evaluation.embeddings import embed_dataset
 from model.encoders.precision import PRECISIONS
-from model.evaluate import DEFAULT_REPORTS, development_pairs, pair_distances, score_development
-from model.lfw import DEFAULT_DATA_DIR
-from model.pipeline import FaceVerifier
+from model.evaluation.evaluate import DEFAULT_REPORTS, development_pairs, pair_distances, score_development
+from model.evaluation.protocols import DEFAULT_DATA_DIR
+from model.verify.pipeline import FaceVerifier
 
 
 def main() -> None:

@@ -21,9 +21,9 @@ import numpy as np
 import torch
 
 from model.images import decode_image
-from model.lfw import DEFAULT_DATA_DIR, read_pairs
+from model.evaluation.protocols import DEFAULT_DATA_DIR, read_pairs
 from model.paths import DEFAULT_ENCODER_DIR
-from model.pipeline import FaceVerifier
+from model.verify.pipeline import FaceVerifier
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -29,7 +29,7 @@ from pathlib import Path
 import httpx
 
 from bench.server import IMAGE_ENVIRONMENT, memory_mib, running_server
-from model.lfw import DEFAULT_DATA_DIR, read_pairs
+from model.evaluation.protocols import DEFAULT_DATA_DIR, read_pairs
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE_EVERY_S = 0.5

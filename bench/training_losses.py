@@ -5,7 +5,7 @@
     python bench/training_losses.py --configs configs/lfw_view1_*.json --threads 2 \
         --out bench/results/training/lfw_view1_losses.json  # LFW View 1: scored on pairsDevTest.txt
 
-Every config is trained with `model.train` (--threads torch threads) into runs/<name>/, unless
+Every config is trained with `model.training.trainer` (--threads torch threads) into runs/<name>/, unless
 runs/<name>/ already holds a finished run of the very same config. The table gives, per loss, the
 test EER and the test accuracy at the threshold chosen on the validation identities, with the
 training time.
@@ -24,10 +24,10 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from model.calibrate import MAX_IMAGES_PER_IDENTITY  # noqa: E402
+from model.evaluation.calibrate import MAX_IMAGES_PER_IDENTITY  # noqa: E402
 from model.card import CARD_FILE  # noqa: E402
-from model.lfw import DEFAULT_DATA_DIR, REPO_ROOT  # noqa: E402
-from model.train import load_config, train  # noqa: E402
+from model.evaluation.protocols import DEFAULT_DATA_DIR, REPO_ROOT  # noqa: E402
+from model.training.trainer import load_config, train  # noqa: E402
 
 RESULTS = REPO_ROOT / "bench" / "results" / "training"
 
@@ -50,8 +50,8 @@ def repo_relative(path: Path) -> str:
 
 
 def train_command(config_path: Path, weights: Path, threads: int) -> str:
-    """The `model.train` command that trains this run by itself."""
-    return (f"python -m model.train --config {repo_relative(config_path)} --out {repo_relative(weights)} "
+    """The `model.training.trainer` command that trains this run by itself."""
+    return (f"python -m model.training.trainer --config {repo_relative(config_path)} --out {repo_relative(weights)} "
             f"--threads {threads}")
 
 

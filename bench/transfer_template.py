@@ -25,10 +25,10 @@ import numpy as np
 import torch
 
 from model.card import load_card, update_card
-from model.dataset_embeddings import DEFAULT_CACHE_DIR, detect_dataset
+from model.evaluation.embeddings import DEFAULT_CACHE_DIR, detect_dataset
 from model.faces.align import similarity_transform
 from model.faces.detectors import DETECTORS, build_detector
-from model.lfw import DEFAULT_DATA_DIR, REPO_ROOT, identity_images
+from model.evaluation.protocols import DEFAULT_DATA_DIR, REPO_ROOT, identity_images
 
 RESULTS = REPO_ROOT / "bench" / "results"
 

@@ -57,7 +57,7 @@ copy_weights() {
 check() {
     local probe='
 import importlib.util, sys, torch
-from model.pipeline import FaceVerifier
+from model.verify.pipeline import FaceVerifier
 assert torch.version.cuda is None, "torch is a CUDA build"
 assert importlib.util.find_spec("matplotlib") is None, "the eval extra is installed"
 import app.main  # the service module imports without the sources beside it

@@ -1,26 +1,24 @@
-"""The encoder card: a weights folder is a state dict (`encoder.pt`) plus its metadata (`model.json`).
+"""The encoder card: a weights folder is its weights (`encoder.pt`) plus this typed description (`model.json`).
 
-The card is the single source of truth the service, the evaluator and the calibrator share: the
-architecture to build, the alignment template its chips need, the distance, the calibrated operating
-points with their measured error rates, and the evaluation results with the commands that made them.
+The card describes; other packages act on it. It says which architecture to build and with what
+input, the alignment template each input's chips need (as data), the detector those templates were
+fitted to, the distance, the inference mode and arithmetic it was measured in, the calibrated
+operating points with their measured error rates, and the evaluation results with the commands that
+made them. It imports no torch and nothing of model.faces: the service, the evaluator, the
+calibrator, the trainer and the converters all read it with `load_card` and write it with
+`write_card`, and nowhere else.
 """
 
 from __future__ import annotations
 
 import json
-import math
-import os
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-import torch
-from torch import nn
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from model.encoders import build_encoder
-from model.encoders.precision import with_precision
-from model.faces.detectors import DEFAULT_DETECTOR
-from model.faces.align import AlignmentTemplate
+from model.files import write_atomic
+from model.types import AlignmentTemplate, Precision, detector_parts
 
 CARD_FILE = "model.json"
 STATE_FILE = "encoder.pt"
@@ -29,130 +27,176 @@ STATE_FILE = "encoder.pt"
 # the distance a client computes from /embed vectors is the one /verify reports.
 DISTANCE = "euclidean_l2_normalised"
 
+InferenceMode = Literal["plain", "flip"]
 
-def tta_mode(flip_tta: bool) -> str:
+
+def tta_mode(flip_tta: bool) -> InferenceMode:
     """Calibration and evaluation are kept per inference mode, since flip TTA moves distances."""
     return "flip" if flip_tta else "plain"
 
 
-@dataclass(frozen=True)
-class OperatingPoint:
-    """A named threshold with its error rates measured on identities it was not chosen on."""
+class _Data(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
 
+
+class Architecture(_Data):
     name: str
-    threshold: float
+    params: dict[str, Any] = {}
+
+
+class InputSpec(_Data):
+    """What an encoder input expects; the encoder normalises its own input, so this is a record."""
+
+    size: int
+    channels: str
+    mean: float | list[float]
+    scale: float
+    range: str
+
+
+class Inference(_Data):
+    flip_tta: bool = False
+    precision: Precision = Field("float32", description="the arithmetic the card's figures were measured in")
+    note: str | None = None
+
+
+class ErrorRates(_Data):
     far: float
     frr: float
-    description: str
-
-    @classmethod
-    def from_dict(cls, name: str, data: dict[str, Any]) -> OperatingPoint:
-        held_out = data["held_out"]
-        return cls(
-            name=name,
-            threshold=float(data["threshold"]),
-            far=float(held_out["far"]),
-            frr=float(held_out["frr"]),
-            description=data.get("description", ""),
-        )
 
 
-@dataclass(frozen=True)
-class Calibration:
-    """Operating points and the distance-to-probability map of one inference mode."""
+class OperatingPoint(_Data):
+    """A named threshold with its error rates measured on identities it was not chosen on."""
+
+    name: str = Field(exclude=True, description="its key in the calibration's operating_points")
+    threshold: float
+    description: str = ""
+    chosen_on: ErrorRates | None = None
+    held_out: ErrorRates
+
+    @property
+    def far(self) -> float:
+        return self.held_out.far
+
+    @property
+    def frr(self) -> float:
+        return self.held_out.frr
+
+
+class Logistic(_Data):
+    """p(same) = sigmoid(a * distance + b)."""
+
+    a: float
+    b: float
+    form: str | None = None
+
+
+class Calibration(_Data):
+    """Operating points and the distance-to-probability map of one inference mode, and how they were made."""
 
     default: str
     operating_points: dict[str, OperatingPoint]
-    logistic: tuple[float, float] | None  # p(same) = sigmoid(a * distance + b)
+    probability: Logistic | None = None
+    pairs: dict[str, Any] | None = None
+    protocol: str | None = None
+    precision: Precision | None = None
+    command: str | None = None
+    date: str | None = None
 
+    @model_validator(mode="before")
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> Calibration:
-        points = {
-            name: OperatingPoint.from_dict(name, point)
-            for name, point in data["operating_points"].items()
-        }
-        logistic = data.get("probability")
-        return cls(
-            default=data["default"],
-            operating_points=points,
-            logistic=(float(logistic["a"]), float(logistic["b"])) if logistic else None,
-        )
+    def _name_the_points(cls, data: Any) -> Any:
+        if isinstance(data, dict) and isinstance(data.get("operating_points"), dict):
+            points = {
+                name: {**point, "name": name} if isinstance(point, dict) else point
+                for name, point in data["operating_points"].items()
+            }
+            data = {**data, "operating_points": points}
+        return data
 
-    def probability_same(self, distance: float) -> float | None:
-        if self.logistic is None:
-            return None
-        a, b = self.logistic
-        logit = a * distance + b
-        if logit < 0:  # the two branches keep exp() from overflowing
-            return math.exp(logit) / (1.0 + math.exp(logit))
-        return 1.0 / (1.0 + math.exp(-logit))
+    @model_validator(mode="after")
+    def _default_exists(self) -> Calibration:
+        if self.default not in self.operating_points:
+            raise ValueError(f"the default operating point {self.default!r} is not among the operating points")
+        return self
 
 
-@dataclass(frozen=True)
-class EncoderCard:
-    folder: Path
-    data: dict[str, Any]
+class EncoderCard(_Data):
+    """One weights folder's card; `folder` is where it was read from (never written into it)."""
 
-    @property
-    def name(self) -> str:
-        return self.data["name"]
+    folder: Path | None = Field(None, exclude=True)
+    name: str
+    version: str
+    architecture: Architecture
+    input: list[InputSpec] = Field(description="one per encoder input, as `alignment`")
+    alignment: list[AlignmentTemplate] = Field(
+        description="one template per encoder input: a fused encoder sees each member's own chip of the face"
+    )
+    embedding_dim: int = Field(gt=0)
+    borrowed_state: dict[str, str] | None = Field(
+        None, description="state-dict key prefix -> the weights folder (relative) whose encoder.pt it borrows"
+    )
+    distance: Literal["euclidean_l2_normalised"] = DISTANCE
+    detector: str = Field("mtcnn", description="the detector whose landmarks the templates were fitted to")
+    inference: Inference = Inference()
+    members: list[dict[str, Any]] | None = None
+    licence: str | None = None
+    training_data: str | None = None
+    provenance: dict[str, Any] | None = None
+    training: dict[str, Any] | None = None
+    evaluation: dict[str, dict[str, Any]] | None = None
+    calibration: dict[InferenceMode, Calibration] | None = None
 
-    @property
-    def version(self) -> str:
-        return self.data["version"]
+    @field_validator("input", "alignment", mode="before")
+    @classmethod
+    def _one_or_many(cls, value: Any) -> Any:
+        """A single-input encoder may give one entry rather than a list of one."""
+        return [value] if isinstance(value, dict) else value
 
-    @property
-    def embedding_dim(self) -> int:
-        return int(self.data["embedding_dim"])
+    @field_validator("detector")
+    @classmethod
+    def _known_detector(cls, value: str) -> str:
+        detector_parts(value)
+        return value
+
+    @model_validator(mode="after")
+    def _one_template_per_input(self) -> EncoderCard:
+        if len(self.input) != len(self.alignment):
+            raise ValueError(f"{len(self.input)} inputs but {len(self.alignment)} alignment templates")
+        return self
 
     @property
     def template(self) -> AlignmentTemplate:
-        """The template of a single-input encoder (the first of `templates`)."""
-        return self.templates[0]
+        """The template of a single-input encoder (the first of `alignment`)."""
+        return self.alignment[0]
 
     @property
-    def templates(self) -> tuple[AlignmentTemplate, ...]:
-        """One template per encoder input: a fused encoder sees each member's own chip of the face."""
-        alignment = self.data["alignment"]
-        entries = alignment if isinstance(alignment, list) else [alignment]
-        return tuple(AlignmentTemplate.from_dict(entry) for entry in entries)
+    def precision(self) -> Precision:
+        return self.inference.precision
 
-    @property
-    def detector(self) -> str:
-        """The detector whose landmarks the alignment templates were fitted to."""
-        return self.data.get("detector", DEFAULT_DETECTOR)
-
-    @property
-    def precision(self) -> str:
-        """The precision the card's evaluation and calibration were measured in."""
-        return self.data.get("inference", {}).get("precision", "float32")
-
-    def calibration(self, flip_tta: bool) -> Calibration | None:
-        mode = self.data.get("calibration", {}).get(tta_mode(flip_tta))
-        return Calibration.from_dict(mode) if mode else None
+    def calibration_for(self, flip_tta: bool) -> Calibration | None:
+        return (self.calibration or {}).get(tta_mode(flip_tta))
 
     def state_files(self) -> dict[str, Path]:
         """State-dict key prefix -> file: the folder's own `encoder.pt` (prefix ""), plus the state
-        of other weights folders it borrows (`borrowed_state`: prefix -> relative folder), so a fused
-        encoder refers to its members' weights instead of carrying a copy of them."""
+        of the weights folders it borrows, so a fused encoder refers to its members' weights
+        instead of carrying a copy of them."""
+        if self.folder is None:
+            raise ValueError(f"card {self.name!r} was not read from a weights folder")
         files = {}
         if (self.folder / STATE_FILE).exists():
             files[""] = self.folder / STATE_FILE
-        for prefix, folder in self.data.get("borrowed_state", {}).items():
+        for prefix, folder in (self.borrowed_state or {}).items():
             files[prefix] = (self.folder / folder / STATE_FILE).resolve()
         return files
 
-    def load_encoder(self, precision: str = "float32") -> nn.Module:
-        """Build the architecture the card names and load its weights, ready for inference in
-        `precision` (see model.encoders.precision)."""
-        architecture = self.data["architecture"]
-        encoder = build_encoder(architecture["name"], **architecture.get("params", {}))
-        state = {}
-        for prefix, path in self.state_files().items():
-            loaded = torch.load(path, map_location="cpu", weights_only=True)
-            state.update({prefix + key: value for key, value in loaded.items()})
-        encoder.load_state_dict(state)
-        return with_precision(encoder.eval().requires_grad_(False), precision)
+    def updated(self, **fields: Any) -> EncoderCard:
+        """A validated copy with `fields` replaced (e.g. one more evaluation), in the same folder."""
+        return EncoderCard.model_validate({**self.to_json(), **fields, "folder": self.folder})
+
+    def to_json(self) -> dict[str, Any]:
+        """The card as its model.json holds it."""
+        return self.model_dump(mode="json", by_alias=True, exclude_none=True)
 
 
 def load_card(folder: str | Path) -> EncoderCard:
@@ -160,17 +204,13 @@ def load_card(folder: str | Path) -> EncoderCard:
     path = folder / CARD_FILE
     if not path.is_file():
         raise FileNotFoundError(f"no {CARD_FILE} in {folder}: not an encoder weights folder")
-    return EncoderCard(folder=folder, data=json.loads(path.read_text()))
+    return EncoderCard.model_validate({**json.loads(path.read_text()), "folder": folder})
 
 
-def update_card(folder: str | Path, path: tuple[str, ...], value: Any) -> None:
-    """Set one nested key of a card (e.g. ("calibration", "flip")), keeping everything else."""
-    card_path = Path(folder) / CARD_FILE
-    data = json.loads(card_path.read_text()) if card_path.exists() else {}
-    node = data
-    for key in path[:-1]:
-        node = node.setdefault(key, {})
-    node[path[-1]] = value
-    tmp = card_path.with_name(f".{card_path.name}.tmp")  # the service may be reading the card
-    tmp.write_text(json.dumps(data, indent=2) + "\n")
-    os.replace(tmp, card_path)
+def write_card(card: EncoderCard, folder: str | Path | None = None) -> EncoderCard:
+    """Write the card into `folder` (default: the one it was read from), atomically, since the
+    service may be reading it; returns the card as read back from there."""
+    folder = Path(folder if folder is not None else card.folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    write_atomic(folder / CARD_FILE, (json.dumps(card.to_json(), indent=2, ensure_ascii=False) + "\n").encode())
+    return load_card(folder)

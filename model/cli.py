@@ -13,14 +13,14 @@ import sys
 
 # subcommand -> module whose main(argv) runs it
 TASKS = {
-    "evaluate": "model.evaluate",
-    "calibrate": "model.calibrate",
-    "convert-dlib": "model.convert_dlib",
-    "convert-sface": "model.convert_sface",
-    "convert-yunet": "model.convert_yunet",
-    "fetch-mtcnn": "model.fetch_mtcnn",
-    "fuse": "model.fuse",
-    "train": "model.train",
+    "evaluate": "model.evaluation.evaluate",
+    "calibrate": "model.evaluation.calibrate",
+    "train": "model.training.trainer",
+    "convert-dlib": "model.convert.dlib",
+    "convert-sface": "model.convert.sface",
+    "convert-yunet": "model.convert.yunet",
+    "fetch-mtcnn": "model.convert.mtcnn",
+    "fuse": "model.convert.fuse",
 }
 
 

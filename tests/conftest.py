@@ -1,4 +1,8 @@
-"""Shared fixtures. Real-face tests read ../shared/data (or FACEVER_DATA_DIR) and skip without it."""
+"""Shared fixtures. Real-face tests read ../shared/data (or FACEVER_DATA_DIR) and skip without it.
+
+Markers: every test that needs the datasets (through the `data_dir` fixture) is marked `data`, so
+`pytest -m "not data"` runs without them; the longest runs are marked `slow` (`-m "not slow"`).
+"""
 
 from __future__ import annotations
 
@@ -22,3 +26,9 @@ def data_dir() -> Path:
 @pytest.fixture(scope="session")
 def lfw_dir(data_dir: Path) -> Path:
     return data_dir / "lfw"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if "data_dir" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.data)

@@ -3,7 +3,7 @@
 The layer geometry follows dlib's network type exactly, including its quirks (stride-2 convolutions
 without padding, and an add that zero-pads mismatched shapes), because the released weights were
 trained with them: any deviation costs parity with dlib's descriptors. Weights come from
-`python -m model.convert_dlib`.
+`python -m model.convert.dlib`.
 """
 
 from __future__ import annotations

@@ -8,13 +8,14 @@ where it pays. Embeddings stay float32 outside the encoder: only the network run
 from __future__ import annotations
 
 import logging
-from typing import Literal
 
 import torch
 from torch import nn
 
-Precision = Literal["float32", "bfloat16"]
-PRECISIONS: dict[str, torch.dtype] = {"float32": torch.float32, "bfloat16": torch.bfloat16}
+from model.types import PRECISION_NAMES
+
+# Each precision's name is torch's name for its dtype.
+PRECISIONS: dict[str, torch.dtype] = {name: getattr(torch, name) for name in PRECISION_NAMES}
 
 logger = logging.getLogger(__name__)
 

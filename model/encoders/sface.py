@@ -3,7 +3,7 @@
 A MobileNet-v1-like stack: a 3x3 convolution, then thirteen depthwise 3x3 + pointwise 1x1 pairs,
 each convolution followed by batch norm and PReLU; then batch norm, flatten and a fully connected
 layer to 128 with a final batch norm. Every batch norm is folded into the layer next to it by
-`python -m model.convert_sface`, so only convolutions, PReLUs and one linear layer remain. Module
+`python -m model.convert.sface`, so only convolutions, PReLUs and one linear layer remain. Module
 names follow the ONNX graph's (conv_2_dw, conv_2, ...), which keeps the conversion readable.
 """
 

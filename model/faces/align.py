@@ -8,64 +8,17 @@ chip pixels with no half-pixel shift.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Sequence
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from model.faces.types import LANDMARK_NAMES, Face
+from model.types import AlignmentTemplate, Face
 
-NUM_LANDMARKS = len(LANDMARK_NAMES)
-
-
-@dataclass(frozen=True)
-class AlignmentTemplate:
-    """Where an encoder wants the five landmarks (LANDMARK_NAMES order) in its size x size chip.
-
-    `weights` say how much each landmark counts in the least-squares fit, e.g. to trust the eyes
-    more than the mouth corners, which move with expression.
-    """
-
-    size: int
-    points: tuple[tuple[float, float], ...]
-    weights: tuple[float, ...] = (1.0,) * NUM_LANDMARKS
-
-    def __post_init__(self) -> None:
-        points = tuple((float(x), float(y)) for x, y in self.points)
-        weights = tuple(float(w) for w in self.weights)
-        if int(self.size) != self.size or self.size < 1:
-            raise ValueError(f"template size must be a positive integer, not {self.size!r}")
-        if len(points) != NUM_LANDMARKS or len(weights) != NUM_LANDMARKS:
-            raise ValueError(f"a template needs {NUM_LANDMARKS} points and {NUM_LANDMARKS} weights")
-        if min(weights) < 0 or sum(w > 0 for w in weights) < 2:
-            raise ValueError("template weights must be >= 0 with at least two positive")
-        if len(set(points)) < 2:
-            raise ValueError("template points must not all coincide")
-        object.__setattr__(self, "size", int(self.size))
-        object.__setattr__(self, "points", points)
-        object.__setattr__(self, "weights", weights)
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> AlignmentTemplate:
-        """From the JSON form {"size": .., "points": [[x, y], ..], "weights": [..]} (weights
-        optional)."""
-        weights = data.get("weights")
-        return cls(
-            size=data["size"],
-            points=tuple(tuple(point) for point in data["points"]),
-            weights=(1.0,) * NUM_LANDMARKS if weights is None else tuple(weights),
-        )
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "size": self.size,
-            "points": [list(point) for point in self.points],
-            "weights": list(self.weights),
-        }
+# Bumped whenever a change here changes the chips, so caches of aligned chips are never stale.
+ALIGNMENT_VERSION = 1
 
 
 def similarity_transform(

@@ -15,13 +15,12 @@ from typing import Any, Protocol
 import numpy as np
 
 from model.faces.mtcnn import MTCNN
-from model.faces.types import Face
 from model.faces.yunet import YuNet
 from model.paths import WEIGHTS_DIR
+from model.types import Face, detector_parts
 
 # Detector name -> (class, its weights folder under the detectors' folder).
 DETECTORS: dict[str, tuple[type, str]] = {"mtcnn": (MTCNN, "mtcnn"), "yunet": (YuNet, "yunet-2023mar")}
-DEFAULT_DETECTOR = "mtcnn"  # that of a card that names none
 
 
 class Detector(Protocol):
@@ -49,14 +48,6 @@ class FallbackDetector:
             for index, faces in zip(missed, self.fallback.detect([images[i] for i in missed])):
                 found[index] = faces
         return found
-
-
-def detector_parts(name: str) -> list[str]:
-    """`name`: a key of DETECTORS, or "first+second" for `first` backed by `second`."""
-    parts = name.split("+")
-    if not 1 <= len(parts) <= 2 or any(part not in DETECTORS for part in parts):
-        raise ValueError(f"detector must be one of {sorted(DETECTORS)} or 'first+second', not {name!r}")
-    return parts
 
 
 def build_detector(name: str, detectors_dir: str | Path = WEIGHTS_DIR, min_face_size: int = 20) -> Detector:

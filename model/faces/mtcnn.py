@@ -1,7 +1,7 @@
 """MTCNN face detection (Zhang et al., 2016) in plain torch, numerically following facenet-pytorch.
 
-The networks and weights are facenet-pytorch 2.6.0's (weights/mtcnn, see model/fetch_mtcnn.py), and
-the cascade reproduces its `detect_face`: the same image pyramid, area resampling, pixel
+The networks (model/faces/networks/mtcnn.py) and weights are facenet-pytorch 2.6.0's (weights/mtcnn,
+see model/convert/mtcnn.py), and the cascade reproduces its `detect_face`: the same image pyramid, area resampling, pixel
 normalisation, thresholds, NMS passes, box regression and landmark decoding. It is re-written
 rather than imported so that detection needs neither torchvision nor OpenCV, runs the R-Net and
 O-Net crops of all images in one pass each, and keeps photo-sized inputs fast (see `MTCNN.detect`).
@@ -20,12 +20,13 @@ from typing import Any
 
 import numpy as np
 import torch
-from PIL import Image
-from torch import Tensor, nn
+from torch import Tensor
 
-from model.faces.types import Face
+from model.faces.detection import check_images, face_in_image, load_network, nms, shipped_weights, working_copy
+from model.faces.networks.mtcnn import ONet, PNet, RNet
+from model.types import Face
 
-DEFAULT_WEIGHTS_DIR = Path(__file__).resolve().parents[2] / "weights" / "mtcnn"
+DEFAULT_WEIGHTS_DIR = shipped_weights("mtcnn")
 
 PIXEL_MEAN = 127.5
 PIXEL_SCALE = 0.0078125  # 1/128: the networks were trained on (pixel - 127.5) / 128
@@ -37,91 +38,7 @@ PNET_SCALE_NMS = 0.5  # within one pyramid level
 PNET_NMS = 0.7  # across the levels of one image
 RNET_NMS = 0.7
 ONET_NMS = 0.7  # intersection over the smaller box, as facenet-pytorch's final pass
-NMS_BLOCK = 2048  # boxes per block of the NMS overlap matrix: bounds its memory on any input
 PNET_STRIP_ROWS = 128  # P-Net output rows per pass over a pyramid level, see _pnet_in_strips
-
-
-class PNet(nn.Module):
-    """Proposal network: fully convolutional, so one pass scores every 12x12 window of a level."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.conv1 = nn.Conv2d(3, 10, kernel_size=3)
-        self.prelu1 = nn.PReLU(10)
-        self.pool1 = nn.MaxPool2d(2, 2, ceil_mode=True)
-        self.conv2 = nn.Conv2d(10, 16, kernel_size=3)
-        self.prelu2 = nn.PReLU(16)
-        self.conv3 = nn.Conv2d(16, 32, kernel_size=3)
-        self.prelu3 = nn.PReLU(32)
-        self.conv4_1 = nn.Conv2d(32, 2, kernel_size=1)
-        self.conv4_2 = nn.Conv2d(32, 4, kernel_size=1)
-
-    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        """Box offsets (N, 4, h, w) and face probability (N, h, w) of every window."""
-        x = self.pool1(self.prelu1(self.conv1(x)))
-        x = self.prelu3(self.conv3(self.prelu2(self.conv2(x))))
-        return self.conv4_2(x), torch.softmax(self.conv4_1(x), dim=1)[:, 1]
-
-
-class RNet(nn.Module):
-    """Refinement network: re-scores and re-fits each proposal from a 24x24 crop."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.conv1 = nn.Conv2d(3, 28, kernel_size=3)
-        self.prelu1 = nn.PReLU(28)
-        self.pool1 = nn.MaxPool2d(3, 2, ceil_mode=True)
-        self.conv2 = nn.Conv2d(28, 48, kernel_size=3)
-        self.prelu2 = nn.PReLU(48)
-        self.pool2 = nn.MaxPool2d(3, 2, ceil_mode=True)
-        self.conv3 = nn.Conv2d(48, 64, kernel_size=2)
-        self.prelu3 = nn.PReLU(64)
-        self.dense4 = nn.Linear(576, 128)
-        self.prelu4 = nn.PReLU(128)
-        self.dense5_1 = nn.Linear(128, 2)
-        self.dense5_2 = nn.Linear(128, 4)
-
-    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        """Box offsets (N, 4) and face probability (N,)."""
-        x = self.pool1(self.prelu1(self.conv1(x)))
-        x = self.pool2(self.prelu2(self.conv2(x)))
-        x = self.prelu3(self.conv3(x))
-        # The dense weights were converted from a (W, H, C) flattening.
-        x = self.prelu4(self.dense4(x.permute(0, 3, 2, 1).flatten(1)))
-        return self.dense5_2(x), torch.softmax(self.dense5_1(x), dim=1)[:, 1]
-
-
-class ONet(nn.Module):
-    """Output network: final score, box and five landmarks from a 48x48 crop."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.conv1 = nn.Conv2d(3, 32, kernel_size=3)
-        self.prelu1 = nn.PReLU(32)
-        self.pool1 = nn.MaxPool2d(3, 2, ceil_mode=True)
-        self.conv2 = nn.Conv2d(32, 64, kernel_size=3)
-        self.prelu2 = nn.PReLU(64)
-        self.pool2 = nn.MaxPool2d(3, 2, ceil_mode=True)
-        self.conv3 = nn.Conv2d(64, 64, kernel_size=3)
-        self.prelu3 = nn.PReLU(64)
-        self.pool3 = nn.MaxPool2d(2, 2, ceil_mode=True)
-        self.conv4 = nn.Conv2d(64, 128, kernel_size=2)
-        self.prelu4 = nn.PReLU(128)
-        self.dense5 = nn.Linear(1152, 256)
-        self.prelu5 = nn.PReLU(256)
-        self.dense6_1 = nn.Linear(256, 2)
-        self.dense6_2 = nn.Linear(256, 4)
-        self.dense6_3 = nn.Linear(256, 10)
-
-    def forward(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        """Box offsets (N, 4), landmarks (N, 10: five x then five y, relative to the box) and face
-        probability (N,)."""
-        x = self.pool1(self.prelu1(self.conv1(x)))
-        x = self.pool2(self.prelu2(self.conv2(x)))
-        x = self.pool3(self.prelu3(self.conv3(x)))
-        x = self.prelu4(self.conv4(x))
-        x = self.prelu5(self.dense5(x.permute(0, 3, 2, 1).flatten(1)))
-        return self.dense6_2(x), self.dense6_3(x), torch.softmax(self.dense6_1(x), dim=1)[:, 1]
 
 
 def _pnet_in_strips(pnet: PNet, level: Tensor) -> tuple[Tensor, Tensor]:
@@ -141,11 +58,6 @@ def _pnet_in_strips(pnet: PNet, level: Tensor) -> tuple[Tensor, Tensor]:
         offsets.append(strip_offsets)
         probabilities.append(strip_probability)
     return torch.cat(offsets, dim=2), torch.cat(probabilities, dim=1)
-
-
-def _load(network: nn.Module, path: Path) -> nn.Module:
-    network.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
-    return network.eval().requires_grad_(False)
 
 
 def _area_bounds(length: Tensor | int, size: int) -> tuple[Tensor, Tensor]:
@@ -221,62 +133,6 @@ def _normalise_(pixels: Tensor) -> Tensor:
     return pixels.sub_(PIXEL_MEAN).mul_(PIXEL_SCALE)
 
 
-def _overlaps(a: Tensor, b: Tensor, over_smaller: bool) -> Tensor:
-    """Overlap of every box in `a` with every box in `b`: IoU with areas (x2-x1)*(y2-y1) as in
-    torchvision, or with `over_smaller` the intersection over the smaller box in inclusive-pixel
-    units (+1) as in facenet-pytorch's final NMS."""
-    extra = 1.0 if over_smaller else 0.0
-    a, b = a[:, None, :], b[None, :, :]
-    width = torch.minimum(a[..., 2], b[..., 2]) - torch.maximum(a[..., 0], b[..., 0]) + extra
-    height = torch.minimum(a[..., 3], b[..., 3]) - torch.maximum(a[..., 1], b[..., 1]) + extra
-    intersection = width.clamp(min=0) * height.clamp(min=0)
-    area_a = (a[..., 2] - a[..., 0] + extra) * (a[..., 3] - a[..., 1] + extra)
-    area_b = (b[..., 2] - b[..., 0] + extra) * (b[..., 3] - b[..., 1] + extra)
-    if over_smaller:
-        return intersection / torch.minimum(area_a, area_b)
-    return intersection / (area_a + area_b - intersection)
-
-
-def nms(
-    boxes: Tensor,
-    scores: Tensor,
-    threshold: float,
-    groups: Tensor | None = None,
-    over_smaller: bool = False,
-) -> Tensor:
-    """Greedy non-maximum suppression: indices of the boxes kept, best score first.
-
-    A box is dropped when a kept, better-scoring box of the same group (image) overlaps it by more
-    than `threshold`. The greedy pass is solved as a fixed point on the overlap matrix rather than
-    by a loop over boxes: "kept = not overlapped by a better kept box" is re-evaluated for all boxes
-    at once until nothing changes. Each round settles at least the next box in score order, and in
-    practice a handful of rounds settle all. Blocks of NMS_BLOCK boxes bound the matrix's memory.
-    """
-    order = torch.argsort(scores, descending=True, stable=True)
-    boxes = boxes[order]
-    groups = None if groups is None else groups[order]
-
-    def overlapping(rows: Tensor | slice, cols: slice) -> Tensor:
-        result = _overlaps(boxes[rows], boxes[cols], over_smaller) > threshold
-        if groups is not None:
-            result &= groups[rows][:, None] == groups[cols][None, :]
-        return result
-
-    keep = torch.ones(len(order), dtype=torch.bool)
-    for start in range(0, len(order), NMS_BLOCK):
-        block = slice(start, start + NMS_BLOCK)
-        unsuppressed = ~overlapping(keep[:start].nonzero().squeeze(1), block).any(0)
-        suppresses = overlapping(block, block).triu_(diagonal=1)  # better boxes come first
-        block_keep = unsuppressed
-        while True:
-            settled = unsuppressed & ~(suppresses & block_keep[:, None]).any(0)
-            if torch.equal(settled, block_keep):
-                break
-            block_keep = settled
-        keep[block] = block_keep
-    return order[keep]
-
-
 def _square(boxes: Tensor) -> Tensor:
     """Grow each box to a square about its centre (facenet-pytorch's `rerec`)."""
     width = boxes[:, 2] - boxes[:, 0]
@@ -339,9 +195,9 @@ class MTCNN:
                 "need min_face_size >= 1, 0 < scale_factor < 1, max_side >= 1 and three thresholds"
             )
         weights_dir = Path(weights_dir)
-        self.pnet = _load(PNet(), weights_dir / "pnet.pt")
-        self.rnet = _load(RNet(), weights_dir / "rnet.pt")
-        self.onet = _load(ONet(), weights_dir / "onet.pt")
+        self.pnet = load_network(PNet(), weights_dir / "pnet.pt")
+        self.rnet = load_network(RNet(), weights_dir / "rnet.pt")
+        self.onet = load_network(ONet(), weights_dir / "onet.pt")
         self.min_face_size = min_face_size
         self.thresholds = tuple(thresholds)
         self.scale_factor = scale_factor
@@ -357,20 +213,12 @@ class MTCNN:
         """Faces in each image (uint8 HxWx3 RGB), best score first, in that image's pixels.
 
         An image whose longest side exceeds `max_side` is detected on a copy downscaled to it, and
-        the results are scaled back: P-Net's cost grows with the pixel count, while the face a
-        verification photo is taken of stays far above `min_face_size` at that resolution.
+        the results are scaled back (model.faces.detection.working_copy).
         """
-        for image in images:
-            if not (
-                isinstance(image, np.ndarray)
-                and image.dtype == np.uint8
-                and image.ndim == 3
-                and image.shape[2] == 3
-            ):
-                raise ValueError("detect() takes uint8 HxWx3 RGB arrays")
+        check_images(images)
         if not images:
             return []
-        working = [self._working_copy(image) for image in images]
+        working = [working_copy(image, self.max_side) for image in images]
         tables = _SummedAreaTables(working)
         image_sizes = torch.tensor([image.shape[:2] for image in working])
         with torch.inference_mode():
@@ -378,16 +226,6 @@ class MTCNN:
             candidates = self._refine(tables, image_sizes, candidates)
             candidates, landmarks = self._finish(tables, image_sizes, candidates)
         return self._faces(images, working, candidates, landmarks)
-
-    def _working_copy(self, image: np.ndarray) -> np.ndarray:
-        """The image, or an area-downscaled copy whose longest side is max_side."""
-        height, width = image.shape[:2]
-        if max(height, width) <= self.max_side:
-            return image
-        factor = self.max_side / max(height, width)
-        size = (max(1, round(width * factor)), max(1, round(height * factor)))
-        copy = Image.fromarray(np.ascontiguousarray(image)).resize(size, Image.Resampling.BOX)
-        return np.asarray(copy)
 
     def _scales(self, height: int, width: int) -> list[float]:
         """Pyramid scales: the smallest face maps to P-Net's 12-pixel window, then shrink by
@@ -497,25 +335,12 @@ class MTCNN:
         candidates: _Candidates,
         landmarks: Tensor,
     ) -> list[list[Face]]:
-        """Per image, Face objects best score first, mapped from the working copy to the image.
-
-        Coordinates are pixel-centre based ((0, 0) is the centre of the top-left pixel), so a point
-        maps between resolutions as (p + 0.5) * scale - 0.5.
-        """
+        """Per image, Face objects best score first, mapped from the working copy to the image."""
         faces: list[list[Face]] = [[] for _ in images]
         for i in torch.argsort(candidates.scores, descending=True, stable=True).tolist():
             index = int(candidates.image[i])
-            (height, width), (working_height, working_width) = (
-                images[index].shape[:2], working[index].shape[:2]
-            )
-            scale = np.array([width / working_width, height / working_height])
-            box = (candidates.boxes[i].double().numpy().reshape(2, 2) + 0.5) * scale - 0.5
-            points = (landmarks[i].double().numpy() + 0.5) * scale - 0.5
-            faces[index].append(
-                Face(
-                    box=tuple(float(v) for v in box.reshape(4)),
-                    score=float(candidates.scores[i]),
-                    landmarks=tuple((float(x), float(y)) for x, y in points),
-                )
-            )
+            corners = candidates.boxes[i].double().numpy().reshape(2, 2)
+            face = face_in_image(corners, landmarks[i].double().numpy(), float(candidates.scores[i]),
+                                 images[index], working[index])
+            faces[index].append(face)
         return faces

@@ -6,13 +6,9 @@ The caller reports `faces_detected` as len(faces); this module only decides whic
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Literal, get_args
 
 from model.errors import MultipleFaces, NoFaceDetected
-from model.faces.types import Face
-
-SelectionPolicy = Literal["largest", "central", "reject"]
-SELECTION_POLICIES: tuple[str, ...] = get_args(SelectionPolicy)
+from model.types import SELECTION_POLICIES, Face, SelectionPolicy
 
 # "central": a face's box area minus CENTRE_WEIGHT times the squared distance (in pixels) from its
 # box centre to the image centre. Both terms scale with the square of the image size, so the choice

@@ -1,15 +1,16 @@
 """YuNet face detection (Wu, Peng and Yu, 2023) in plain torch, numerically following OpenCV.
 
-The network and weights are OpenCV Zoo's face_detection_yunet_2023mar (weights/yunet-2023mar, see
-model/convert_yunet.py), and detection reproduces OpenCV's `cv::FaceDetectorYN`: the image, as BGR
-values 0..255 with no mean or scale, zero-padded at the bottom and right to a multiple of 32; one
-pass of the network; anchor-free decoding at strides 8, 16 and 32 with the score
-sqrt(cls * obj); NMS over boxes truncated to integers. It is re-written rather than run through
+The network (model/faces/networks/yunet.py) and weights are OpenCV Zoo's
+face_detection_yunet_2023mar (weights/yunet-2023mar, see model/convert/yunet.py), and detection
+reproduces OpenCV's `cv::FaceDetectorYN`: the image, as BGR values 0..255 with no mean or scale,
+zero-padded at the bottom and right to a multiple of 32; one pass of the network; anchor-free
+decoding at strides 8, 16 and 32 with the score sqrt(cls * obj); NMS over boxes truncated to
+integers. It is re-written rather than run through
 OpenCV so that detection needs only torch, batches the images of one call, and bounds the cost
 of photo-sized inputs (see `YuNet.detect`).
 
 One pass of one network costs about a third of MTCNN's pyramid and three cascaded networks on a
-250x250 image (bench/detect_speed.py). The input is laid out channels-last, which runs these
+250x250 image (python -m bench.detect_speed). The input is laid out channels-last, which runs these
 depthwise convolutions markedly faster on CPU than NCHW; the weights stay float32, as bfloat16
 was no faster here and moved landmarks by pixels. Results are (x1, y1, x2, y2) boxes and
 landmarks in the input image's pixel coordinates, (0, 0) being the centre of the top-left pixel
@@ -24,133 +25,17 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
-from PIL import Image
-from torch import Tensor, nn
+from torch import Tensor
 
-from model.faces.mtcnn import nms
-from model.faces.types import Face
+from model.faces.detection import check_images, face_in_image, load_network, nms, shipped_weights, working_copy
+from model.faces.networks.yunet import LANDMARKS, STRIDES, YuNetNetwork
+from model.types import Face
 
-DEFAULT_WEIGHTS_DIR = Path(__file__).resolve().parents[2] / "weights" / "yunet-2023mar"
+DEFAULT_WEIGHTS_DIR = shipped_weights("yunet-2023mar")
 WEIGHTS_FILE = "yunet.pt"
 
-STRIDES = (8, 16, 32)  # the output levels' strides, finest first, as OpenCV decodes them
 PAD_MULTIPLE = 32  # the coarsest stride: every level's map then covers the padded input exactly
-FEATURES = 64  # channels of every pyramid level the heads read
-LANDMARKS = 5
 TOP_K = 5000  # candidates per image entering NMS, best first (the reference's FaceDetectorYN top_k)
-
-
-class DepthwiseUnit(nn.Module):
-    """libfacedetection's ConvDPUnit: a 1x1 convolution, then a depthwise 3x3, then ReLU unless it
-    ends a head. The batch norm the depthwise convolution was trained with is folded into it."""
-
-    def __init__(self, in_channels: int, out_channels: int, activate: bool = True):
-        super().__init__()
-        self.conv1 = nn.Conv2d(in_channels, out_channels, kernel_size=1)
-        self.conv2 = nn.Conv2d(
-            out_channels, out_channels, kernel_size=3, padding=1, groups=out_channels
-        )
-        self.activate = activate
-
-    def forward(self, x: Tensor) -> Tensor:
-        x = self.conv2(self.conv1(x))
-        return torch.relu(x) if self.activate else x
-
-
-class Stem(nn.Module):
-    """A 3x3 stride-2 convolution with ReLU, then one depthwise unit."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.conv1 = nn.Conv2d(3, 16, kernel_size=3, stride=2, padding=1)
-        self.conv2 = DepthwiseUnit(16, 16)
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.conv2(torch.relu(self.conv1(x)))
-
-
-class Stage(nn.Module):
-    """Two depthwise units."""
-
-    def __init__(self, in_channels: int, out_channels: int):
-        super().__init__()
-        self.conv1 = DepthwiseUnit(in_channels, in_channels)
-        self.conv2 = DepthwiseUnit(in_channels, out_channels)
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.conv2(self.conv1(x))
-
-
-class Backbone(nn.Module):
-    """Feature maps at strides 8, 16 and 32."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.model0 = Stem()
-        self.model1 = Stage(16, 32)
-        self.model2 = Stage(32, FEATURES)
-        self.model3 = Stage(FEATURES, FEATURES)
-        self.model4 = Stage(FEATURES, FEATURES)
-        self.model5 = Stage(FEATURES, FEATURES)
-
-    def forward(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        x = self.model2(self.model1(F.max_pool2d(self.model0(x), 2)))
-        stride8 = self.model3(F.max_pool2d(x, 2))
-        stride16 = self.model4(F.max_pool2d(stride8, 2))
-        stride32 = self.model5(F.max_pool2d(stride16, 2))
-        return stride8, stride16, stride32
-
-
-class Neck(nn.Module):
-    """Top-down pyramid: each coarser level, upsampled (nearest), is added to the finer one."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.lateral_convs = nn.ModuleList(DepthwiseUnit(FEATURES, FEATURES) for _ in STRIDES)
-
-    def forward(self, features: tuple[Tensor, Tensor, Tensor]) -> list[Tensor]:
-        levels = [self.lateral_convs[-1](features[-1])]
-        for lateral, feature in zip(self.lateral_convs[-2::-1], features[-2::-1]):
-            levels.insert(0, lateral(feature + F.interpolate(levels[0], scale_factor=2.0)))
-        return levels
-
-
-class Head(nn.Module):
-    """Per level: face class and objectness probabilities, box and landmark offsets."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.multi_level_cls = nn.ModuleList(DepthwiseUnit(FEATURES, 1, False) for _ in STRIDES)
-        self.multi_level_bbox = nn.ModuleList(DepthwiseUnit(FEATURES, 4, False) for _ in STRIDES)
-        self.multi_level_obj = nn.ModuleList(DepthwiseUnit(FEATURES, 1, False) for _ in STRIDES)
-        self.multi_level_kps = nn.ModuleList(
-            DepthwiseUnit(FEATURES, 2 * LANDMARKS, False) for _ in STRIDES
-        )
-
-    def forward(self, levels: list[Tensor]) -> list[tuple[Tensor, Tensor, Tensor, Tensor]]:
-        return [
-            (torch.sigmoid(cls(level)), torch.sigmoid(obj(level)), bbox(level), kps(level))
-            for level, cls, obj, bbox, kps in zip(
-                levels, self.multi_level_cls, self.multi_level_obj, self.multi_level_bbox,
-                self.multi_level_kps,
-            )
-        ]
-
-
-class YuNetNetwork(nn.Module):
-    """The whole network: per stride in STRIDES, the maps (N, C, H / stride, W / stride) of class
-    probability (C=1), objectness (C=1), box offsets (C=4: centre x, y in cells, log width, log
-    height in strides) and landmark offsets (C=10: x, y in cells per landmark)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.backbone = Backbone()
-        self.neck = Neck()
-        self.bbox_head = Head()
-
-    def forward(self, x: Tensor) -> list[tuple[Tensor, Tensor, Tensor, Tensor]]:
-        return self.bbox_head(self.neck(self.backbone(x)))
 
 
 def _decode(
@@ -205,10 +90,7 @@ class YuNet:
         thresholds_valid = 0 <= score_threshold <= 1 and 0 <= nms_threshold <= 1
         if min_face_size < 1 or max_side < 1 or not thresholds_valid:
             raise ValueError("need min_face_size >= 1, max_side >= 1 and both thresholds in [0, 1]")
-        self.network = YuNetNetwork()
-        state = torch.load(Path(weights_dir) / WEIGHTS_FILE, map_location="cpu", weights_only=True)
-        self.network.load_state_dict(state)
-        self.network.eval().requires_grad_(False)
+        self.network = load_network(YuNetNetwork(), Path(weights_dir) / WEIGHTS_FILE)
         self.min_face_size = min_face_size
         self.score_threshold = score_threshold
         self.nms_threshold = nms_threshold
@@ -231,15 +113,8 @@ class YuNet:
         size the network was exported at) too.
         Images whose padded sizes agree go through the network in one batch.
         """
-        for image in images:
-            if not (
-                isinstance(image, np.ndarray)
-                and image.dtype == np.uint8
-                and image.ndim == 3
-                and image.shape[2] == 3
-            ):
-                raise ValueError("detect() takes uint8 HxWx3 RGB arrays")
-        working = [self._working_copy(image) for image in images]
+        check_images(images)
+        working = [working_copy(image, self.max_side) for image in images]
         batches: dict[tuple[int, int], list[int]] = {}
         for index, image in enumerate(working):
             batches.setdefault(_padded_size(*image.shape[:2]), []).append(index)
@@ -254,16 +129,6 @@ class YuNet:
                     if max(face.width, face.height) >= self.min_face_size:
                         faces[index].append(face)
         return faces
-
-    def _working_copy(self, image: np.ndarray) -> np.ndarray:
-        """The image, or an area-downscaled copy whose longest side is max_side."""
-        height, width = image.shape[:2]
-        if max(height, width) <= self.max_side:
-            return image
-        factor = self.max_side / max(height, width)
-        size = (max(1, round(width * factor)), max(1, round(height * factor)))
-        copy = Image.fromarray(np.ascontiguousarray(image)).resize(size, Image.Resampling.BOX)
-        return np.asarray(copy)
 
 
 def _padded_size(height: int, width: int) -> tuple[int, int]:
@@ -284,16 +149,7 @@ def _network_input(images: Sequence[np.ndarray], size: tuple[int, int]) -> Tenso
 def _face(
     box: Tensor, landmarks: Tensor, score: Tensor, image: np.ndarray, working: np.ndarray
 ) -> Face:
-    """A Face in `image`'s pixels from a detection in `working`'s. Coordinates are pixel-centre
-    based, so a point maps between resolutions as (p + 0.5) * scale - 0.5. OpenCV's landmark order
-    (the subject's right eye first, which is the eye on the image's left) is LANDMARK_NAMES'."""
-    (height, width), (working_height, working_width) = image.shape[:2], working.shape[:2]
-    scale = np.array([width / working_width, height / working_height])
+    """A Face in `image`'s pixels from a detection (x, y, w, h) in `working`'s. OpenCV's landmark
+    order (the subject's right eye first, which is the eye on the image's left) is LANDMARK_NAMES'."""
     x, y, w, h = box.double().tolist()
-    corners = (np.array([[x, y], [x + w, y + h]]) + 0.5) * scale - 0.5
-    points = (landmarks.double().numpy() + 0.5) * scale - 0.5
-    return Face(
-        box=tuple(float(v) for v in corners.reshape(4)),
-        score=float(score),
-        landmarks=tuple((float(px), float(py)) for px, py in points),
-    )
+    return face_in_image(np.array([[x, y], [x + w, y + h]]), landmarks.double().numpy(), float(score), image, working)

@@ -1,12 +1,12 @@
 """Plumbing tests of the HTTP layer against a fake verifier (no torch, no weights).
 
 The fake "detects" one face per 100 pixels of image width (none below 100), and embeds an image as
-its normalised mean colour, so same-coloured images are the same person and others are not.
+its normalised mean colour, so same-coloured images are the same person and others are not. Its
+card and its decisions are the real ones.
 """
 
 from __future__ import annotations
 
-import asyncio
 import io
 import os
 import threading
@@ -25,8 +25,12 @@ from PIL import Image
 
 from app.main import create_app
 from app.settings import Settings
-from model.errors import InputError, MultipleFaces, NoFaceDetected
-from model.faces.types import Face
+from model.card import EncoderCard
+from model.errors import MultipleFaces, NoFaceDetected
+from model.types import Face
+from model.verify.decision import Decision, embedding_distance, resolve_decision
+from model.verify.results import FaceEmbedding, Verification
+from tests.service import running
 
 RED, BLUE = (200, 30, 30), (30, 30, 200)
 
@@ -37,34 +41,31 @@ def image_bytes(color: tuple[int, int, int] = RED, size: tuple[int, int] = (100,
     return buffer.getvalue()
 
 
-@dataclass(frozen=True)
-class FakeFaceEmbedding:
-    face: Face
-    faces_detected: int
-    embedding: np.ndarray
-
-
-@dataclass(frozen=True)
-class FakeVerification:
-    same: bool
-    distance: float
-    threshold: float
-    operating_point: Any
-    probability_same: float | None
-    faces: tuple[FakeFaceEmbedding, FakeFaceEmbedding]
-    timings_ms: dict[str, float]
-
-
-def fake_calibration() -> SimpleNamespace:
-    points = {
-        "far_1e-3": SimpleNamespace(name="far_1e-3", threshold=0.5, far=0.001, frr=0.02, description="strict"),
-        "eer": SimpleNamespace(name="eer", threshold=0.6, far=0.01, frr=0.01, description="balanced"),
-    }
-    return SimpleNamespace(default="far_1e-3", operating_points=points, probability_same=lambda d: round(1 - d / 2, 4))
+def fake_card(calibrated: bool = True) -> EncoderCard:
+    """A real card, of a 4-d encoder that does not exist, with two operating points and a logistic map."""
+    calibration = {"plain": {
+        "default": "far_1e-3",
+        "operating_points": {
+            "far_1e-3": {"threshold": 0.5, "description": "strict", "held_out": {"far": 0.001, "frr": 0.02}},
+            "eer": {"threshold": 0.6, "description": "balanced", "held_out": {"far": 0.01, "frr": 0.01}},
+        },
+        "probability": {"a": -10.0, "b": 5.0},
+    }}
+    return EncoderCard(
+        name="fake-encoder",
+        version="0.0-test",
+        architecture={"name": "fake"},
+        input=[{"size": 4, "channels": "RGB", "range": "0..255", "mean": 0.0, "scale": 1.0}],
+        alignment=[{"size": 4, "points": [[1, 1], [3, 1], [2, 2], [1, 3], [3, 3]]}],
+        embedding_dim=4,
+        calibration=calibration if calibrated else None,
+    )
 
 
 @dataclass
 class FakeVerifier:
+    """The service's Verifier without torch: the decision is the real one (model.verify.decision)."""
+
     calibrated: bool = True
     gate: threading.Event | None = None  # when set, each inference waits for it
     entered: threading.Event = field(default_factory=threading.Event)
@@ -76,15 +77,13 @@ class FakeVerifier:
     warmed_up: bool = False
 
     def __post_init__(self) -> None:
-        self.card = SimpleNamespace(
-            name="fake-encoder", version="0.0-test", embedding_dim=4, data={"name": "fake-encoder", "embedding_dim": 4}
-        )
-        self.calibration = fake_calibration() if self.calibrated else None
+        self.card = fake_card(self.calibrated)
+        self.calibration = self.card.calibration_for(self.flip_tta)
 
     def warm_up(self) -> None:
         self.warmed_up = True
 
-    def _choose(self, image: Image.Image, policy: str, label: str) -> FakeFaceEmbedding:
+    def _choose(self, image: Image.Image, policy: str, label: str) -> FaceEmbedding:
         count = image.width // 100
         if count == 0:
             raise NoFaceDetected(f"{label}: no face detected")
@@ -94,7 +93,7 @@ class FakeVerifier:
         face = Face(box=(10.0, 10.0, 90.0, 90.0), score=0.99, landmarks=landmarks)
         mean = np.asarray(image, dtype=np.float64).reshape(-1, 3).mean(axis=0)
         vector = np.append(mean, 1.0)
-        return FakeFaceEmbedding(face, count, (vector / np.linalg.norm(vector)).astype(np.float32))
+        return FaceEmbedding(face, count, (vector / np.linalg.norm(vector)).astype(np.float32))
 
     def embed(self, images, policy=None, labels=None):
         self.entered.set()
@@ -106,30 +105,13 @@ class FakeVerifier:
         chosen = [self._choose(image, policy or self.face_policy, label) for image, label in zip(images, labels)]
         return chosen, {"detect": 1.0, "align": 0.5, "embed": 2.0}
 
-    def resolve_threshold(self, threshold=None, operating_point=None):
-        if threshold is not None:
-            return threshold, None
-        if self.calibration is None:
-            raise InputError("no calibrated operating points; give an explicit threshold", "invalid_request")
-        name = operating_point or self.calibration.default
-        if name not in self.calibration.operating_points:
-            raise InputError(f"unknown operating point {name!r}", "invalid_request")
-        point = self.calibration.operating_points[name]
-        return point.threshold, point
+    def decision(self, threshold=None, operating_point=None) -> Decision:
+        return resolve_decision(self.calibration, threshold, operating_point)
 
-    def verify(self, image1, image2, *, threshold=None, operating_point=None, policy=None, labels=("image1", "image2")):
-        threshold, point = self.resolve_threshold(threshold, operating_point)
+    def verify(self, image1, image2, decision, *, policy=None, labels=("image1", "image2")) -> Verification:
         (first, second), timings = self.embed([image1, image2], policy, labels)
-        distance = float(np.linalg.norm(first.embedding.astype(np.float64) - second.embedding))
-        return FakeVerification(
-            same=distance <= threshold,
-            distance=distance,
-            threshold=threshold,
-            operating_point=point,
-            probability_same=self.calibration.probability_same(distance) if self.calibration else None,
-            faces=(first, second),
-            timings_ms=timings,
-        )
+        verdict = decision.judge(embedding_distance(first.embedding, second.embedding))
+        return Verification(verdict=verdict, faces=(first, second), timings_ms=timings)
 
 
 def make_settings(**overrides: Any) -> Settings:
@@ -139,43 +121,6 @@ def make_settings(**overrides: Any) -> Settings:
 def make_app(verifier: FakeVerifier | None = None, **settings: Any) -> FastAPI:
     verifier = verifier or FakeVerifier()
     return create_app(make_settings(**settings), verifier_factory=lambda _: verifier)
-
-
-class Lifespan:
-    """Drives an app's ASGI lifespan by hand, so a test can send requests while start-up still runs."""
-
-    def __init__(self, app: FastAPI):
-        self.app = app
-        self._to_app: asyncio.Queue[dict] = asyncio.Queue()
-        self._from_app: asyncio.Queue[dict] = asyncio.Queue()
-        self._task: asyncio.Task | None = None
-
-    async def begin_startup(self) -> None:
-        scope = {"type": "lifespan", "asgi": {"version": "3.0", "spec_version": "2.0"}, "state": {}}
-        self._task = asyncio.create_task(self.app(scope, self._to_app.get, self._from_app.put))
-        await self._to_app.put({"type": "lifespan.startup"})
-
-    async def wait_started(self) -> None:
-        message = await asyncio.wait_for(self._from_app.get(), 10)
-        if message["type"] != "lifespan.startup.complete":
-            await self._task  # re-raises the start-up error
-            raise RuntimeError(f"start-up failed: {message.get('message')}")
-
-    async def wait_ready(self, timeout_s: float = 10.0) -> None:
-        """Start-up completes at once; the model loads in the background until ready (or failed)."""
-        state = self.app.state
-        async with asyncio.timeout(timeout_s):
-            while not state.ready and state.startup_error is None:
-                await asyncio.sleep(0.002)
-
-    async def shut_down(self) -> None:
-        await self._to_app.put({"type": "lifespan.shutdown"})
-        assert (await asyncio.wait_for(self._from_app.get(), 10))["type"] == "lifespan.shutdown.complete"
-        await self._task
-
-
-def client_for(app: FastAPI) -> httpx.AsyncClient:
-    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://facever.test")
 
 
 @pytest.fixture(autouse=True)
@@ -198,14 +143,9 @@ async def serve() -> AsyncIterator[Callable[[FastAPI], Awaitable[httpx.AsyncClie
     async with AsyncExitStack() as stack:
 
         async def start(app: FastAPI) -> httpx.AsyncClient:
-            lifespan = Lifespan(app)
-            await lifespan.begin_startup()
-            await lifespan.wait_started()
-            stack.push_async_callback(lifespan.shut_down)
-            await lifespan.wait_ready()
-            assert app.state.ready, app.state.startup_error
+            client = await stack.enter_async_context(running(app))
             apps.append(app)
-            return await stack.enter_async_context(client_for(app))
+            return client
 
         yield start
         for app in apps:  # let blocked fake inferences finish before shutting down

@@ -12,8 +12,11 @@ import pytest
 from app.errors import ServiceError
 from app.logging import log_handler
 from app.main import create_app
-from app.runtime import InferenceLimiter, ServiceMetrics
-from tests.api.conftest import FakeVerifier, Lifespan, assert_error, client_for, image_bytes, make_app, make_settings
+from app.limiter import InferenceLimiter
+from app.metrics import ServiceMetrics
+from tests.metrics import sample
+from tests.api.conftest import FakeVerifier, assert_error, image_bytes, make_app, make_settings
+from tests.service import Lifespan, client_for
 
 pytestmark = pytest.mark.anyio
 
@@ -132,7 +135,7 @@ async def test_overloaded_when_running_and_queue_are_full(serve):
     gate.set()
     assert (await running).status_code == 200 and (await queued).status_code == 200
     assert app.state.limiter.admitted == 0
-    assert 'facever_inference_rejected_total{reason="overloaded"} 1.0' in (await client.get("/metrics")).text
+    assert sample((await client.get("/metrics")).text, "facever_inference_rejected_total", reason="overloaded") == 1.0
 
 
 async def test_timeout_when_inference_outlives_the_deadline(serve):
@@ -146,7 +149,7 @@ async def test_timeout_when_inference_outlives_the_deadline(serve):
     assert app.state.limiter.admitted == 1  # the abandoned inference still holds its slot
     gate.set()
     await wait_for(lambda: app.state.limiter.admitted == 0)
-    assert 'facever_inference_rejected_total{reason="timeout"} 1.0' in (await client.get("/metrics")).text
+    assert sample((await client.get("/metrics")).text, "facever_inference_rejected_total", reason="timeout") == 1.0
 
 
 async def test_concurrency_is_bounded():

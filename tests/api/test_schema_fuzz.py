@@ -2,7 +2,7 @@
 
 The app runs on the fake verifier, so each request is cheap and the run is deterministic
 (derandomised Hypothesis, no example database). /verify and /embed read their bodies by hand, but
-their OpenAPI text (app.schemas.request_body_docs) declares both forms, so Schemathesis sends
+their OpenAPI text (app.api.bodies.request_body_docs) declares both forms, so Schemathesis sends
 multipart files and JSON with base64 strings alike. Random bytes almost never decode as an image,
 so a hook also offers each generated body with its images replaced by real ones: the fuzzed
 options then reach the verifier instead of stopping at invalid_image.
@@ -17,6 +17,7 @@ import asyncio
 import base64
 from typing import Any
 
+import pytest
 import schemathesis
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
@@ -82,6 +83,7 @@ def flatmap_body(context, body):
     return st.one_of(st.just(body), picks.map(lambda chosen: _with_images(body, chosen)))
 
 
+@pytest.mark.slow
 @schema.parametrize()
 @settings(
     max_examples=MAX_EXAMPLES,

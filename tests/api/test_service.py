@@ -8,7 +8,8 @@ import logging
 import pytest
 
 from app.logging import log_handler
-from tests.api.conftest import assert_error, image_bytes
+from tests.api.conftest import assert_error, fake_card, image_bytes
+from tests.metrics import metric_types, sample, samples
 
 pytestmark = pytest.mark.anyio
 
@@ -24,7 +25,8 @@ async def test_live_and_ready(client):
 
 async def test_info_has_the_card_and_the_active_settings(client):
     body = (await client.get("/info")).json()
-    assert body["model"] == {"name": "fake-encoder", "embedding_dim": 4}
+    assert body["model"] == fake_card().to_json()
+    assert body["model"]["name"] == "fake-encoder" and body["model"]["embedding_dim"] == 4
     service = body["service"]
     assert service["flip_tta"] is False and service["face_policy"] == "largest"
     assert service["default_operating_point"] == "far_1e-3"
@@ -38,13 +40,19 @@ async def test_metrics_exposition(client):
     response = await client.get("/metrics")
     assert response.headers["content-type"].startswith("text/plain; version=0.0.4")
     text = response.text
-    assert 'facever_http_requests_total{route="/verify",method="POST",status="200"} 1.0' in text
-    assert 'facever_http_requests_total{route="unmatched",method="GET",status="404"} 1.0' in text
-    verify_labels = 'route="/verify",method="POST",status="200"'
-    assert f'facever_http_request_duration_seconds_bucket{{{verify_labels},le="+Inf"}} 1' in text
-    assert 'facever_inference_duration_seconds_count{operation="verify"} 1' in text
-    assert 'facever_faces_detected_total{operation="verify"} 2.0' in text
-    assert "# TYPE facever_http_request_duration_seconds histogram" in text
+    assert sample(text, "facever_http_requests_total", route="/verify", method="POST", status="200") == 1.0
+    assert sample(text, "facever_http_requests_total", route="unmatched", method="GET", status="404") == 1.0
+    verify_labels = {"route": "/verify", "method": "POST", "status": "200"}
+    assert sample(text, "facever_http_request_duration_seconds_bucket", **verify_labels, le="+Inf") == 1
+    buckets = [le for (name, labels), _ in samples(text).items()
+               if name == "facever_http_request_duration_seconds_bucket" and ("status", "200") in labels
+               for key, le in labels if key == "le"]
+    assert sorted(buckets, key=float) == ["0.01", "0.025", "0.05", "0.1", "0.25", "0.5", "1.0", "2.5", "5.0", "10.0",
+                                          "30.0", "+Inf"]
+    assert sample(text, "facever_inference_duration_seconds_count", operation="verify") == 1
+    assert sample(text, "facever_faces_detected_total", operation="verify") == 2.0
+    assert metric_types(text)["facever_http_request_duration_seconds"] == "histogram"
+    assert sample(text, "process_resident_memory_bytes") > 0  # the process collector
     for line in text.splitlines():  # every sample line is `name{labels} number`
         if not line.startswith("#"):
             float(line.rsplit(" ", 1)[1])

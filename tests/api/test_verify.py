@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import math
 
 import pytest
 
@@ -25,7 +26,7 @@ async def test_same_person_by_default_operating_point(client):
     assert body["operating_point"] == {
         "name": "far_1e-3", "threshold": 0.5, "far": 0.001, "frr": 0.02, "description": "strict"
     }
-    assert body["probability_same"] == pytest.approx(1 - body["distance"] / 2, abs=1e-3)
+    assert body["probability_same"] == pytest.approx(1 / (1 + math.exp(10 * body["distance"] - 5)))
     assert body["model"] == {"name": "fake-encoder", "version": "0.0-test"}
     assert body["request_id"] == response.headers["X-Request-ID"]
     assert set(body["timings_ms"]) == {"decode", "detect", "align", "embed", "total"}

@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from model.faces.mtcnn import MTCNN
-from model.faces.types import Face
+from model.types import Face
 from model.images import decode_image, load_image, to_array
 
 EXIF_ORIENTATION = 0x0112

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from model.lfw import read_pairs
+from model.evaluation.protocols import read_pairs
 from tests.integration.real_service import ENCODER_DIR, real_service
 
 pytestmark = [pytest.mark.anyio, pytest.mark.data]

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from model.card import load_card
+from model.encoders import load_encoder
 
 pytestmark = pytest.mark.data
 
@@ -17,7 +18,7 @@ WEIGHTS = Path(__file__).resolve().parents[2] / "weights" / "sface-2021dec"
 
 @pytest.fixture(scope="module")
 def encoder() -> torch.nn.Module:
-    return load_card(WEIGHTS).load_encoder()
+    return load_encoder(load_card(WEIGHTS))
 
 
 @pytest.fixture(scope="module")

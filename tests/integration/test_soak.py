@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from model.lfw import read_pairs
+from model.evaluation.protocols import read_pairs
 from tests.integration.real_service import real_service
 
-pytestmark = [pytest.mark.anyio, pytest.mark.data]
+pytestmark = [pytest.mark.anyio, pytest.mark.data, pytest.mark.slow]
 
 # The warm-up lets malloc's per-thread arenas settle and shows the pipeline every pair several
 # times: resident memory rises over the first requests before it holds (bench/soak.py).

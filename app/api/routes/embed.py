@@ -1,0 +1,31 @@
+"""POST /embed: the L2-normalised embedding of the chosen face in each image."""
+
+from __future__ import annotations
+
+from functools import partial
+
+from fastapi import APIRouter, Request
+
+from app.api.bodies import read_embed_request, request_body_docs
+from app.api.deps import LimiterDep, MetricsDep, SettingsDep, VerifierDep
+from app.jobs import embed_uploads
+from app.schemas.requests import EmbedJSON
+from app.schemas.responses import EmbedResponse
+
+router = APIRouter(tags=["faces"])
+
+
+@router.post(
+    "/embed",
+    response_model=EmbedResponse,
+    openapi_extra=request_body_docs(EmbedJSON, {"images": "an image (repeat the field for more)"}),
+)
+async def embed(
+    request: Request, verifier: VerifierDep, limiter: LimiterDep, settings: SettingsDep, metrics: MetricsDep
+) -> EmbedResponse:
+    """All images are embedded in one batch. Euclidean distance between two returned vectors is
+    the distance /verify reports."""
+    uploads = await read_embed_request(request, settings.max_upload_bytes, settings.max_embed_images)
+    faces, timings = await limiter.run("embed", partial(embed_uploads, verifier, uploads, settings.max_image_pixels))
+    metrics.count_faces("embed", faces)
+    return EmbedResponse.of(faces, timings, verifier.card, request.state)

@@ -1,0 +1,63 @@
+"""The service's Prometheus metrics, through prometheus_client, in a registry of the app's own.
+
+A registry per app (not the library's global one) lets tests and embedders create several apps in
+one process; the process collector adds RSS, CPU time and open file descriptors.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import prometheus_client
+from prometheus_client import CollectorRegistry, Counter, Histogram, ProcessCollector, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
+
+# Samples named *_created double every counter's series and mean nothing to a service's dashboards.
+prometheus_client.disable_created_metrics()
+
+LATENCY_BUCKETS_S = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+EXPOSITION_CONTENT_TYPE = CONTENT_TYPE_PLAIN_0_0_4  # what generate_latest writes
+
+
+class ServiceMetrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        ProcessCollector(registry=self.registry)
+        http_labels = ("route", "method", "status")
+        self.requests = Counter(
+            "facever_http_requests", "HTTP requests answered.", http_labels, registry=self.registry
+        )
+        self.request_seconds = Histogram(
+            "facever_http_request_duration_seconds",
+            "Time from request arrival to the end of the response.",
+            http_labels,
+            buckets=LATENCY_BUCKETS_S,
+            registry=self.registry,
+        )
+        self.inference_seconds = Histogram(
+            "facever_inference_duration_seconds",
+            "Time in the inference thread: decode, detect, align and embed.",
+            ("operation",),
+            buckets=LATENCY_BUCKETS_S,
+            registry=self.registry,
+        )
+        self.faces_detected = Counter(
+            "facever_faces_detected",
+            "Faces the detector found in images it answered for.",
+            ("operation",),
+            registry=self.registry,
+        )
+        self.inference_rejected = Counter(
+            "facever_inference_rejected",
+            "Inferences refused because the service was full (overloaded) or past the deadline (timeout).",
+            ("reason",),
+            registry=self.registry,
+        )
+
+    def count_faces(self, operation: str, faces: Sequence[Any]) -> None:
+        self.faces_detected.labels(operation=operation).inc(sum(face.faces_detected for face in faces))
+
+    def render(self) -> bytes:
+        """The Prometheus text exposition format (version 0.0.4)."""
+        return generate_latest(self.registry)

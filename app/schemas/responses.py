@@ -1,0 +1,190 @@
+"""Response shapes, each made from the model side's results by one `of` constructor."""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+from model.card import EncoderCard, OperatingPoint
+from model.types import LANDMARK_NAMES, SelectionPolicy
+from model.verify.results import FaceEmbedding, Verification
+
+
+class Box(BaseModel):
+    x1: float
+    y1: float
+    x2: float
+    y2: float
+
+
+class Point(BaseModel):
+    x: float
+    y: float
+
+
+class FaceSummary(BaseModel):
+    """The face an answer is about, in the uploaded image's (upright) pixel coordinates."""
+
+    box: Box
+    landmarks: dict[str, Point] = Field(description="left/right as seen in the image")
+    detection_score: float
+    faces_detected: int = Field(description="faces found in the image; the policy chose this one")
+
+    @classmethod
+    def of(cls, chosen: FaceEmbedding) -> FaceSummary:
+        face = chosen.face
+        x1, y1, x2, y2 = (round(float(value), 2) for value in face.box)
+        return cls(
+            box=Box(x1=x1, y1=y1, x2=x2, y2=y2),
+            landmarks={
+                name: Point(x=round(float(x), 2), y=round(float(y), 2))
+                for name, (x, y) in zip(LANDMARK_NAMES, face.landmarks)
+            },
+            detection_score=round(float(face.score), 4),
+            faces_detected=int(chosen.faces_detected),
+        )
+
+
+class ModelRef(BaseModel):
+    name: str
+    version: str
+
+    @classmethod
+    def of(cls, card: EncoderCard) -> ModelRef:
+        return cls(name=card.name, version=card.version)
+
+
+class OperatingPointInfo(BaseModel):
+    name: str
+    threshold: float
+    far: float = Field(description="false-accept rate measured on held-out identities")
+    frr: float = Field(description="false-reject rate measured on held-out identities")
+    description: str
+
+    @classmethod
+    def of(cls, point: OperatingPoint) -> OperatingPointInfo:
+        return cls(
+            name=point.name, threshold=point.threshold, far=point.far, frr=point.frr, description=point.description
+        )
+
+
+class Timings(BaseModel):
+    decode: float
+    detect: float
+    align: float
+    embed: float
+    total: float
+
+
+class VerifyFaces(BaseModel):
+    image1: FaceSummary
+    image2: FaceSummary
+
+
+def _elapsed_ms(started: float) -> float:
+    return round((time.perf_counter() - started) * 1000, 2)
+
+
+class VerifyResponse(BaseModel):
+    same: bool
+    distance: float = Field(description="Euclidean distance between the L2-normalised embeddings (0..2)")
+    threshold: float
+    operating_point: OperatingPointInfo | None = Field(description="null when an explicit threshold was given")
+    probability_same: float | None = Field(description="calibrated P(same person); null if not calibrated")
+    faces: VerifyFaces
+    model: ModelRef
+    timings_ms: Timings
+    request_id: str
+
+    @classmethod
+    def of(cls, result: Verification, decode_ms: float, card: EncoderCard, state: Any) -> VerifyResponse:
+        """From a Verification and the request's state (id, arrival time)."""
+        verdict = result.verdict
+        return cls(
+            same=verdict.same,
+            distance=round(verdict.distance, 6),
+            threshold=verdict.threshold,
+            operating_point=OperatingPointInfo.of(verdict.operating_point) if verdict.operating_point else None,
+            probability_same=verdict.probability_same,
+            faces=VerifyFaces(image1=FaceSummary.of(result.faces[0]), image2=FaceSummary.of(result.faces[1])),
+            model=ModelRef.of(card),
+            timings_ms=Timings(decode=decode_ms, **result.timings_ms, total=_elapsed_ms(state.started)),
+            request_id=state.request_id,
+        )
+
+
+class Embedding(BaseModel):
+    embedding: list[float] = Field(description="L2-normalised; compare with Euclidean distance")
+    dim: int
+    face: FaceSummary
+
+
+class EmbedResponse(BaseModel):
+    embeddings: list[Embedding] = Field(description="one per image, in request order")
+    model: ModelRef
+    timings_ms: Timings
+    request_id: str
+
+    @classmethod
+    def of(cls, faces: list[FaceEmbedding], timings: dict[str, float], card: EncoderCard, state: Any) -> EmbedResponse:
+        return cls(
+            embeddings=[
+                Embedding(embedding=chosen.embedding.tolist(), dim=len(chosen.embedding), face=FaceSummary.of(chosen))
+                for chosen in faces
+            ],
+            model=ModelRef.of(card),
+            timings_ms=Timings(**timings, total=_elapsed_ms(state.started)),
+            request_id=state.request_id,
+        )
+
+
+class LiveResponse(BaseModel):
+    status: Literal["live"] = "live"
+
+
+class ReadyResponse(BaseModel):
+    status: Literal["ready"] = "ready"
+    model: ModelRef
+
+
+class ServiceInfo(BaseModel):
+    """The settings that change answers, so a client can tell what a response was made with."""
+
+    flip_tta: bool
+    precision: str = Field(description="what the encoder computes in")
+    detector: dict[str, Any] = Field(description="the face detector and its settings")
+    face_policy: SelectionPolicy
+    default_operating_point: str | None
+    operating_points: list[OperatingPointInfo] = Field(description="those of the active inference mode")
+    min_face_size: int
+    max_upload_bytes: int
+    max_image_pixels: int
+    max_embed_images: int
+
+
+class InfoResponse(BaseModel):
+    model: dict[str, Any] = Field(description="the encoder card (model.json) as shipped")
+    service: ServiceInfo
+
+    @classmethod
+    def of(cls, verifier: Any, settings: Any) -> InfoResponse:
+        calibration = verifier.calibration
+        return cls(
+            model=verifier.card.to_json(),
+            service=ServiceInfo(
+                flip_tta=verifier.flip_tta,
+                precision=verifier.precision,
+                detector=verifier.detector.settings,
+                face_policy=verifier.face_policy,
+                default_operating_point=calibration.default if calibration else None,
+                operating_points=[OperatingPointInfo.of(p) for p in calibration.operating_points.values()]
+                if calibration
+                else [],
+                min_face_size=settings.min_face_size,
+                max_upload_bytes=settings.max_upload_bytes,
+                max_image_pixels=settings.max_image_pixels,
+                max_embed_images=settings.max_embed_images,
+            ),
+        )

@@ -1,0 +1,1 @@
+"""Conversion: each shipped network from its original file into a weights folder, and fused cards."""

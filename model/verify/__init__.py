@@ -1,0 +1,1 @@
+"""Verification: the torch-free decision and result types, and the FaceVerifier pipeline."""

@@ -1,0 +1,64 @@
+"""Detectors by name, and the fallback that runs the second detector only where the first found nothing."""
+
+import numpy as np
+import pytest
+
+from model.faces.detectors import DETECTORS, FallbackDetector, build_detector
+from model.faces.mtcnn import MTCNN
+from model.faces.yunet import YuNet
+from model.types import DETECTOR_NAMES, Face, detector_parts
+
+FACE = Face(box=(1.0, 1.0, 5.0, 5.0), score=0.9, landmarks=((2, 2), (4, 2), (3, 3), (2, 4), (4, 4)))
+
+
+class Scripted:
+    """Finds a face exactly in the images whose first pixel is non-zero; records what it saw."""
+
+    def __init__(self, name: str):
+        self.seen: list[int] = []
+        self.name = name
+
+    @property
+    def settings(self) -> dict:
+        return {"name": self.name}
+
+    def detect(self, images):
+        self.seen.append(len(images))
+        return [[FACE] if image[0, 0, 0] else [] for image in images]
+
+
+def image(value: int) -> np.ndarray:
+    return np.full((8, 8, 3), value, np.uint8)
+
+
+def test_fallback_runs_only_on_the_images_the_primary_missed():
+    primary, fallback = Scripted("p"), Scripted("f")
+    detector = FallbackDetector(primary, fallback)
+    found = detector.detect([image(1), image(0), image(0)])
+    assert primary.seen == [3] and fallback.seen == [2]
+    assert [len(faces) for faces in found] == [1, 0, 0]
+    assert detector.settings == {"primary": {"name": "p"}, "fallback": {"name": "f"}}
+
+
+def test_fallback_is_not_called_when_every_image_has_a_face():
+    primary, fallback = Scripted("p"), Scripted("f")
+    FallbackDetector(primary, fallback).detect([image(1), image(2)])
+    assert fallback.seen == []
+
+
+def test_build_by_name():
+    assert isinstance(build_detector("yunet"), YuNet)
+    assert isinstance(build_detector("mtcnn", min_face_size=40), MTCNN)
+    both = build_detector("yunet+mtcnn")
+    assert isinstance(both, FallbackDetector)
+    assert isinstance(both.primary, YuNet) and isinstance(both.fallback, MTCNN)
+
+
+@pytest.mark.parametrize("bad", ["haar", "yunet+", "yunet+mtcnn+yunet", ""])
+def test_unknown_names_are_refused(bad):
+    with pytest.raises(ValueError, match="detector"):
+        detector_parts(bad)
+
+
+def test_every_detector_name_has_a_detector():
+    assert set(DETECTORS) == set(DETECTOR_NAMES)
