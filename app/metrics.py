@@ -28,19 +28,12 @@ class ServiceMetrics:
         self.requests = Counter(
             "facever_http_requests", "HTTP requests answered.", http_labels, registry=self.registry
         )
-        self.request_seconds = Histogram(
-            "facever_http_request_duration_seconds",
-            "Time from request arrival to the end of the response.",
-            http_labels,
-            buckets=LATENCY_BUCKETS_S,
-            registry=self.registry,
+        self.request_seconds = self._latency(
+            "facever_http_request_duration_seconds", "Time from request arrival to the end of the response.", http_labels
         )
-        self.inference_seconds = Histogram(
-            "facever_inference_duration_seconds",
-            "Time in the inference thread: decode, detect, align and embed.",
+        self.inference_seconds = self._latency(
+            "facever_inference_duration_seconds", "Time in the inference thread: decode, detect, align and embed.",
             ("operation",),
-            buckets=LATENCY_BUCKETS_S,
-            registry=self.registry,
         )
         self.faces_detected = Counter(
             "facever_faces_detected",
@@ -54,6 +47,9 @@ class ServiceMetrics:
             ("reason",),
             registry=self.registry,
         )
+
+    def _latency(self, name: str, help_text: str, labels: Sequence[str]) -> Histogram:
+        return Histogram(name, help_text, labels, buckets=LATENCY_BUCKETS_S, registry=self.registry)
 
     def count_faces(self, operation: str, faces: Sequence[Any]) -> None:
         self.faces_detected.labels(operation=operation).inc(sum(face.faces_detected for face in faces))

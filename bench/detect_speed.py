@@ -1,45 +1,38 @@
 """Detection + selection + alignment latency on a 250x250 LFW image and a 1280x960 photo.
 
-    .venv/bin/python bench/detect_speed.py [--runs 50] [--detector mtcnn|yunet]
+    python -m bench.detect_speed [--runs 50] [--detector mtcnn|yunet]
 
-Prints median / p90 milliseconds per stage and writes bench/results/detect_speed.json for MTCNN,
-the service's detector, or bench/results/detect_speed_<detector>.json for another. Uses two torch
-threads, the service's setting on its 2-core host.
+Prints median / p90 milliseconds per stage and writes bench/results/detect_speed.json for MTCNN, or
+bench/results/detect_speed_<detector>.json for another (the default encoder's card names
+yunet+mtcnn: YuNet, with MTCNN only where YuNet finds no face). Uses two torch threads, all the
+cores of the 2-core host.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import platform
 import statistics
-import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO_ROOT))
+from bench.machine import isa_line, write_report
+from model.card import load_card
+from model.faces.align import align_faces
+from model.faces.detectors import DETECTORS, Detector, build_detector
+from model.faces.select import select_face
+from model.images import load_image, to_array
+from model.paths import DEFAULT_DATA_DIR, REPORTS_DIR, WEIGHTS_DIR
+from model.types import AlignmentTemplate
 
-from model.faces.align import AlignmentTemplate, align_faces  # noqa: E402
-from model.faces.mtcnn import MTCNN  # noqa: E402
-from model.faces.select import select_face  # noqa: E402
-from model.faces.yunet import YuNet  # noqa: E402
-from model.images import load_image, to_array  # noqa: E402
-
-DATA_DIR = Path(os.environ.get("FACEVER_DATA_DIR", REPO_ROOT.parent / "shared" / "data"))
-LFW_IMAGE = DATA_DIR / "lfw" / "images" / "Michael_Kostelnik" / "Michael_Kostelnik_0001.jpg"
-RESULTS = REPO_ROOT / "bench" / "results"
-DETECTORS = {"mtcnn": MTCNN, "yunet": YuNet}
+LFW_IMAGE = DEFAULT_DATA_DIR / "lfw" / "images" / "Michael_Kostelnik" / "Michael_Kostelnik_0001.jpg"
 THREADS = 2
 WARMUP = 5
 
-# The dlib encoder's template: MTCNN's five points in dlib's 150x150 chip frame.
-DLIB_CARD = REPO_ROOT / "weights" / "dlib-resnet-v1" / "model.json"
+# The dlib encoder's template: a 150x150 chip.
+TEMPLATE_CARD = WEIGHTS_DIR / "dlib-resnet-v1"
 
 
 def photo_from(face: np.ndarray, width: int = 1280, height: int = 960) -> np.ndarray:
@@ -50,7 +43,7 @@ def photo_from(face: np.ndarray, width: int = 1280, height: int = 960) -> np.nda
 
 
 def time_case(
-    detector: MTCNN | YuNet, template: AlignmentTemplate, images: list[np.ndarray], runs: int
+    detector: Detector, template: AlignmentTemplate, images: list[np.ndarray], runs: int
 ) -> dict:
     """Median / p90 ms of detect (all images in one call) and of select + align, over `runs`."""
 
@@ -84,8 +77,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     torch.set_num_threads(THREADS)
-    detector = DETECTORS[args.detector]()
-    template = AlignmentTemplate.from_dict(json.loads(DLIB_CARD.read_text())["alignment"])
+    print(isa_line())
+    detector = build_detector(args.detector)
+    template = load_card(TEMPLATE_CARD).template
     face = to_array(load_image(LFW_IMAGE))
     photo = photo_from(face)
     cases = {
@@ -103,19 +97,14 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{name:32} {stage:13} {numbers['median_ms']:10.1f} {numbers['p90_ms']:8.1f}")
 
     name = "detect_speed" if args.detector == "mtcnn" else f"detect_speed_{args.detector}"
-    out = RESULTS / f"{name}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({
-        "detector": args.detector,
+    write_report(REPORTS_DIR / f"{name}.json", {
+        "detector": detector.settings,
+        "engine": "torch",
+        "precision": "float32",
         "runs": args.runs,
-        "torch_threads": THREADS,
-        "torch": torch.__version__,
-        "cpu_count": os.cpu_count(),
-        "machine": platform.machine(),
         "template_size": template.size,
         "results": results,
-    }, indent=2) + "\n")
-    print(f"wrote {out.relative_to(REPO_ROOT)}")
+    })
     return 0
 
 

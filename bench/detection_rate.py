@@ -1,54 +1,42 @@
 """How often a detector finds a face in LFW: every image of ../shared/data/lfw/images (or
 $FACEVER_DATA_DIR/lfw/images), or every n-th, default detector settings, largest face kept.
 
-    .venv/bin/python bench/detection_rate.py [--detector mtcnn|yunet] [--every N]
+    python -m bench.detection_rate [--detector mtcnn|yunet] [--every N]
 
 Prints and writes bench/results/detection_rate.json for MTCNN over all images, otherwise
 bench/results/detection_rate_<detector>[_every<N>].json (count, found, rate, seconds, the images
-with no face). Uses two torch threads, the service's setting on its 2-core host.
+with no face). Uses two torch threads, all the cores of the 2-core host.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import statistics
-import sys
 import time
 from pathlib import Path
 
 import torch
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO_ROOT))
+from bench.machine import isa_line, write_report
+from model.faces.detectors import DETECTORS, build_detector
+from model.faces.select import select_face
+from model.images import load_image, to_array
+from model.paths import DEFAULT_DATA_DIR, REPORTS_DIR
 
-from model.faces.mtcnn import MTCNN  # noqa: E402
-from model.faces.select import select_face  # noqa: E402
-from model.faces.yunet import YuNet  # noqa: E402
-from model.images import load_image, to_array  # noqa: E402
-
-DATA_DIR = Path(os.environ.get("FACEVER_DATA_DIR", REPO_ROOT.parent / "shared" / "data"))
-RESULTS = REPO_ROOT / "bench" / "results"
-# Each detector and the attributes its results record as its settings.
-DETECTORS = {
-    "mtcnn": (MTCNN, ("min_face_size", "thresholds", "scale_factor", "max_side")),
-    "yunet": (YuNet, ("min_face_size", "score_threshold", "nms_threshold", "max_side")),
-}
 THREADS = 2
 BATCH = 8  # images per detect() call, as the service batches a request's images
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--images", type=Path, default=DATA_DIR / "lfw" / "images")
+    parser.add_argument("--images", type=Path, default=DEFAULT_DATA_DIR / "lfw" / "images")
     parser.add_argument("--detector", choices=DETECTORS, default="mtcnn")
     parser.add_argument("--every", type=int, default=1, help="take every n-th image (sorted)")
     args = parser.parse_args(argv)
 
     torch.set_num_threads(THREADS)
-    detector_type, setting_names = DETECTORS[args.detector]
-    detector = detector_type()
+    print(isa_line())
+    detector = build_detector(args.detector)
     paths = sorted(args.images.glob("*/*.jpg"))[:: args.every]
     if not paths:
         raise SystemExit(f"no images under {args.images}")
@@ -78,10 +66,7 @@ def main(argv: list[str] | None = None) -> int:
         "torch_threads": THREADS,
         "detector": args.detector,
         "every": args.every,
-        "settings": {
-            **{name: getattr(detector, name) for name in setting_names},
-            "selection": "largest",
-        },
+        "settings": {**detector.settings, "selection": "largest"},
         "missed": missed,
     }
     print(
@@ -89,10 +74,8 @@ def main(argv: list[str] | None = None) -> int:
         f"{several} with several; {seconds:.0f} s ({result['ms_per_image']} ms/image)"
     )
     name = "detection_rate" if args.detector == "mtcnn" else f"detection_rate_{args.detector}"
-    out = RESULTS / (f"{name}.json" if args.every == 1 else f"{name}_every{args.every}.json")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"wrote {out.relative_to(REPO_ROOT)}")
+    out = REPORTS_DIR / (f"{name}.json" if args.every == 1 else f"{name}_every{args.every}.json")
+    write_report(out, result)
     return 0
 
 

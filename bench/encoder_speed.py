@@ -1,6 +1,6 @@
 """Encoder speed on CPU with 2 threads (the serving setup): batch 1 (one request) and batch 32.
 
-    python bench/encoder_speed.py [--weights DIR] [--precision float32|bfloat16] [--out FILE]
+    python -m bench.encoder_speed [--weights DIR] [--precision float32|bfloat16] [--out FILE]
 
 Prints median milliseconds per batch and per chip (a fused encoder's chip is one per member), and
 writes bench/results/encoder_speed.json for dlib-resnet-v1 in float32 or
@@ -10,34 +10,23 @@ bench/results/encoder_speed_<card name>[_<precision>].json for any other case.
 from __future__ import annotations
 
 import argparse
-import datetime as dt
-import json
-import platform
 import statistics
 import time
 from pathlib import Path
 
 import torch
 
+from bench.machine import isa_line, write_report
 from model.card import EncoderCard, load_card
-from model.encoders.precision import PRECISIONS
+from model.encoders import load_encoder
+from model.paths import REPORTS_DIR, WEIGHTS_DIR
+from model.types import PRECISION_NAMES
 
-ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_WEIGHTS = ROOT / "weights" / "dlib-resnet-v1"
-RESULTS = ROOT / "bench" / "results"
+DEFAULT_WEIGHTS = WEIGHTS_DIR / "dlib-resnet-v1"
+RESULTS = REPORTS_DIR
 THREADS = 2
 CASES = ((1, 100), (32, 20))  # (batch size, timed runs)
 WARMUP_RUNS = 5
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def time_batches(encoder: torch.nn.Module, batch: int, runs: int, sizes: list[int]) -> list[float]:
@@ -69,14 +58,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--out", type=Path, help="result file (default: by the card's name, as above)"
     )
-    parser.add_argument("--precision", choices=sorted(PRECISIONS), default="float32")
+    parser.add_argument("--precision", choices=PRECISION_NAMES, default="float32")
     args = parser.parse_args(argv)
 
     torch.set_num_threads(THREADS)
+    print(isa_line())
     card = load_card(args.weights)
     out = args.out or default_out(card, args.precision)
-    encoder = card.load_encoder(args.precision)
-    sizes = [template.size for template in card.templates]
+    encoder = load_encoder(card, args.precision)
+    sizes = [template.size for template in card.alignment]
 
     results = []
     print(f"{'batch':>5}  {'runs':>4}  {'ms/batch':>9}  {'ms/chip':>8}")
@@ -92,19 +82,13 @@ def main(argv: list[str] | None = None) -> int:
         )
         print(f"{batch:>5}  {runs:>4}  {per_batch:>9.2f}  {per_batch / batch:>8.2f}")
 
-    report = {
-        "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+    write_report(out, {
         "weights": args.weights.name,
         "input_sizes": sizes,
+        "engine": "torch",
         "precision": args.precision,
-        "torch": torch.__version__,
-        "cpu": cpu_model(),
-        "threads": THREADS,
         "results": results,
-    }
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"wrote {out}")
+    })
     return 0
 
 

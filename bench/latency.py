@@ -12,10 +12,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import datetime as dt
-import json
-import os
-import platform
 import statistics
 import time
 from collections import Counter
@@ -24,10 +20,11 @@ from pathlib import Path
 
 import httpx
 
-from bench.server import IMAGE_ENVIRONMENT, memory_mib, running_server
-from model.evaluation.protocols import DEFAULT_DATA_DIR, read_pairs
+from bench.machine import isa_line, write_report
+from bench.server import memory_mib, running_server, server_environment
+from model.evaluation.protocols import read_pairs
+from model.paths import DEFAULT_DATA_DIR, REPORTS_DIR
 
-ROOT = Path(__file__).resolve().parents[1]
 VERIFY_CONCURRENCY = (1, 4, 16)
 EMBED_BATCHES = (1, 16)
 
@@ -76,8 +73,9 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=200, help="requests per case")
     parser.add_argument("--weights", type=Path, help="FACEVER_WEIGHTS_DIR (default: the service's)")
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA_DIR)
-    parser.add_argument("--output", type=Path, default=ROOT / "bench" / "results" / "latency.json")
+    parser.add_argument("--output", type=Path, default=REPORTS_DIR / "latency.json")
     args = parser.parse_args()
+    print(isa_line())
 
     images = args.data / "lfw" / "images"
     protocol = read_pairs(args.data / "lfw" / "pairs.txt")[: args.requests]
@@ -110,19 +108,14 @@ def main() -> None:
             "seconds_to_ready": round(server.seconds_to_ready, 2),
             "peak_rss_mib": round(memory_mib(server.pid, "VmHWM"), 1),
             "results": results,
-            "server_environment": {
-                k: v for k, v in {**IMAGE_ENVIRONMENT, **os.environ, **env}.items() if k.startswith(("FACEVER_", "MALLOC_"))
-            },
-            "machine": f"{platform.machine()}, {os.cpu_count()} CPUs",
-            "date": dt.date.today().isoformat(),
+            "server_environment": server_environment(env),
         }
     print(f"{report['model']} (flip TTA {report['flip_tta']}): ready in {report['seconds_to_ready']} s, "
           f"peak RSS {report['peak_rss_mib']} MiB")
     print(f"{'case':<12} {'p50 ms':>7} {'p95 ms':>7} {'p99 ms':>7} {'ok/s':>7}  outcomes")
     for case, r in results.items():
         print(f"{case:<12} {r['p50_ms']:>7} {r['p95_ms']:>7} {r['p99_ms']:>7} {r['ok_per_s']:>7}  {r['outcomes']}")
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(report, indent=2) + "\n")
+    write_report(args.output, report)
 
 
 if __name__ == "__main__":

@@ -13,21 +13,18 @@ a table and writes bench/results/memory.json; deploy/kubernetes/deployment.yaml 
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import io
-import json
-import os
-import platform
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
 from PIL import Image
 
-from bench.server import IMAGE_ENVIRONMENT, memory_mib, running_server
-from model.evaluation.protocols import DEFAULT_DATA_DIR, read_pairs
+from bench.machine import isa_line, write_report
+from bench.server import memory_mib, running_server, server_environment
+from model.evaluation.protocols import read_pairs
+from model.paths import DEFAULT_DATA_DIR, REPORTS_DIR
 
-ROOT = Path(__file__).resolve().parents[1]
 LARGE_SIZE = (7300, 5475)  # 39.97 megapixels
 
 
@@ -41,8 +38,9 @@ def large_photo(path: Path) -> bytes:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA_DIR)
-    parser.add_argument("--output", type=Path, default=ROOT / "bench" / "results" / "memory.json")
+    parser.add_argument("--output", type=Path, default=REPORTS_DIR / "memory.json")
     args = parser.parse_args()
+    print(isa_line())
     images = args.data / "lfw" / "images"
     pairs = read_pairs(args.data / "lfw" / "pairs.txt")[:50]
     large = [large_photo(images / pairs[0].first), large_photo(images / pairs[0].second)]
@@ -76,14 +74,12 @@ def main() -> None:
         "precision": info["service"]["precision"],
         "rss_mib": {name: round(value, 1) for name, value in rows.items()},
         "answers": sorted(set(codes)),
-        "server_environment": {**IMAGE_ENVIRONMENT, **env, **{k: v for k, v in os.environ.items() if k.startswith("FACEVER_")}},
-        "machine": f"{platform.machine()}, {os.cpu_count()} CPUs",
-        "date": dt.date.today().isoformat(),
+        "server_environment": server_environment(env),
     }
     print(f"{report['model']} ({report['precision']}); answers {report['answers']}")
     for name, value in report["rss_mib"].items():
         print(f"{name:<56} {value:>8.1f} MiB")
-    args.output.write_text(json.dumps(report, indent=2) + "\n")
+    write_report(args.output, report)
 
 
 if __name__ == "__main__":

@@ -4,15 +4,12 @@ Real LFW pairs (250x250 JPEGs, fold 1 of pairs.txt) through FaceVerifier.verify,
 TTA, 2 torch threads, after warm-up. Prints median and p90 ms per /verify-equivalent call (two
 images) and writes bench/results/pipeline_speed_<model>.json.
 
-    python bench/pipeline_speed.py [--weights DIR] [--pairs 40]
+    python -m bench.pipeline_speed [--weights DIR] [--pairs 40]
 """
 
 from __future__ import annotations
 
 import argparse
-import datetime as dt
-import json
-import platform
 import statistics
 import time
 from pathlib import Path
@@ -20,21 +17,21 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from bench.machine import isa_line, write_report
+from model.evaluation.protocols import read_pairs
 from model.images import decode_image
-from model.evaluation.protocols import DEFAULT_DATA_DIR, read_pairs
-from model.paths import DEFAULT_ENCODER_DIR
+from model.paths import DEFAULT_DATA_DIR, DEFAULT_ENCODER_DIR, REPORTS_DIR
 from model.verify.pipeline import FaceVerifier
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def time_verify(verifier: FaceVerifier, pairs: list[tuple[bytes, bytes]]) -> tuple[list[float], dict[str, float]]:
     """Milliseconds per pair, decoding included, as the service does per request; and the median
     milliseconds of each pipeline stage per pair."""
     timings, stages = [], {}
+    decision = verifier.decision(threshold=1.0)
     for first, second in pairs:
         start = time.perf_counter()
-        result = verifier.verify(decode_image(first), decode_image(second), threshold=1.0)
+        result = verifier.verify(decode_image(first), decode_image(second), decision)
         timings.append((time.perf_counter() - start) * 1000)
         for stage, ms in result.timings_ms.items():
             stages.setdefault(stage, []).append(ms)
@@ -48,6 +45,7 @@ def main() -> None:
     parser.add_argument("--pairs", type=int, default=40)
     args = parser.parse_args()
     torch.set_num_threads(2)
+    print(isa_line())
 
     images = args.data / "lfw" / "images"
     protocol = read_pairs(args.data / "lfw" / "pairs.txt")[: args.pairs]
@@ -75,15 +73,11 @@ def main() -> None:
         "what": "FaceVerifier.verify on two 250x250 LFW JPEGs, decoding included, no HTTP",
         "pairs": len(pairs),
         "detector": detector,
+        "engine": "torch",
         "precision": precision,
-        "torch_threads": 2,
-        "torch": torch.__version__,
-        "machine": platform.machine(),
-        "date": dt.date.today().isoformat(),
         "results": results,
     }
-    out = ROOT / "bench" / "results" / f"pipeline_speed_{name}.json"
-    out.write_text(json.dumps(report, indent=2) + "\n")
+    write_report(REPORTS_DIR / f"pipeline_speed_{name}.json", report)
 
 
 if __name__ == "__main__":

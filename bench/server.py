@@ -1,4 +1,5 @@
-"""Run the real server, as `make serve` does, in a subprocess on loopback for a benchmark."""
+"""Run the real server, as `make serve` does, in a subprocess on loopback: for the benchmarks, and for
+the test that serves from the image's built runtime."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,6 +36,15 @@ def memory_mib(pid: int, field: str = "VmRSS") -> float:
     raise RuntimeError(f"no {field} for process {pid}")
 
 
+def server_environment(env: Mapping[str, str]) -> dict[str, str]:
+    """The settings a benchmarked server ran with besides the defaults (API keys left out), for its report."""
+    return {
+        name: value
+        for name, value in {**IMAGE_ENVIRONMENT, **os.environ, **env}.items()
+        if (name.startswith("FACEVER_") and name != "FACEVER_API_KEYS") or name.startswith("MALLOC_")
+    }
+
+
 @dataclass(frozen=True)
 class Server:
     base_url: str
@@ -42,7 +52,7 @@ class Server:
     seconds_to_ready: float
 
 
-def _wait_ready(process: subprocess.Popen, base_url: str, timeout_s: float) -> None:
+def wait_ready(process: subprocess.Popen, base_url: str, timeout_s: float) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if process.poll() is not None:
@@ -57,22 +67,32 @@ def _wait_ready(process: subprocess.Popen, base_url: str, timeout_s: float) -> N
 
 
 @contextmanager
-def running_server(env: dict[str, str], port: int = 0, ready_timeout_s: float = 180) -> Iterator[Server]:
-    """`facever serve` with `env` added to this environment (over the image's own MALLOC_ARENA_MAX=2,
-    so figures match the container); its log is shown only if it fails."""
+def running_server(
+    env: Mapping[str, str],
+    *,
+    port: int = 0,
+    ready_timeout_s: float = 180,
+    facever: Path | None = None,
+    cwd: Path | str | None = None,
+    inherit_environment: bool = True,
+) -> Iterator[Server]:
+    """`facever serve` (this environment's, or the `facever` executable given) with `env` added to
+    this process's environment, or only `env` without `inherit_environment`, over the image's own
+    MALLOC_ARENA_MAX=2 so figures match the container; its log is shown only if it fails."""
     port = port or free_port()
     base_url = f"http://{HOST}:{port}"
-    facever = Path(sys.executable).with_name("facever")
+    facever = facever or Path(sys.executable).with_name("facever")
     with tempfile.TemporaryFile() as log:
         started = time.monotonic()
         process = subprocess.Popen(
             [str(facever), "serve", "--host", HOST, "--port", str(port)],
-            env={**IMAGE_ENVIRONMENT, **os.environ, **env},
+            env={**IMAGE_ENVIRONMENT, **(os.environ if inherit_environment else {}), **env},
+            cwd=cwd,
             stdout=log,
             stderr=log,
         )
         try:
-            _wait_ready(process, base_url, ready_timeout_s)
+            wait_ready(process, base_url, ready_timeout_s)
             yield Server(base_url, process.pid, time.monotonic() - started)
             if process.poll() is not None:
                 raise RuntimeError(f"the server exited with status {process.returncode} during the run")

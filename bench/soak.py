@@ -14,10 +14,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import datetime as dt
 import json
-import os
-import platform
 import statistics
 import threading
 import time
@@ -28,10 +25,11 @@ from pathlib import Path
 
 import httpx
 
-from bench.server import IMAGE_ENVIRONMENT, memory_mib, running_server
-from model.evaluation.protocols import DEFAULT_DATA_DIR, read_pairs
+from bench.machine import isa_line, write_report
+from bench.server import memory_mib, running_server, server_environment
+from model.evaluation.protocols import read_pairs
+from model.paths import DEFAULT_DATA_DIR, REPORTS_DIR
 
-ROOT = Path(__file__).resolve().parents[1]
 SAMPLE_EVERY_S = 0.5
 
 
@@ -114,8 +112,9 @@ def main() -> None:
     parser.add_argument("--pairs", type=int, default=500, help="LFW pairs (pairs.txt order) to cycle through")
     parser.add_argument("--port", type=int, default=0, help="0: any free port")
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA_DIR)
-    parser.add_argument("--output", type=Path, default=ROOT / "bench" / "results" / "soak.json")
+    parser.add_argument("--output", type=Path, default=REPORTS_DIR / "soak.json")
     args = parser.parse_args()
+    print(isa_line())
 
     images = args.data / "lfw" / "images"
     pairs = [
@@ -153,16 +152,9 @@ def main() -> None:
             "growth_after_warm_up_pct": round((rss_end - baseline) / baseline * 100, 2),
         },
         "rss_series_s_mib": sampler.samples[:: max(1, len(sampler.samples) // 60)],  # about 60 points
-        "server_environment": {  # besides these, the defaults
-            name: value
-            for name, value in {**IMAGE_ENVIRONMENT, **os.environ, **env}.items()
-            if (name.startswith("FACEVER_") and name != "FACEVER_API_KEYS") or name == "MALLOC_ARENA_MAX"
-        },
-        "machine": f"{platform.machine()}, {os.cpu_count()} CPUs",
-        "date": dt.date.today().isoformat(),
+        "server_environment": server_environment(env),
     }
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(result, indent=2) + "\n")
+    write_report(args.output, result)
     summary = {key: result[key] for key in ("requests", "errors", "seconds", "requests_per_s", "latency_ms", "rss_mib")}
     print(json.dumps(summary, indent=2))
     raise SystemExit(1 if errors else 0)

@@ -106,27 +106,27 @@ def write_weights_folder(
     return write_card(EncoderCard.model_validate({**existing, **card_fields}), out_dir)
 
 
-def run_converter(
-    argv: list[str] | None,
-    *,
-    prog: str,
-    description: str,
-    source: WheelFile,
-    local_option: str,
-    default_out: Path,
-    convert: Callable[[bytes, Path], int],
-) -> int:
-    """The command line of a converter: read `source` (or a local copy of it, `local_option`),
-    `convert(data, out_dir)` it (returning the parameter count), report; exit status 1 on refused input."""
-    parser = argparse.ArgumentParser(prog=prog, description=description)
-    parser.add_argument(local_option, dest="local", type=Path,
-                        help=f"a local {source.name} to use instead of downloading {source.package}")
-    parser.add_argument("--out", type=Path, default=default_out, help="output folder (default: %(default)s)")
-    args = parser.parse_args(argv)
-    try:
-        parameters = convert(source.read(args.local), args.out)
-    except (ConversionError, OSError, subprocess.CalledProcessError) as error:
-        print(f"{prog}: {error}", file=sys.stderr)
-        return 1
-    print(f"wrote {args.out}: {parameters:,} parameters from {source.name} (sha256 verified)")
-    return 0
+def converter_main(module_name: str) -> Callable[[list[str] | None], int]:
+    """The command line of a converter module, which defines COMMAND (its `facever` subcommand),
+    SOURCE (a WheelFile), LOCAL_OPTION (the flag for a local copy of it), DEFAULT_OUT and
+    `convert(data, out_dir) -> parameter count`; its docstring's first line describes it.
+    Exit status 1 on refused input."""
+
+    def main(argv: list[str] | None = None) -> int:
+        module = sys.modules[module_name]
+        source: WheelFile = module.SOURCE
+        prog = f"facever {module.COMMAND}"
+        parser = argparse.ArgumentParser(prog=prog, description=module.__doc__.splitlines()[0])
+        parser.add_argument(module.LOCAL_OPTION, dest="local", type=Path,
+                            help=f"a local {source.name} to use instead of downloading {source.package}")
+        parser.add_argument("--out", type=Path, default=module.DEFAULT_OUT, help="output folder (default: %(default)s)")
+        args = parser.parse_args(argv)
+        try:
+            parameters = module.convert(source.read(args.local), args.out)
+        except (ConversionError, OSError, subprocess.CalledProcessError) as error:
+            print(f"{prog}: {error}", file=sys.stderr)
+            return 1
+        print(f"wrote {args.out}: {parameters:,} parameters from {source.name} (sha256 verified)")
+        return 0
+
+    return main

@@ -19,9 +19,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from model.convert.base import ConversionError, WheelFile, expect, run_converter, write_weights_folder
-from model.paths import WEIGHTS_DIR
-from model.types import AlignmentTemplate
+from model.convert.base import ConversionError, WheelFile, expect, converter_main, write_weights_folder
 from model.encoders.dlib_resnet import (
     EMBEDDING_DIM,
     INPUT_MEAN,
@@ -29,6 +27,8 @@ from model.encoders.dlib_resnet import (
     INPUT_SIZE,
     DlibResNet,
 )
+from model.paths import WEIGHTS_DIR
+from model.types import AlignmentTemplate
 
 MODEL_NAME = "dlib-resnet-v1"
 SOURCE = WheelFile(
@@ -343,16 +343,13 @@ def write_weights(model: DlibResNet, out_dir: Path) -> int:
     return PARAMETER_COUNT
 
 
-def main(argv: list[str] | None = None) -> int:
-    return run_converter(
-        argv,
-        prog="facever convert-dlib",
-        description=f"Convert dlib's face ResNet into {MODEL_NAME} weights (dlib_resnet encoder).",
-        source=SOURCE,
-        local_option="--dat",
-        default_out=DEFAULT_OUT,
-        convert=lambda data, out_dir: write_weights(build_model(data), out_dir),
-    )
+def convert(data: bytes, out_dir: Path) -> int:
+    return write_weights(build_model(data), out_dir)
+
+
+COMMAND = "convert-dlib"
+LOCAL_OPTION = "--dat"
+main = converter_main(__name__)
 
 
 if __name__ == "__main__":

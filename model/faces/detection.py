@@ -1,5 +1,6 @@
 """What every face detector does around its network: check the input, detect on a working copy no
 larger than it needs, suppress overlapping boxes, and map the results back to the image's pixels.
+`FaceDetector` does these chores; a detector implements only its networks' pass over working copies.
 
 Coordinates are pixel-centre based throughout ((0, 0) is the centre of the top-left pixel, as in
 model/faces/align.py), so a point maps between resolutions as (p + 0.5) * scale - 0.5.
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -64,6 +66,62 @@ def face_in_image(
         score=float(score),
         landmarks=tuple((float(x), float(y)) for x, y in points),
     )
+
+
+# One detection in a working copy's pixels: box corners (2, 2) as [[x1, y1], [x2, y2]], landmarks
+# (5, 2) in LANDMARK_NAMES order, and the score.
+Detection = tuple[np.ndarray, np.ndarray, float]
+
+
+class FaceDetector:
+    """A face detector with five-point landmarks. Subclasses name themselves (`name`), say what
+    else changes their results (`own_settings`) and implement `detect_working`; nothing is mutated
+    while detecting, so one instance can serve concurrent requests."""
+
+    name = "detector"
+    # Whether faces smaller than min_face_size (both sides, in the image's pixels) are left out after
+    # detection, for a network that finds smaller ones too.
+    drops_small_faces = False
+
+    def __init__(self, min_face_size: int, max_side: int):
+        if min_face_size < 1 or max_side < 1:
+            raise ValueError("need min_face_size >= 1 and max_side >= 1")
+        self.min_face_size = min_face_size
+        self.max_side = max_side
+
+    def own_settings(self) -> dict[str, Any]:
+        return {}
+
+    @property
+    def settings(self) -> dict[str, Any]:
+        """What changes its results: for reports and cache keys."""
+        return {"name": self.name, "min_face_size": self.min_face_size, **self.own_settings(),
+                "max_side": self.max_side}
+
+    def detect_working(self, working: Sequence[np.ndarray]) -> list[list[Detection]]:
+        """Detections in each working copy, best score first."""
+        raise NotImplementedError
+
+    def detect(self, images: Sequence[np.ndarray]) -> list[list[Face]]:
+        """Faces in each image (uint8 HxWx3 RGB), best score first, in that image's pixels.
+
+        An image whose longest side exceeds `max_side` is detected on a copy downscaled to it, and
+        the results are scaled back (see working_copy).
+        """
+        check_images(images)
+        if not images:
+            return []
+        working = [working_copy(image, self.max_side) for image in images]
+        with torch.inference_mode():
+            found = self.detect_working(working)
+        faces = [
+            [face_in_image(corners, landmarks, score, image, copy) for corners, landmarks, score in detections]
+            for image, copy, detections in zip(images, working, found)
+        ]
+        if self.drops_small_faces:
+            faces = [[face for face in image_faces if max(face.width, face.height) >= self.min_face_size]
+                     for image_faces in faces]
+        return faces
 
 
 def box_overlaps(a: Tensor, b: Tensor, over_smaller: bool) -> Tensor:

@@ -14,13 +14,14 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from model.faces.detection import FaceDetector
 from model.faces.mtcnn import MTCNN
 from model.faces.yunet import YuNet
 from model.paths import WEIGHTS_DIR
 from model.types import Face, detector_parts
 
 # Detector name -> (class, its weights folder under the detectors' folder).
-DETECTORS: dict[str, tuple[type, str]] = {"mtcnn": (MTCNN, "mtcnn"), "yunet": (YuNet, "yunet-2023mar")}
+DETECTORS: dict[str, tuple[type[FaceDetector], str]] = {"mtcnn": (MTCNN, "mtcnn"), "yunet": (YuNet, "yunet-2023mar")}
 
 
 class Detector(Protocol):

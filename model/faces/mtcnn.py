@@ -22,9 +22,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from model.faces.detection import check_images, face_in_image, load_network, nms, shipped_weights, working_copy
+from model.faces.detection import Detection, FaceDetector, load_network, nms, shipped_weights
 from model.faces.networks.mtcnn import ONet, PNet, RNet
-from model.types import Face
 
 DEFAULT_WEIGHTS_DIR = shipped_weights("mtcnn")
 
@@ -176,11 +175,10 @@ class _Candidates:
         return _Candidates(self.boxes[index], self.scores[index], self.image[index])
 
 
-class MTCNN:
-    """Three-stage cascade face detector with five-point landmarks; see `detect`.
+class MTCNN(FaceDetector):
+    """Three-stage cascade face detector with five-point landmarks."""
 
-    Nothing is mutated while detecting, so one instance can serve concurrent requests.
-    """
+    name = "mtcnn"
 
     def __init__(
         self,
@@ -190,42 +188,30 @@ class MTCNN:
         scale_factor: float = 0.709,
         max_side: int = 1280,
     ):
-        if min_face_size < 1 or not 0 < scale_factor < 1 or max_side < 1 or len(thresholds) != 3:
-            raise ValueError(
-                "need min_face_size >= 1, 0 < scale_factor < 1, max_side >= 1 and three thresholds"
-            )
+        super().__init__(min_face_size, max_side)
+        if not 0 < scale_factor < 1 or len(thresholds) != 3:
+            raise ValueError("need 0 < scale_factor < 1 and three thresholds")
         weights_dir = Path(weights_dir)
         self.pnet = load_network(PNet(), weights_dir / "pnet.pt")
         self.rnet = load_network(RNet(), weights_dir / "rnet.pt")
         self.onet = load_network(ONet(), weights_dir / "onet.pt")
-        self.min_face_size = min_face_size
         self.thresholds = tuple(thresholds)
         self.scale_factor = scale_factor
-        self.max_side = max_side
 
-    @property
-    def settings(self) -> dict[str, Any]:
-        """What changes its results: for reports and cache keys."""
-        return {"name": "mtcnn", "min_face_size": self.min_face_size, "thresholds": list(self.thresholds),
-                "scale_factor": self.scale_factor, "max_side": self.max_side}
+    def own_settings(self) -> dict[str, Any]:
+        return {"thresholds": list(self.thresholds), "scale_factor": self.scale_factor}
 
-    def detect(self, images: Sequence[np.ndarray]) -> list[list[Face]]:
-        """Faces in each image (uint8 HxWx3 RGB), best score first, in that image's pixels.
-
-        An image whose longest side exceeds `max_side` is detected on a copy downscaled to it, and
-        the results are scaled back (model.faces.detection.working_copy).
-        """
-        check_images(images)
-        if not images:
-            return []
-        working = [working_copy(image, self.max_side) for image in images]
+    def detect_working(self, working: Sequence[np.ndarray]) -> list[list[Detection]]:
         tables = _SummedAreaTables(working)
         image_sizes = torch.tensor([image.shape[:2] for image in working])
-        with torch.inference_mode():
-            candidates = self._propose(tables)
-            candidates = self._refine(tables, image_sizes, candidates)
-            candidates, landmarks = self._finish(tables, image_sizes, candidates)
-        return self._faces(images, working, candidates, landmarks)
+        candidates = self._propose(tables)
+        candidates = self._refine(tables, image_sizes, candidates)
+        candidates, landmarks = self._finish(tables, image_sizes, candidates)
+        found: list[list[Detection]] = [[] for _ in working]
+        for i in torch.argsort(candidates.scores, descending=True, stable=True).tolist():
+            corners = candidates.boxes[i].double().numpy().reshape(2, 2)
+            found[int(candidates.image[i])].append((corners, landmarks[i].double().numpy(), float(candidates.scores[i])))
+        return found
 
     def _scales(self, height: int, width: int) -> list[float]:
         """Pyramid scales: the smallest face maps to P-Net's 12-pixel window, then shrink by
@@ -327,20 +313,3 @@ class MTCNN:
         candidates = replace(candidates, boxes=_regress(boxes, offsets[passed]))
         kept = nms(candidates.boxes, candidates.scores, ONET_NMS, candidates.image, True)
         return candidates.take(kept), landmarks[kept]
-
-    @staticmethod
-    def _faces(
-        images: Sequence[np.ndarray],
-        working: Sequence[np.ndarray],
-        candidates: _Candidates,
-        landmarks: Tensor,
-    ) -> list[list[Face]]:
-        """Per image, Face objects best score first, mapped from the working copy to the image."""
-        faces: list[list[Face]] = [[] for _ in images]
-        for i in torch.argsort(candidates.scores, descending=True, stable=True).tolist():
-            index = int(candidates.image[i])
-            corners = candidates.boxes[i].double().numpy().reshape(2, 2)
-            face = face_in_image(corners, landmarks[i].double().numpy(), float(candidates.scores[i]),
-                                 images[index], working[index])
-            faces[index].append(face)
-        return faces

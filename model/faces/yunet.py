@@ -14,7 +14,8 @@ One pass of one network costs about a third of MTCNN's pyramid and three cascade
 depthwise convolutions markedly faster on CPU than NCHW; the weights stay float32, as bfloat16
 was no faster here and moved landmarks by pixels. Results are (x1, y1, x2, y2) boxes and
 landmarks in the input image's pixel coordinates, (0, 0) being the centre of the top-left pixel
-as in model/faces/align.py (OpenCV's convention too).
+as in model/faces/align.py (OpenCV's convention too); OpenCV's landmark order (the subject's right
+eye first, which is the eye on the image's left) is LANDMARK_NAMES'.
 """
 
 from __future__ import annotations
@@ -27,9 +28,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from model.faces.detection import check_images, face_in_image, load_network, nms, shipped_weights, working_copy
+from model.faces.detection import Detection, FaceDetector, load_network, nms, shipped_weights
 from model.faces.networks.yunet import LANDMARKS, STRIDES, YuNetNetwork
-from model.types import Face
 
 DEFAULT_WEIGHTS_DIR = shipped_weights("yunet-2023mar")
 WEIGHTS_FILE = "yunet.pt"
@@ -73,11 +73,18 @@ def _suppress(boxes: Tensor, scores: Tensor, image: Tensor, nms_threshold: float
     return order[nms(corners, scores[order], nms_threshold, image[order])]
 
 
-class YuNet:
-    """Single-pass face detector with five-point landmarks; see `detect`.
+class YuNet(FaceDetector):
+    """Single-pass face detector with five-point landmarks.
 
-    Nothing is mutated while detecting, so one instance can serve concurrent requests.
+    Faces whose box is smaller than `min_face_size` on both sides are left out after NMS, so the
+    faces kept are exactly those OpenCV would give. The working copy's longest side is at most
+    `max_side`: the network's cost grows with the pixel count, and YuNet finds faces of about 10 to
+    300 pixels, so a face filling a photo is found better at the default 640 (the size the network
+    was exported at) too. Images whose padded sizes agree go through the network in one batch.
     """
+
+    name = "yunet"
+    drops_small_faces = True
 
     def __init__(
         self,
@@ -87,48 +94,29 @@ class YuNet:
         nms_threshold: float = 0.3,
         max_side: int = 640,
     ):
-        thresholds_valid = 0 <= score_threshold <= 1 and 0 <= nms_threshold <= 1
-        if min_face_size < 1 or max_side < 1 or not thresholds_valid:
-            raise ValueError("need min_face_size >= 1, max_side >= 1 and both thresholds in [0, 1]")
+        super().__init__(min_face_size, max_side)
+        if not (0 <= score_threshold <= 1 and 0 <= nms_threshold <= 1):
+            raise ValueError("need both thresholds in [0, 1]")
         self.network = load_network(YuNetNetwork(), Path(weights_dir) / WEIGHTS_FILE)
-        self.min_face_size = min_face_size
         self.score_threshold = score_threshold
         self.nms_threshold = nms_threshold
-        self.max_side = max_side
 
-    @property
-    def settings(self) -> dict[str, Any]:
-        """What changes its results: for reports and cache keys."""
-        return {"name": "yunet", "min_face_size": self.min_face_size, "score_threshold": self.score_threshold,
-                "nms_threshold": self.nms_threshold, "max_side": self.max_side}
+    def own_settings(self) -> dict[str, Any]:
+        return {"score_threshold": self.score_threshold, "nms_threshold": self.nms_threshold}
 
-    def detect(self, images: Sequence[np.ndarray]) -> list[list[Face]]:
-        """Faces in each image (uint8 HxWx3 RGB), best score first, in that image's pixels.
-
-        Faces whose box is smaller than `min_face_size` on both sides are left out after NMS, so
-        the faces kept are exactly those OpenCV would give. An image whose
-        longest side exceeds `max_side` is detected on a copy downscaled to it, and the results
-        are scaled back: the network's cost grows with the pixel count, and YuNet finds faces of
-        about 10 to 300 pixels, so a face filling a photo is found better at the default 640 (the
-        size the network was exported at) too.
-        Images whose padded sizes agree go through the network in one batch.
-        """
-        check_images(images)
-        working = [working_copy(image, self.max_side) for image in images]
+    def detect_working(self, working: Sequence[np.ndarray]) -> list[list[Detection]]:
         batches: dict[tuple[int, int], list[int]] = {}
         for index, image in enumerate(working):
             batches.setdefault(_padded_size(*image.shape[:2]), []).append(index)
-        faces: list[list[Face]] = [[] for _ in images]
-        with torch.inference_mode():
-            for size, indices in batches.items():
-                batch = _network_input([working[index] for index in indices], size)
-                boxes, landmarks, scores, image = _decode(self.network(batch), self.score_threshold)
-                for i in _suppress(boxes, scores, image, self.nms_threshold).tolist():
-                    index = indices[int(image[i])]
-                    face = _face(boxes[i], landmarks[i], scores[i], images[index], working[index])
-                    if max(face.width, face.height) >= self.min_face_size:
-                        faces[index].append(face)
-        return faces
+        found: list[list[Detection]] = [[] for _ in working]
+        for size, indices in batches.items():
+            batch = _network_input([working[index] for index in indices], size)
+            boxes, landmarks, scores, image = _decode(self.network(batch), self.score_threshold)
+            for i in _suppress(boxes, scores, image, self.nms_threshold).tolist():
+                x, y, w, h = boxes[i].double().tolist()
+                corners = np.array([[x, y], [x + w, y + h]])
+                found[indices[int(image[i])]].append((corners, landmarks[i].double().numpy(), float(scores[i])))
+        return found
 
 
 def _padded_size(height: int, width: int) -> tuple[int, int]:
@@ -144,12 +132,3 @@ def _network_input(images: Sequence[np.ndarray], size: tuple[int, int]) -> Tenso
     for slot, image in zip(batch, images):
         slot[: image.shape[0], : image.shape[1]] = torch.from_numpy(image[:, :, ::-1].copy())
     return batch.permute(0, 3, 1, 2)
-
-
-def _face(
-    box: Tensor, landmarks: Tensor, score: Tensor, image: np.ndarray, working: np.ndarray
-) -> Face:
-    """A Face in `image`'s pixels from a detection (x, y, w, h) in `working`'s. OpenCV's landmark
-    order (the subject's right eye first, which is the eye on the image's left) is LANDMARK_NAMES'."""
-    x, y, w, h = box.double().tolist()
-    return face_in_image(np.array([[x, y], [x + w, y + h]]), landmarks.double().numpy(), float(score), image, working)

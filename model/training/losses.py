@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from model.distance import pair_distances
+from model.registry import Registry
 from model.training.miners import Pairs, Triplets, all_tuples, check_tuples
 
 
@@ -40,6 +41,10 @@ class MetricLoss(nn.Module):
         return self.compute_loss(embeddings, indices).mean()
 
 
+LOSSES: Registry[type[MetricLoss]] = Registry("loss")
+
+
+@LOSSES.register("contrastive")
 class ContrastiveLoss(MetricLoss):
     """Hadsell, Chopra and LeCun (2006): a same pair pays d^2, a different pair max(0, m - d)^2, so
     different faces are pushed apart only until they are `margin` apart."""
@@ -57,6 +62,7 @@ class ContrastiveLoss(MetricLoss):
         return torch.cat([positive, negative])
 
 
+@LOSSES.register("triplet")
 class TripletMarginLoss(MetricLoss):
     """Schroff, Kalenichenko and Philbin (2015): max(0, d(a,p) - d(a,n) + margin), an anchor nearer
     its positive than its negative by the margin. d is the Euclidean distance (FaceNet squares it);
@@ -75,6 +81,7 @@ class TripletMarginLoss(MetricLoss):
         return F.relu(d_ap - d_an + self.margin)
 
 
+@LOSSES.register("angular")
 class AngularLoss(MetricLoss):
     """Wang et al. (2017), N-pair form: for each anchor-positive pair,
     log(1 + sum_n exp(f_apn)), f_apn = 4 tan^2(alpha) (x_a + x_p)^T x_n - 2 (1 + tan^2 alpha) x_a^T x_p.
@@ -110,6 +117,7 @@ class AngularLoss(MetricLoss):
         return shift + torch.log(total)
 
 
+@LOSSES.register("pairwise")
 class PairwiseSimilarityLoss(MetricLoss):
     """A learned same/different classifier on a pair (Koch et al., 2015): a linear head maps
     |e1 - e2| to a logit, trained with binary cross-entropy against 1 (same) / 0 (different).
@@ -135,15 +143,4 @@ class PairwiseSimilarityLoss(MetricLoss):
         return F.binary_cross_entropy_with_logits(self.logits(first, second), targets, reduction="none")
 
 
-LOSSES: dict[str, type[MetricLoss]] = {
-    "contrastive": ContrastiveLoss,
-    "triplet": TripletMarginLoss,
-    "angular": AngularLoss,
-    "pairwise": PairwiseSimilarityLoss,
-}
-
-
-def build_loss(name: str, **params) -> MetricLoss:
-    if name not in LOSSES:
-        raise ValueError(f"unknown loss {name!r}; known: {sorted(LOSSES)}")
-    return LOSSES[name](**params)
+build_loss = LOSSES.build

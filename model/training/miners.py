@@ -14,6 +14,7 @@ import torch
 from torch import Tensor
 
 from model.distance import pair_distances
+from model.registry import Registry
 
 Pairs = tuple[Tensor, Tensor, Tensor, Tensor]
 Triplets = tuple[Tensor, Tensor, Tensor]
@@ -84,6 +85,10 @@ class Miner:
         return indices
 
 
+MINERS: Registry[type[Miner]] = Registry("miner")
+
+
+@MINERS.register("pairs")
 class PairMiner(Miner):
     """All positive and all negative pairs of the batch (what contrastive losses use unmined)."""
 
@@ -93,6 +98,7 @@ class PairMiner(Miner):
         return all_pairs(labels)
 
 
+@MINERS.register("batch_all")
 class BatchAllMiner(Miner):
     """Every valid triplet (Hermans et al., 2017, "batch all")."""
 
@@ -100,6 +106,7 @@ class BatchAllMiner(Miner):
         return all_triplets(labels)
 
 
+@MINERS.register("batch_hard")
 class BatchHardMiner(Miner):
     """Per anchor, its farthest positive and its nearest negative (Hermans et al., 2017): one triplet
     per anchor that has both, so the batch's hardest cases set the gradient."""
@@ -115,6 +122,7 @@ class BatchHardMiner(Miner):
         return a, p[a], n[a]
 
 
+@MINERS.register("semi_hard")
 class SemiHardMiner(Miner):
     """Triplets whose negative is farther than the positive but still inside the margin,
     d(a,p) < d(a,n) < d(a,p) + margin (Schroff et al., 2015): they carry a loss without the
@@ -132,15 +140,4 @@ class SemiHardMiner(Miner):
         return a, p, n
 
 
-MINERS: dict[str, type[Miner]] = {
-    "pairs": PairMiner,
-    "batch_all": BatchAllMiner,
-    "batch_hard": BatchHardMiner,
-    "semi_hard": SemiHardMiner,
-}
-
-
-def build_miner(name: str, **params) -> Miner:
-    if name not in MINERS:
-        raise ValueError(f"unknown miner {name!r}; known: {sorted(MINERS)}")
-    return MINERS[name](**params)
+build_miner = MINERS.build

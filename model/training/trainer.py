@@ -37,7 +37,7 @@ from tqdm import tqdm
 
 from model.card import Architecture, InputSpec, load_card
 from model.encoders import build_encoder, load_encoder
-from model.evaluation.protocols import Pair, pair_people, read_pairs
+from model.evaluation.protocols import Pair, identity_images, pair_people, read_pairs
 from model.faces.detectors import build_detector
 from model.paths import DEFAULT_DATA_DIR, REPO_ROOT, WEIGHTS_DIR
 from model.training import validation
@@ -49,7 +49,6 @@ from model.training.losses import build_loss
 from model.training.miners import build_miner
 from model.training.samplers import PKSampler
 from model.types import AlignmentTemplate
-from model.evaluation.protocols import identity_images
 
 OPTIMISERS = {"adamw": torch.optim.AdamW, "adam": torch.optim.Adam, "sgd": torch.optim.SGD}
 CHECKPOINT = "checkpoint.pt"

@@ -8,8 +8,8 @@ import pytest
 
 from app.errors import STATUS_BY_CODE
 from tests.api.conftest import FakeVerifier, assert_error, image_bytes, make_app
-from tests.service import client_for
 from tests.metrics import sample
+from tests.service import client_for
 
 pytestmark = pytest.mark.anyio
 

@@ -10,12 +10,12 @@ import time
 import pytest
 
 from app.errors import ServiceError
+from app.limiter import InferenceLimiter
 from app.logging import log_handler
 from app.main import create_app
-from app.limiter import InferenceLimiter
 from app.metrics import ServiceMetrics
-from tests.metrics import sample
 from tests.api.conftest import FakeVerifier, assert_error, image_bytes, make_app, make_settings
+from tests.metrics import sample
 from tests.service import Lifespan, client_for
 
 pytestmark = pytest.mark.anyio

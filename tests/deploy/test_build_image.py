@@ -11,15 +11,15 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
+
+from bench.server import running_server
 
 ROOT = Path(__file__).resolve().parents[2]
 BUILD_SCRIPT = ROOT / "deploy" / "build_image.sh"
@@ -55,49 +55,22 @@ def tree(folder: Path) -> dict[str, float]:
     return {str(path): path.stat().st_mtime for path in folder.rglob("*") if not path.is_symlink()}
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 def test_serves_from_the_built_runtime(built: Path, lfw_dir: Path):
     before = tree(built)
-    port = free_port()
-    base_url = f"http://127.0.0.1:{port}"
     env = {  # as the image sets it, and nothing of this checkout's environment
         "PATH": f"{built / 'venv' / 'bin'}:/usr/bin:/bin",
         "HOME": "/nonexistent",
         "PYTHONDONTWRITEBYTECODE": "1",
-        "MALLOC_ARENA_MAX": "2",
         "FACEVER_WEIGHTS_DIR": str(built / "weights" / "fused-dlib-sface-yunet"),
         "FACEVER_DETECTORS_DIR": str(built / "weights"),
     }
-    server = subprocess.Popen(
-        [str(built / "venv" / "bin" / "facever"), "serve", "--port", str(port)],
-        cwd="/",  # nothing importable from the checkout
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            assert server.poll() is None, f"facever serve exited: {server.stderr.read().decode()[-3000:]}"
-            assert time.monotonic() < deadline, "not ready within 120 s"
-            try:
-                if httpx.get(f"{base_url}/health/ready", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            time.sleep(0.2)
+    # From "/", so nothing is importable from the checkout; the image's MALLOC_ARENA_MAX=2 is added.
+    with running_server(env, facever=built / "venv" / "bin" / "facever", cwd="/", inherit_environment=False,
+                        ready_timeout_s=120) as server:
         first, second = ((lfw_dir / "images" / name).read_bytes() for name in PHOTOS)
         response = httpx.post(
-            f"{base_url}/verify", files={"image1": ("1.jpg", first), "image2": ("2.jpg", second)}, timeout=60
+            f"{server.base_url}/verify", files={"image1": ("1.jpg", first), "image2": ("2.jpg", second)}, timeout=60
         )
         assert response.status_code == 200, response.text
         assert response.json()["same"] is True
-    finally:
-        server.terminate()
-        server.wait(30)
     assert tree(built) == before  # serving wrote nothing: a read-only root filesystem suffices

@@ -11,8 +11,9 @@ import pytest
 from PIL import Image
 
 from model.faces.mtcnn import MTCNN
-from model.types import Face
 from model.images import decode_image, load_image, to_array
+from model.types import Face
+from tests.integration.reference import iou
 
 EXIF_ORIENTATION = 0x0112
 ROTATED_90_CLOCKWISE = 6  # the stored pixels must be turned 90 degrees clockwise for display
@@ -39,14 +40,6 @@ def face(detector: MTCNN, face_image: np.ndarray) -> Face:
     faces = detector.detect([face_image])[0]
     assert len(faces) == 1 and faces[0].score > 0.99
     return faces[0]
-
-
-def iou(a, b) -> float:
-    width = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    height = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    intersection = width * height
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - intersection
-    return intersection / union
 
 
 def landmark_error(a: Face, b: Face, offset=(0.0, 0.0)) -> float:

@@ -9,10 +9,12 @@ import pytest
 import torch
 
 from model.encoders import build_encoder
+from tests.conftest import WEIGHTS_DIR
+from tests.integration.reference import EncoderComparison, batch_of_one_difference, compare_with_reference
 
 pytestmark = pytest.mark.data
 
-WEIGHTS = Path(__file__).resolve().parents[2] / "weights" / "dlib-resnet-v1" / "encoder.pt"
+WEIGHTS = WEIGHTS_DIR / "dlib-resnet-v1" / "encoder.pt"
 
 
 @pytest.fixture(scope="module")
@@ -23,24 +25,16 @@ def encoder() -> torch.nn.Module:
 
 
 @pytest.fixture(scope="module")
-def vectors(data_dir: Path) -> tuple[torch.Tensor, np.ndarray]:
-    folder = data_dir / "reference" / "dlib_vectors"
-    chips = np.load(folder / "chips.npy")  # uint8 (N, 150, 150, 3) RGB
-    return torch.from_numpy(chips).permute(0, 3, 1, 2).float(), np.load(folder / "embeddings.npy")
+def compared(encoder, data_dir: Path) -> EncoderComparison:
+    return compare_with_reference(encoder, data_dir, "dlib_vectors")  # 150x150 chips
 
 
-def test_matches_dlib_descriptors(encoder, vectors):
-    chips, expected = vectors
-    with torch.inference_mode():
-        embeddings = encoder(chips).numpy()
+def test_matches_dlib_descriptors(compared):
+    embeddings, expected = compared.ours, compared.theirs
     assert embeddings.shape == expected.shape == (32, 128)
     worst = float(np.abs(embeddings - expected).max())
     assert worst <= 1e-4, f"max |diff| per component {worst:.3g} (a faithful port gets ~5e-7)"
 
 
-def test_batch_of_one_agrees_with_full_batch(encoder, vectors):
-    chips, _ = vectors
-    with torch.inference_mode():
-        batched = encoder(chips)
-        single = torch.cat([encoder(chip[None]) for chip in chips])
-    assert float((batched - single).abs().max()) <= 1e-5
+def test_batch_of_one_agrees_with_full_batch(encoder, compared):
+    assert batch_of_one_difference(encoder, compared.chips) <= 1e-5

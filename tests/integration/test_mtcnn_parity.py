@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from model.faces.mtcnn import MTCNN
-from model.images import load_image, to_array
+from tests.integration.reference import detect_in_batches, iou
 
 pytestmark = pytest.mark.data
 
@@ -18,14 +18,6 @@ MIN_IOU = 0.95
 MAX_LANDMARK_ERROR = 2.0  # pixels, per coordinate
 MIN_AGREEING_FRACTION = 0.95
 BATCH = 10  # detect several images per call, so the cross-image batching is what gets compared
-
-
-def iou(a, b) -> float:
-    width = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    height = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    intersection = width * height
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - intersection
-    return intersection / union
 
 
 @pytest.fixture(scope="module")
@@ -41,12 +33,7 @@ def detections(reference: dict, data_dir: Path) -> list:
         thresholds=tuple(settings["thresholds"]),
         scale_factor=settings["factor"],
     )
-    images = [to_array(load_image(data_dir / item["image"])) for item in reference["images"]]
-    return [
-        faces
-        for start in range(0, len(images), BATCH)
-        for faces in detector.detect(images[start : start + BATCH])
-    ]
+    return detect_in_batches(detector, data_dir, [item["image"] for item in reference["images"]], BATCH)
 
 
 def test_reference_uses_our_landmark_order(reference):

@@ -10,10 +10,12 @@ import torch
 
 from model.card import load_card
 from model.encoders import load_encoder
+from tests.conftest import WEIGHTS_DIR
+from tests.integration.reference import EncoderComparison, batch_of_one_difference, compare_with_reference
 
 pytestmark = pytest.mark.data
 
-WEIGHTS = Path(__file__).resolve().parents[2] / "weights" / "sface-2021dec"
+WEIGHTS = WEIGHTS_DIR / "sface-2021dec"
 
 
 @pytest.fixture(scope="module")
@@ -22,16 +24,12 @@ def encoder() -> torch.nn.Module:
 
 
 @pytest.fixture(scope="module")
-def vectors(data_dir: Path) -> tuple[torch.Tensor, np.ndarray]:
-    folder = data_dir / "reference" / "sface_vectors"
-    chips = np.load(folder / "chips.npy")  # uint8 (N, 112, 112, 3) RGB
-    return torch.from_numpy(chips).permute(0, 3, 1, 2).float(), np.load(folder / "embeddings.npy")
+def compared(encoder, data_dir: Path) -> EncoderComparison:
+    return compare_with_reference(encoder, data_dir, "sface_vectors")  # 112x112 chips
 
 
-def test_matches_opencv_embeddings(encoder, vectors):
-    chips, expected = vectors
-    with torch.inference_mode():
-        embeddings = encoder(chips).numpy()
+def test_matches_opencv_embeddings(compared):
+    embeddings, expected = compared.ours, compared.theirs
     assert embeddings.shape == expected.shape == (32, 128)
     norms = np.linalg.norm(expected, axis=1)
     cosine = (embeddings * expected).sum(axis=1) / (np.linalg.norm(embeddings, axis=1) * norms)
@@ -41,9 +39,5 @@ def test_matches_opencv_embeddings(encoder, vectors):
     assert relative.max() <= 1e-5, f"max |diff| / norm {relative.max():.3g} (expect ~3e-7)"
 
 
-def test_batch_of_one_agrees_with_full_batch(encoder, vectors):
-    chips, _ = vectors
-    with torch.inference_mode():
-        batched = encoder(chips)
-        single = torch.cat([encoder(chip[None]) for chip in chips])
-    assert float((batched - single).abs().max()) <= 1e-4
+def test_batch_of_one_agrees_with_full_batch(encoder, compared):
+    assert batch_of_one_difference(encoder, compared.chips) <= 1e-4

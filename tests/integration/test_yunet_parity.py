@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from model.faces.yunet import YuNet
-from model.images import load_image, to_array
+from tests.integration.reference import detect_in_batches
 
 pytestmark = pytest.mark.data
 
@@ -30,12 +30,7 @@ def reference(data_dir: Path) -> dict:
 @pytest.fixture(scope="module")
 def detections(reference: dict, data_dir: Path) -> list:
     detector = YuNet(score_threshold=0.6, nms_threshold=0.3)
-    images = [to_array(load_image(data_dir / item["image"])) for item in reference["images"]]
-    return [
-        faces
-        for start in range(0, len(images), BATCH)
-        for faces in detector.detect(images[start : start + BATCH])
-    ]
+    return detect_in_batches(detector, data_dir, [item["image"] for item in reference["images"]], BATCH)
 
 
 def test_reference_fields_are_opencvs_whose_landmark_order_is_ours(reference):

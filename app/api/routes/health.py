@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request
 
-from app.errors import ServiceError
 from app.api.deps import get_verifier
+from app.errors import ServiceError
 from app.schemas.responses import LiveResponse, ModelRef, ReadyResponse
 
 router = APIRouter(prefix="/health", tags=["health"])

@@ -7,8 +7,8 @@ import torch
 from torch import nn
 
 from model.card import STATE_FILE, load_card
-from model.encoders import ENCODERS, load_encoder, register_encoder
 from model.convert.fuse import fuse
+from model.encoders import ENCODERS, load_encoder, register_encoder
 
 if "test_linear" not in ENCODERS:
 

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 
+from model.convert.onnx_graph import Graph, Node, dequantize_blocked
 from model.convert.sface import ConversionError, GraphWalker
 from model.encoders.sface import CHUNK, EMBEDDING_DIM, INPUT_SIZE, SFace
-from model.convert.onnx_graph import Graph, Node, dequantize_blocked
 
 
 def test_dequantize_blocks_along_axis_1_with_a_short_last_block():

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from model.convert.base import ConversionError
-from model.convert.yunet import OUTPUT_NAMES, NodeSequence
 from model.convert.onnx_graph import Graph, Node
+from model.convert.yunet import OUTPUT_NAMES, NodeSequence
 
 
 def _graph(extra_nodes: tuple[Node, ...] = (), **extra_initializers: np.ndarray) -> Graph:

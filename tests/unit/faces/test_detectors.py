@@ -62,3 +62,13 @@ def test_unknown_names_are_refused(bad):
 
 def test_every_detector_name_has_a_detector():
     assert set(DETECTORS) == set(DETECTOR_NAMES)
+
+
+@pytest.mark.parametrize("name", DETECTOR_NAMES)
+def test_each_detector_rejects_arrays_that_are_not_uint8_rgb_and_answers_nothing_for_nothing(name):
+    detector = build_detector(name)
+    with pytest.raises(ValueError):
+        detector.detect([np.zeros((50, 50), dtype=np.uint8)])
+    with pytest.raises(ValueError):
+        detector.detect([np.zeros((50, 50, 3), dtype=np.float32)])
+    assert detector.detect([]) == []

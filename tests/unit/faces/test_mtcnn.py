@@ -48,17 +48,6 @@ def test_crops_equal_area_interpolation_of_each_crop_across_images():
         assert torch.equal(crop, F.interpolate(region, size=(24, 24), mode="area")[0])
 
 
-def test_rejects_arrays_that_are_not_uint8_rgb(detector):
-    with pytest.raises(ValueError):
-        detector.detect([np.zeros((50, 50), dtype=np.uint8)])
-    with pytest.raises(ValueError):
-        detector.detect([np.zeros((50, 50, 3), dtype=np.float32)])
-
-
-def test_no_images_no_results(detector):
-    assert detector.detect([]) == []
-
-
 @pytest.mark.parametrize("height", [12, 13, 40, 41])
 def test_pnet_in_strips_gives_the_maps_of_one_pass(monkeypatch, detector, height):
     monkeypatch.setattr(mtcnn, "PNET_STRIP_ROWS", 7)

@@ -1,11 +1,11 @@
 """Compare metric-learning losses: train one config per loss, score each on its unseen test identities.
 
-    python bench/training_losses.py                       # configs/att_*.json -> att_losses.json
-    python bench/training_losses.py --configs configs/att_triplet_semihard.json --retrain
-    python bench/training_losses.py --configs configs/lfw_view1_*.json --threads 2 \
+    python -m experiments.training_losses                       # configs/att_*.json -> att_losses.json
+    python -m experiments.training_losses --configs configs/att_triplet_semihard.json --retrain
+    python -m experiments.training_losses --configs configs/lfw_view1_*.json --threads 2 \
         --out bench/results/training/lfw_view1_losses.json  # LFW View 1: scored on pairsDevTest.txt
 
-Every config is trained with `model.training.trainer` (--threads torch threads) into runs/<name>/, unless
+Every config is trained with `facever train` (--threads torch threads) into runs/<name>/, unless
 runs/<name>/ already holds a finished run of the very same config. The table gives, per loss, the
 test EER and the test accuracy at the threshold chosen on the validation identities, with the
 training time.
@@ -13,34 +13,30 @@ training time.
 
 from __future__ import annotations
 
-import argparse
 import datetime as dt
 import json
 import platform
 import sys
 from pathlib import Path
 
-import torch
+from experiments.common import parse, study_parser
+from model.card import CARD_FILE, load_card
+from model.evaluation.protocols import MAX_IMAGES_PER_IDENTITY
+from model.paths import REPO_ROOT, REPORTS_DIR
+from model.training.config import TrainingConfig, load_config
+from model.training.trainer import train
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from model.evaluation.calibrate import MAX_IMAGES_PER_IDENTITY  # noqa: E402
-from model.card import CARD_FILE  # noqa: E402
-from model.evaluation.protocols import DEFAULT_DATA_DIR, REPO_ROOT  # noqa: E402
-from model.training.trainer import load_config, train  # noqa: E402
-
-RESULTS = REPO_ROOT / "bench" / "results" / "training"
+RESULTS = REPORTS_DIR / "training"
 
 
-def finished_run(weights: Path, config: dict) -> dict | None:
+def finished_run(weights: Path, config: TrainingConfig) -> dict | None:
     """The card's training summary if `weights` holds a finished run of exactly this config."""
-    card_path = weights / CARD_FILE
-    if not card_path.exists():
+    if not (weights / CARD_FILE).exists():
         return None
-    card = json.loads(card_path.read_text())
-    if card["training"]["config"] != config:
+    card = load_card(weights)
+    if card.training is None or card.training["config"] != config.model_dump(mode="json"):
         return None
-    return {"training": card["training"], "test": card["evaluation"][f"{card['training']['dataset']}_test"]}
+    return {"training": card.training, "test": card.evaluation[f"{card.training['dataset']}_test"]}
 
 
 def repo_relative(path: Path) -> str:
@@ -50,8 +46,8 @@ def repo_relative(path: Path) -> str:
 
 
 def train_command(config_path: Path, weights: Path, threads: int) -> str:
-    """The `model.training.trainer` command that trains this run by itself."""
-    return (f"python -m model.training.trainer --config {repo_relative(config_path)} --out {repo_relative(weights)} "
+    """The `facever train` command that trains this run by itself."""
+    return (f"facever train --config {repo_relative(config_path)} --out {repo_relative(weights)} "
             f"--threads {threads}")
 
 
@@ -102,20 +98,15 @@ def plot(rows: list[dict], runs: Path, path: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = study_parser(__doc__, threads=1, training_runs=True)
     parser.add_argument("--configs", type=Path, nargs="+", default=sorted((REPO_ROOT / "configs").glob("att_*.json")))
     parser.add_argument("--out", type=Path, default=RESULTS / "att_losses.json")
-    parser.add_argument("--data", type=Path, default=DEFAULT_DATA_DIR)
-    parser.add_argument("--runs", type=Path, default=REPO_ROOT / "runs")
-    parser.add_argument("--retrain", action="store_true", help="train even where a finished run exists")
-    parser.add_argument("--threads", type=int, default=1, help="torch threads")
-    args = parser.parse_args(argv)
-    torch.set_num_threads(args.threads)
+    args = parse(parser, argv)
 
     rows = []
     for config_path in args.configs:
         config = load_config(config_path)
-        weights = args.runs / config["name"] / "weights"
+        weights = args.runs / config.name / "weights"
         summary = None if args.retrain else finished_run(weights, config)
         if summary is None:
             summary = train(config, data_dir=args.data, out_dir=weights, runs_dir=args.runs,
@@ -133,7 +124,7 @@ def main(argv: list[str] | None = None) -> None:
         ),
         "identities": {"train": len(split["train"]), "val": split["val"], "test": split["test"]},
         "results": rows,
-        "command": "python bench/training_losses.py " + " ".join(sys.argv[1:] if argv is None else argv),
+        "command": "python -m experiments.training_losses " + " ".join(sys.argv[1:] if argv is None else argv),
         "date": dt.date.today().isoformat(),
         "machine": f"{platform.machine()}, {args.threads} torch thread(s), shared with other work",
     }

@@ -8,7 +8,7 @@ detector's landmarks of the same face; the median of those points over all image
 template, in the same chip frame. No identity labels are used, so no protocol pair is touched
 by the choice.
 
-    python bench/transfer_template.py --card weights/dlib-resnet-v1 --source mtcnn --target yunet \
+    python -m experiments.transfer_template --card weights/dlib-resnet-v1 --source mtcnn --target yunet \
         [--write-into weights/fused-dlib-sface-yunet --template-index 0]
 
 With --write-into, the carried points replace those of that card's template (its landmark weights
@@ -17,20 +17,18 @@ are kept).
 
 from __future__ import annotations
 
-import argparse
 import json
 from pathlib import Path
 
 import numpy as np
-import torch
 
-from model.card import load_card, update_card
+from experiments.common import parse, study_parser
+from model.card import load_card, write_card
 from model.evaluation.embeddings import DEFAULT_CACHE_DIR, detect_dataset
+from model.evaluation.protocols import identity_images
 from model.faces.align import similarity_transform
 from model.faces.detectors import DETECTORS, build_detector
-from model.evaluation.protocols import DEFAULT_DATA_DIR, REPO_ROOT, identity_images
-
-RESULTS = REPO_ROOT / "bench" / "results"
+from model.paths import REPORTS_DIR
 
 
 def transfer(source_faces, target_faces, template) -> tuple[np.ndarray, np.ndarray, int]:
@@ -50,15 +48,13 @@ def transfer(source_faces, target_faces, template) -> tuple[np.ndarray, np.ndarr
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = study_parser(__doc__)
     parser.add_argument("--card", type=Path, required=True, help="weights folder whose first template is carried")
     parser.add_argument("--source", choices=DETECTORS, default="mtcnn")
     parser.add_argument("--target", choices=DETECTORS, default="yunet")
-    parser.add_argument("--data", type=Path, default=DEFAULT_DATA_DIR)
     parser.add_argument("--write-into", type=Path, help="weights folder whose template gets the carried points")
     parser.add_argument("--template-index", type=int, default=0, help="which of its templates")
-    args = parser.parse_args()
-    torch.set_num_threads(2)
+    args = parse(parser)
 
     template = load_card(args.card).template
     images_dir = args.data / "lfw" / "images"
@@ -77,13 +73,13 @@ def main() -> None:
         "target_points": [[round(x, 3), round(y, 3)] for x, y in median],
         "target_spread_px": [[round(x, 3), round(y, 3)] for x, y in spread],
         "images": count,
-        "command": f"python bench/transfer_template.py --card {args.card} --source {args.source} --target {args.target}",
+        "command": f"python -m experiments.transfer_template --card {args.card} --source {args.source} --target {args.target}",
     }
     print(f"{count} LFW images with a face from both detectors")
     print(f"{'source point':>18} -> {'target point':>18} (median abs. deviation)")
     for (sx, sy), (tx, ty), (dx, dy) in zip(template.points, median, spread):
         print(f"({sx:7.2f}, {sy:7.2f}) -> ({tx:7.2f}, {ty:7.2f}) ({dx:.2f}, {dy:.2f})")
-    out = RESULTS / f"template_{load_card(args.card).name}_{args.source}_to_{args.target}.json"
+    out = REPORTS_DIR / f"template_{load_card(args.card).name}_{args.source}_to_{args.target}.json"
     out.write_text(json.dumps(report, indent=2) + "\n")
     if args.write_into:
         write_template(args.write_into, args.template_index, report)
@@ -91,22 +87,20 @@ def main() -> None:
 
 def write_template(folder: Path, index: int, report: dict) -> None:
     card = load_card(folder)
-    alignment = card.data["alignment"]
-    entries = alignment if isinstance(alignment, list) else [alignment]
-    entry = entries[index]
-    if entry["size"] != report["template_size"]:
-        raise SystemExit(f"template {index} of {folder} is {entry['size']} px, not {report['template_size']}")
-    entry["points"] = report["target_points"]
-    name = entry.get("template", f"chip{entry['size']}")
+    entry = card.alignment[index]
+    if entry.size != report["template_size"]:
+        raise SystemExit(f"template {index} of {folder} is {entry.size} px, not {report['template_size']}")
     source_prefix, target_prefix = f"{report['source']}5-", f"{report['target']}5-"
-    entry["template"] = target_prefix + name.removeprefix(source_prefix)
-    entry["note"] = (
-        f"{report['target']}'s 5 points carried into the frame of {report['card']}'s {report['source']}-fitted "
-        f"template: median over {report['images']} LFW images (no identity labels used): {report['command']}"
-    )
-    update_card(folder, ("alignment",), alignment)
-    update_card(folder, ("provenance", f"template_{index}"),
-                f"{report['command']} --write-into {folder} --template-index {index}")
+    carried = entry.model_copy(update={
+        "points": tuple(tuple(point) for point in report["target_points"]),
+        "name": target_prefix + (entry.name or f"chip{entry.size}").removeprefix(source_prefix),
+        "note": f"{report['target']}'s 5 points carried into the frame of {report['card']}'s {report['source']}-fitted "
+        f"template: median over {report['images']} LFW images (no identity labels used): {report['command']}",
+    })
+    alignment = [carried if i == index else template for i, template in enumerate(card.alignment)]
+    provenance = {**(card.provenance or {}),
+                  f"template_{index}": f"{report['command']} --write-into {folder} --template-index {index}"}
+    write_card(card.updated(alignment=alignment, provenance=provenance))
 
 
 if __name__ == "__main__":

@@ -1,13 +1,13 @@
 """Fine-tune the dlib encoder on LFW, measured by 10-fold cross-validation on View 2 against the un-tuned one.
 
-    python bench/finetune_view2.py                     # all 10 folds -> training/finetune_view2.json
-    python bench/finetune_view2.py --folds 0 --epochs 1 --batches-per-epoch 4 --threads 1  # smoke
+    python -m experiments.finetune_view2                     # all 10 folds -> training/finetune_view2.json
+    python -m experiments.finetune_view2 --folds 0 --epochs 1 --batches-per-epoch 4 --threads 1  # smoke
 
 For fold k, configs/finetune_dlib_lfw.json is trained by `model.training.trainer` with the people of fold k's
 600 pairs as its test identities, so it never sees them: it validates on 300 identities drawn from
 the others and trains the last two residual units and the projection on the rest. The fine-tuned
 and the un-tuned encoder (the config's `init_from`) then embed the very same cached chips of every
-View 2 pair image, plain and mirrored, and fold k is scored for each as model/evaluate.py scores
+View 2 pair image, plain and mirrored, and fold k is scored for each as facever evaluate scores
 View 2: the threshold of best accuracy on the other nine folds' pairs, accuracy on fold k's, in
 both inference modes. (The nine folds hold people the fine-tuned encoder trained on; its accuracy
 at the threshold chosen on its validation identities, which it never trained on, is reported
@@ -23,8 +23,6 @@ different people); 1e-6 changed it by 1% and moved them by 0.08.
 
 from __future__ import annotations
 
-import argparse
-import copy
 import datetime as dt
 import json
 import platform
@@ -35,31 +33,34 @@ import numpy as np
 import torch
 from torch import nn
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from bench.training_losses import RESULTS, finished_run, repo_relative  # noqa: E402
-from model.evaluation import metrics  # noqa: E402
-from model.card import load_card, tta_mode  # noqa: E402
-from model.training.data import load_face_set, natural_key  # noqa: E402
-from model.evaluation.embeddings import DatasetEmbeddings  # noqa: E402
-from model.evaluation.evaluate import pair_distances  # noqa: E402
-from model.evaluation.protocols import DEFAULT_DATA_DIR, REPO_ROOT, Pair, identity_images, read_pairs  # noqa: E402
-from model.training.trainer import build_template, load_config, train  # noqa: E402
+from experiments.common import parse, study_parser
+from experiments.training_losses import RESULTS, finished_run, repo_relative
+from model.card import load_card, tta_mode
+from model.encoders import load_encoder
+from model.encoders.flip import encode_with_mirror
+from model.evaluation import metrics
+from model.evaluation.embeddings import DatasetEmbeddings
+from model.evaluation.protocols import Pair, identity_images, protocol_distances, read_pairs
+from model.faces.detectors import build_detector
+from model.paths import REPO_ROOT
+from model.training.config import TrainingConfig, load_config
+from model.training.data import load_face_set, natural_key
+from model.training.trainer import build_template, train
 
 DEFAULT_CONFIG = REPO_ROOT / "configs" / "finetune_dlib_lfw.json"
 MODES = ("plain", "flip")
 
 
-def fold_config(config: dict, fold: int, epochs: int | None, batches_per_epoch: int | None) -> dict:
+def fold_config(config: TrainingConfig, fold: int, epochs: int | None, batches_per_epoch: int | None) -> TrainingConfig:
     """The config's run for one fold: that fold's people are its test identities."""
-    config = copy.deepcopy(config)
-    config["name"] = f"{config['name']}-fold{fold}"
-    config["data"]["split"]["test"]["fold"] = fold
+    data = config.model_dump(mode="json")
+    data["name"] = f"{config.name}-fold{fold}"
+    data["data"]["split"]["test"]["fold"] = fold
     if epochs:
-        config["epochs"] = epochs
+        data["epochs"] = epochs
     if batches_per_epoch:
-        config["sampler"]["batches_per_epoch"] = batches_per_epoch
-    return config
+        data["sampler"]["batches_per_epoch"] = batches_per_epoch
+    return TrainingConfig.model_validate(data)
 
 
 @torch.inference_mode()
@@ -69,16 +70,15 @@ def embed_chips(encoder: nn.Module, chips: torch.Tensor, paths: list[str], detec
     TTA computes them."""
     raw, mirrored = [], []
     for start in range(0, len(chips), batch_size):
-        batch = chips[start : start + batch_size].float()
-        both = encoder(torch.cat([batch, batch.flip(-1)]))
-        raw.append(both[: len(batch)])
-        mirrored.append(both[len(batch) :])
+        plain, flipped = encode_with_mirror(encoder, [chips[start : start + batch_size].float()])
+        raw.append(plain)
+        mirrored.append(flipped)
     return DatasetEmbeddings(paths, torch.cat(raw).numpy(), torch.cat(mirrored).numpy(), detected)
 
 
 def distances_per_mode(embeddings: DatasetEmbeddings, pairs: list[Pair]) -> dict[str, np.ndarray]:
     index = embeddings.index()
-    return {tta_mode(flip): pair_distances(embeddings.normalised(flip), index, pairs) for flip in (False, True)}
+    return {tta_mode(flip): protocol_distances(embeddings.normalised(flip), index, pairs) for flip in (False, True)}
 
 
 def fold_scores(distances: dict[str, np.ndarray], is_same: np.ndarray, folds: np.ndarray, fold: int) -> dict:
@@ -109,36 +109,32 @@ def summarise(rows: list[dict]) -> dict:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = study_parser(__doc__, training_runs=True)
     parser.add_argument("--config", type=Path, default=DEFAULT_CONFIG, help="fine-tuning config; the fold is set per run")
     parser.add_argument("--folds", type=int, nargs="+", default=list(range(10)), help="0-based View 2 folds")
     parser.add_argument("--epochs", type=int, help="instead of the config's (a smoke run)")
     parser.add_argument("--batches-per-epoch", type=int, help="instead of the config's (a smoke run)")
     parser.add_argument("--out", type=Path, default=RESULTS / "finetune_view2.json")
-    parser.add_argument("--data", type=Path, default=DEFAULT_DATA_DIR)
-    parser.add_argument("--runs", type=Path, default=REPO_ROOT / "runs")
-    parser.add_argument("--retrain", action="store_true", help="train even where a finished run exists")
-    parser.add_argument("--threads", type=int, default=2, help="torch threads")
-    args = parser.parse_args(argv)
-    torch.set_num_threads(args.threads)
+    args = parse(parser, argv)
 
     config = load_config(args.config)
-    pairs = read_pairs(args.data / config["data"]["split"]["test"]["pairs"])
+    pairs = read_pairs(args.data / config.data.split.test.pairs)
     is_same, folds = np.array([p.same for p in pairs]), np.array([p.fold for p in pairs])
 
     # The chips the trainer caches (every identity, natural order), restricted to the pair images.
-    images_dir = args.data / config["data"]["images"]
-    faces = load_face_set(images_dir, sorted(identity_images(images_dir), key=natural_key), build_template(config),
-                          policy=config["data"]["policy"])
+    images_dir = args.data / config.data.images
+    template, detector = build_template(config)
+    faces = load_face_set(images_dir, sorted(identity_images(images_dir), key=natural_key), template,
+                          build_detector(detector), policy=config.data.policy)
     needed = {p.first for p in pairs} | {p.second for p in pairs}
     keep = [i for i, path in enumerate(faces.paths) if path in needed]
     chips, paths, detected = faces.chips[keep], [faces.paths[i] for i in keep], faces.detected[keep]
     del faces
 
     def distances_of(weights: Path) -> dict[str, np.ndarray]:
-        return distances_per_mode(embed_chips(load_card(weights).load_encoder(), chips, paths, detected), pairs)
+        return distances_per_mode(embed_chips(load_encoder(load_card(weights)), chips, paths, detected), pairs)
 
-    untuned_weights = REPO_ROOT / config["encoder"]["init_from"]
+    untuned_weights = REPO_ROOT / config.encoder.init_from
     untuned = distances_of(untuned_weights)
     overrides = "".join(f" --{name.replace('_', '-')} {value}" for name, value in
                         (("epochs", args.epochs), ("batches_per_epoch", args.batches_per_epoch)) if value)
@@ -146,8 +142,8 @@ def main(argv: list[str] | None = None) -> None:
     rows = []
     for fold in args.folds:
         run_config = fold_config(config, fold, args.epochs, args.batches_per_epoch)
-        weights = args.runs / run_config["name"] / "weights"
-        command = (f"python bench/finetune_view2.py --config {repo_relative(args.config)} --folds {fold}{overrides} "
+        weights = args.runs / run_config.name / "weights"
+        command = (f"python -m experiments.finetune_view2 --config {repo_relative(args.config)} --folds {fold}{overrides} "
                    f"--threads {args.threads}")
         summary = None if args.retrain else finished_run(weights, run_config)
         if summary is None:
@@ -173,9 +169,9 @@ def main(argv: list[str] | None = None) -> None:
     report = {
         "protocol": (
             f"LFW View 2 (pairs.txt), per fold k: fine-tune on LFW people in none of fold k's pairs "
-            f"({config['data']['split']['val']} of them held out for validation), then score fold k's pairs with the fine-tuned and the un-tuned encoder on "
+            f"({config.data.split.val} of them held out for validation), then score fold k's pairs with the fine-tuned and the un-tuned encoder on "
             "the same chips (our MTCNN + alignment, cached as uint8), each at the threshold of best accuracy on "
-            "the other nine folds' pairs (model/evaluate.py's rule); distance: Euclidean between L2-normalised "
+            "the other nine folds' pairs (facever evaluate's rule); distance: Euclidean between L2-normalised "
             "embeddings; flip: the mean of the raw embeddings of the chip and its mirror"
         ),
         "config": repo_relative(args.config),
@@ -186,7 +182,7 @@ def main(argv: list[str] | None = None) -> None:
         "images_without_detected_face": int((~detected).sum()),
         "folds": rows,
         "summary": summarise(rows),
-        "command": "python bench/finetune_view2.py " + " ".join(sys.argv[1:] if argv is None else argv),
+        "command": "python -m experiments.finetune_view2 " + " ".join(sys.argv[1:] if argv is None else argv),
         "date": dt.date.today().isoformat(),
         "machine": f"{platform.machine()}, {args.threads} torch thread(s), shared with other work",
     }
