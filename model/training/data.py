@@ -3,7 +3,8 @@
 A dataset is a folder with one sub-folder per identity. Faces are detected and aligned once, by the
 service's own stages (the detector the template's card names, face choice, similarity warp to the
 template), and the chips are cached as uint8 under cache/chips: training sees exactly the chips the
-service would compute, and epochs cost only the encoder. Augmentation runs on whole batches of chips in torch.
+service would compute, and epochs cost only the encoder. Augmentation runs on whole batches of
+chips in torch.
 """
 
 from __future__ import annotations

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pydantic
 import pytest
 
 from app.settings import Settings
+from tests.conftest import REPO_ROOT
 
 
 def test_defaults():
@@ -53,3 +56,31 @@ def test_inference_threads_share_the_usable_cores_among_concurrent_inferences(mo
     assert Settings(max_concurrency=2).inference_threads == 4
     assert Settings(max_concurrency=16).inference_threads == 1
     assert Settings(max_concurrency=2, torch_threads=3).inference_threads == 3
+
+
+def readme_configuration() -> dict[str, str]:
+    """Variable -> the default cell of the README's configuration table."""
+    text = (REPO_ROOT / "README.md").read_text()
+    table = text[text.index("| variable | default | meaning |"):].split("\n\n", 1)[0]
+    rows = [line.split(" | ") for line in table.splitlines()[2:]]
+    return {cells[0].strip("| `"): cells[1] for cells in rows}
+
+
+def documented(value: object) -> str:
+    """A default as the table writes it: code for a value, a path relative to the checkout."""
+    if isinstance(value, Path):
+        return f"`{value.relative_to(REPO_ROOT)}`"
+    if value == ():
+        return "empty"
+    return f"`{value}`"
+
+
+def test_the_readme_table_gives_every_setting_with_the_code_s_default():
+    table = readme_configuration()
+    fields = {f"FACEVER_{name.upper()}": info.default for name, info in Settings.model_fields.items()}
+    assert set(table) == set(fields)
+    for variable, default in fields.items():
+        if default is None:  # the behaviour of leaving it unset is described
+            assert table[variable].startswith("unset:"), variable
+        else:
+            assert table[variable].split(" (")[0] == documented(default), variable

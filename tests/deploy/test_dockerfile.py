@@ -1,6 +1,6 @@
 """The Dockerfile and its build script: linted (hadolint, shellcheck), and every build step of the
 image is a step of deploy/build_image.sh, in the script's order, so what CI builds and serves from
-(tests/integration/test_build_image.py) is what the image holds.
+(tests/deploy/test_build_image.py) is what the image holds.
 """
 
 from __future__ import annotations
