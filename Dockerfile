@@ -29,7 +29,7 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     MALLOC_ARENA_MAX=2 \
     PATH=/srv/venv/bin:$PATH \
-    FACEVER_WEIGHTS_DIR=/srv/weights/fused-dlib-sface-yunet \
+    FACEVER_WEIGHTS_DIR=/srv/weights/fused-dlib-sface-yunet-int8 \
     FACEVER_DETECTORS_DIR=/srv/weights \
     FACEVER_WORKERS=1
 

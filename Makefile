@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed-stamp
 HOST   ?= 127.0.0.1
 PORT   ?= 8000
 
-.PHONY: install serve test evaluate calibrate bench convert-dlib convert-sface convert-yunet fetch-mtcnn clean
+.PHONY: install serve test evaluate calibrate bench convert-dlib convert-sface convert-yunet fetch-mtcnn quantize clean
 
 install: $(STAMP)
 
@@ -28,6 +28,9 @@ calibrate: $(STAMP)
 	$(BIN)/facever calibrate
 
 bench: $(STAMP)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[bench]'
+	$(BIN)/python -m bench.peer_speed
+	$(BIN)/python -m bench.peer_speed --cap avx2
 	$(BIN)/python -m bench.encoder_speed
 	$(BIN)/python -m bench.detect_speed
 	$(BIN)/python -m bench.detect_speed --detector yunet
@@ -49,6 +52,10 @@ convert-yunet: $(STAMP)
 
 fetch-mtcnn: $(STAMP)
 	$(BIN)/facever fetch-mtcnn
+
+quantize: $(STAMP)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[convert]'
+	$(BIN)/facever quantize --weights weights/fused-dlib-sface-yunet --name fused-dlib-sface-yunet-int8
 
 clean:
 	rm -rf $(VENV) *.egg-info .pytest_cache

@@ -44,6 +44,8 @@ def load_verifier(settings: Settings) -> Verifier:
         face_policy=settings.face_policy,
         min_face_size=settings.min_face_size,
         precision=settings.precision,
+        engine=settings.engine,
+        threads=settings.inference_threads,
     )
 
 

@@ -10,7 +10,7 @@ from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from model.paths import DEFAULT_ENCODER_DIR, WEIGHTS_DIR
-from model.types import DetectorChoice, Precision, SelectionPolicy
+from model.types import DetectorChoice, Engine, Precision, SelectionPolicy
 
 CommaSeparated = Annotated[tuple[str, ...], NoDecode]
 
@@ -29,6 +29,7 @@ class Settings(BaseSettings):
     precision: Precision | None = Field(
         None, description="encoder arithmetic; unset = the card's own where the CPU has it natively, else float32"
     )
+    engine: Engine | None = Field(None, description="what runs the networks: torch or openvino; unset = the card's own")
     face_policy: SelectionPolicy = Field("largest", description="which face to use when an image has several")
     min_face_size: int = Field(20, ge=12, le=4096, description="smallest face (pixels) the detector looks for")
     max_upload_bytes: int = Field(10 * 1024 * 1024, gt=0, description="largest request body accepted")

@@ -61,7 +61,7 @@ from model.verify.pipeline import FaceVerifier
 assert torch.version.cuda is None, "torch is a CUDA build"
 assert importlib.util.find_spec("matplotlib") is None, "the eval extra is installed"
 import app.main  # the service module imports without the sources beside it
-verifier = FaceVerifier.from_folders(sys.argv[1] + "/fused-dlib-sface-yunet", sys.argv[1])
+verifier = FaceVerifier.from_folders(sys.argv[1] + "/fused-dlib-sface-yunet-int8", sys.argv[1])
 verifier.warm_up()
 print("check passed:", verifier.card.name, verifier.card.version, "torch", torch.__version__)'
     local writable

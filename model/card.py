@@ -18,7 +18,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from model.files import write_atomic
-from model.types import AlignmentTemplate, Precision, detector_parts
+from model.types import AlignmentTemplate, Engine, Precision, detector_parts
 
 CARD_FILE = "model.json"
 STATE_FILE = "encoder.pt"
@@ -57,7 +57,19 @@ class InputSpec(_Data):
 class Inference(_Data):
     flip_tta: bool = False
     precision: Precision = Field("float32", description="the arithmetic the card's figures were measured in")
+    engine: Engine = Field("torch", description="what ran the networks when they were measured")
     note: str | None = None
+
+
+class CompiledNetworks(_Data):
+    """Networks saved ahead of time for an engine, e.g. OpenVINO models quantized to int8: one file
+    per encoder input (a fused encoder's members, in order), relative to the weights folder."""
+
+    engine: Engine
+    precision: Precision
+    files: list[str]
+    calibration_data: str | None = Field(None, description="what the quantization ranges were measured on")
+    command: str | None = None
 
 
 class ErrorRates(_Data):
@@ -100,6 +112,7 @@ class Calibration(_Data):
     pairs: dict[str, Any] | None = None
     protocol: str | None = None
     precision: Precision | None = None
+    engine: Engine | None = None
     command: str | None = None
     date: str | None = None
 
@@ -139,6 +152,7 @@ class EncoderCard(_Data):
     distance: Literal["euclidean_l2_normalised"] = DISTANCE
     detector: str = Field("mtcnn", description="the detector whose landmarks the templates were fitted to")
     inference: Inference = Inference()
+    compiled: CompiledNetworks | None = None
     members: list[dict[str, Any]] | None = None
     licence: str | None = None
     training_data: str | None = None
@@ -163,6 +177,12 @@ class EncoderCard(_Data):
     def _one_template_per_input(self) -> EncoderCard:
         if len(self.input) != len(self.alignment):
             raise ValueError(f"{len(self.input)} inputs but {len(self.alignment)} alignment templates")
+        if self.compiled is not None and len(self.compiled.files) != len(self.input):
+            raise ValueError(f"{len(self.compiled.files)} compiled networks for {len(self.input)} inputs")
+        if self.inference.precision == "int8" and (
+            self.compiled is None or (self.compiled.precision, self.compiled.engine) != ("int8", self.inference.engine)
+        ):
+            raise ValueError("an int8 card needs its compiled int8 networks for its engine")
         return self
 
     @property
@@ -176,6 +196,12 @@ class EncoderCard(_Data):
 
     def calibration_for(self, flip_tta: bool) -> Calibration | None:
         return (self.calibration or {}).get(tta_mode(flip_tta))
+
+    def network_files(self) -> list[Path]:
+        """Every file the encoder's numbers come from: its weights (own and borrowed) and any
+        networks compiled ahead of time (with their weights beside them), for cache keys."""
+        compiled = [self.folder / file for file in (self.compiled.files if self.compiled else [])]
+        return [*self.state_files().values(), *compiled, *(path.with_suffix(".bin") for path in compiled)]
 
     def state_files(self) -> dict[str, Path]:
         """State-dict key prefix -> file: the folder's own `encoder.pt` (prefix ""), plus the state

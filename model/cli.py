@@ -1,7 +1,7 @@
 """`facever` command line: one entry point for serving and for every model task.
 
     facever serve [--host H] [--port P] [--workers N]
-    facever train | evaluate | calibrate | fuse [options]
+    facever train | evaluate | calibrate | fuse | quantize [options]
     facever convert-dlib | convert-sface | convert-yunet | fetch-mtcnn [options]
 """
 
@@ -21,6 +21,7 @@ TASKS = {
     "convert-yunet": "model.convert.yunet",
     "fetch-mtcnn": "model.convert.mtcnn",
     "fuse": "model.convert.fuse",
+    "quantize": "model.convert.quantize",
 }
 
 

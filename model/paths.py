@@ -7,8 +7,8 @@ from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 WEIGHTS_DIR = REPO_ROOT / "weights"
-# The shipped default: chosen under the LFW View 2 protocol (README, Accuracy).
-DEFAULT_ENCODER_DIR = WEIGHTS_DIR / "fused-dlib-sface-yunet"
+# The shipped default: the fused encoder quantized to int8, on the OpenVINO engine (README, Accuracy, Speed).
+DEFAULT_ENCODER_DIR = WEIGHTS_DIR / "fused-dlib-sface-yunet-int8"
 # The face datasets (read-only, never copied into the checkout): ../shared/data beside it.
 DEFAULT_DATA_DIR = Path(os.environ.get("FACEVER_DATA_DIR", REPO_ROOT.parent / "shared" / "data"))
 # Figures the benches, experiments and evaluation write (JSON, PNG), committed with the code.

@@ -1,7 +1,8 @@
 """Names shared by the service and the model side, with no torch behind them: the app imports these.
 
 A detected face, the five landmarks' order, the face-choice policies, the arithmetic an encoder may
-run in, the detectors by name, and an encoder's alignment template (the card holds it as data).
+run in and what runs them, the detectors by name, and an encoder's alignment template (the card
+holds it as data).
 """
 
 from __future__ import annotations
@@ -17,8 +18,13 @@ NUM_LANDMARKS = len(LANDMARK_NAMES)
 SelectionPolicy = Literal["largest", "central", "reject"]
 SELECTION_POLICIES: tuple[str, ...] = get_args(SelectionPolicy)
 
-Precision = Literal["float32", "bfloat16"]
+Precision = Literal["float32", "bfloat16", "int8"]
 PRECISION_NAMES: tuple[str, ...] = get_args(Precision)
+
+# What runs the networks: torch (the reference, and the training framework), or OpenVINO's CPU
+# runtime, compiled for the CPU it runs on.
+Engine = Literal["torch", "openvino"]
+ENGINE_NAMES: tuple[str, ...] = get_args(Engine)
 
 DETECTOR_NAMES = ("mtcnn", "yunet")
 # A detector, or "first+second": `first` with `second` run only where `first` finds no face.

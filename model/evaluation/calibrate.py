@@ -94,6 +94,7 @@ def calibrate(weights: Path, data_dir: Path, reports_dir: Path, command: str) ->
             "'choose' half, error rates measured on all pairs of the disjoint 'held-out' half"
         ),
         "precision": verifier.precision,
+        "engine": verifier.engine,
         "command": command,
         "date": dt.date.today().isoformat(),
     }

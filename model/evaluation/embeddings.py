@@ -139,7 +139,8 @@ def embed_dataset(
     key = _digest(
         json.dumps(verifier.card.architecture.model_dump(), sort_keys=True),  # e.g. fusion weights
         verifier.precision,
-        *(path.read_bytes() for path in verifier.card.state_files().values()),
+        verifier.engine,
+        *(path.read_bytes() for path in verifier.card.network_files()),
         json.dumps([t.model_dump(include={"size", "points", "weights"}) for t in verifier.templates], sort_keys=True),
         str(ALIGNMENT_VERSION),
         json.dumps([f.landmarks if f else None for f in faces]),

@@ -24,7 +24,7 @@ from model.evaluation import metrics
 from model.evaluation.embeddings import embed_lfw
 from model.evaluation.protocols import protocol_distances, read_pairs, score_view2
 from model.paths import DEFAULT_DATA_DIR, DEFAULT_ENCODER_DIR, REPORTS_DIR
-from model.types import PRECISION_NAMES
+from model.types import ENGINE_NAMES, PRECISION_NAMES
 from model.verify.pipeline import FaceVerifier
 
 
@@ -67,14 +67,17 @@ def plot_results(results: dict, distances: dict, is_same: np.ndarray, out_dir: P
 
 
 def evaluate(
-    weights: Path, data_dir: Path, reports_dir: Path, update: bool, command: str, precision: str | None = None
+    weights: Path, data_dir: Path, reports_dir: Path, update: bool, command: str, precision: str | None = None,
+    engine: str | None = None,
 ) -> dict:
-    """`precision` None is the card's own; another one is measured for comparison only, never
-    written into the card, whose figures must be those of the precision it is served in."""
-    verifier = FaceVerifier.from_folders(weights, precision=precision)
-    own_precision = verifier.precision == verifier.card.precision
+    """`precision` and `engine` None are the card's own; others are measured for comparison only,
+    never written into the card, whose figures must be those of the numerics it is served in."""
+    verifier = FaceVerifier.from_folders(weights, precision=precision, engine=engine)
+    card = verifier.card
+    own_precision = (verifier.precision, verifier.engine) == (card.precision, card.inference.engine)
     if update and not own_precision:
-        raise SystemExit(f"--update-card needs the card's own precision ({verifier.card.precision})")
+        raise SystemExit(f"--update-card needs the card's own precision and engine ({card.precision}, "
+                         f"{card.inference.engine})")
     embeddings = embed_lfw(verifier, data_dir)
     pairs = read_pairs(data_dir / "lfw" / "pairs.txt")
     is_same = np.array([p.same for p in pairs])
@@ -96,6 +99,7 @@ def evaluate(
         "pipeline": f"raw LFW deep-funneled JPEGs -> {verifier.card.detector} (the face nearest the centre: LFW's subject) -> 5-point similarity alignment "
         "to the card's template -> encoder",
         "precision": verifier.precision,
+        "engine": verifier.engine,
         "images_in_pairs": len(pair_images),
         "images_without_detected_face": int(sum(not embeddings.detected[i] for i in pair_images)),
         "results": results,
@@ -105,7 +109,7 @@ def evaluate(
     }
     out_dir = reports_dir / verifier.card.name
     out_dir.mkdir(parents=True, exist_ok=True)
-    suffix = "" if own_precision else f"_{verifier.precision}"
+    suffix = "" if own_precision else f"_{verifier.engine}_{verifier.precision}"
     (out_dir / f"lfw_view2{suffix}.json").write_text(json.dumps(report, indent=2) + "\n")
     if own_precision:
         plot_results(results, distances, is_same, out_dir, verifier.card.name)
@@ -121,7 +125,7 @@ def evaluate(
 
 
 def print_table(report: dict) -> None:
-    print(f"{report['model']} ({report['precision']}): LFW View 2, {report['images_without_detected_face']} of "
+    print(f"{report['model']} ({report['engine']}, {report['precision']}): LFW View 2, {report['images_without_detected_face']} of "
           f"{report['images_in_pairs']} pair images without a detected face")
     print(f"{'mode':<6} {'accuracy':>16} {'AUC':>8} {'EER':>7} {'TAR@1e-3':>9} {'TAR@1e-2':>9}")
     for mode, r in report["results"].items():
@@ -139,10 +143,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--update-card", action="store_true", help="write the results into model.json")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--precision", choices=PRECISION_NAMES, help="default: the card's own")
+    parser.add_argument("--engine", choices=ENGINE_NAMES, help="default: the card's own")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     command = "facever evaluate " + " ".join(sys.argv[1:] if argv is None else argv)
-    report = evaluate(args.weights, args.data, args.reports, args.update_card, command.strip(), args.precision)
+    report = evaluate(args.weights, args.data, args.reports, args.update_card, command.strip(), args.precision,
+                      args.engine)
     print_table(report)
 
 

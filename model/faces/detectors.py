@@ -51,9 +51,21 @@ class FallbackDetector:
         return found
 
 
-def build_detector(name: str, detectors_dir: str | Path = WEIGHTS_DIR, min_face_size: int = 20) -> Detector:
+# The detectors whose network runs on any engine; MTCNN's cascade of small networks runs on torch
+# (in the default it runs only where YuNet finds no face).
+COMPILABLE = {"yunet"}
+
+
+def build_detector(
+    name: str,
+    detectors_dir: str | Path = WEIGHTS_DIR,
+    min_face_size: int = 20,
+    engine: str = "torch",
+    threads: int = 1,
+) -> Detector:
     built = []
     for part in detector_parts(name):
         cls, folder = DETECTORS[part]
-        built.append(cls(weights_dir=Path(detectors_dir) / folder, min_face_size=min_face_size))
+        compiled = {"engine": engine, "threads": threads} if part in COMPILABLE else {}
+        built.append(cls(weights_dir=Path(detectors_dir) / folder, min_face_size=min_face_size, **compiled))
     return built[0] if len(built) == 1 else FallbackDetector(*built)

@@ -18,7 +18,7 @@ from torch import nn
 from model.card import Calibration, EncoderCard, load_card
 from model.encoders import load_encoder
 from model.encoders.flip import encode_with_mirror, flip_mean
-from model.encoders.precision import usable_precision
+from model.engines.precision import usable_precision
 from model.errors import InputError
 from model.faces.align import align_faces
 from model.faces.detectors import Detector, build_detector
@@ -85,6 +85,7 @@ class FaceVerifier:
         flip_tta: bool | None = None,
         face_policy: str = "largest",
         precision: str = "float32",
+        engine: str = "torch",
     ):
         if face_policy not in SELECTION_POLICIES:
             raise ValueError(f"face_policy must be one of {SELECTION_POLICIES}")
@@ -94,7 +95,8 @@ class FaceVerifier:
         self.templates = card.alignment
         self.flip_tta = card.inference.flip_tta if flip_tta is None else flip_tta
         self.face_policy = face_policy
-        self.precision = precision  # what `encoder` runs in, for reports and /info
+        self.precision = precision  # what `encoder` runs in, and on what: for reports and /info
+        self.engine = engine
         self.calibration: Calibration | None = card.calibration_for(self.flip_tta)
 
     @classmethod
@@ -108,20 +110,28 @@ class FaceVerifier:
         face_policy: str = "largest",
         min_face_size: int = 20,
         precision: str | None = None,
+        engine: str | None = None,
+        threads: int | None = None,
     ) -> FaceVerifier:
         """`detector` None means the card's own (that its templates were fitted to); `precision`
-        None the card's own (that of its calibration) where the CPU runs it natively, else float32.
-        `detectors_dir` holds each detector's weights folder (default: the shipped ones)."""
+        None the card's own (that of its calibration) where the CPU runs it natively, else float32;
+        `engine` None the card's own. `threads`: the engines' intra-op threads, by default torch's
+        (which the caller sets, process-wide). `detectors_dir` holds each detector's weights folder
+        (default: the shipped ones)."""
         card = load_card(encoder_dir)
-        precision = usable_precision(precision or card.precision)
+        threads = threads or torch.get_num_threads()
+        engine = engine or card.inference.engine
+        precision = usable_precision(precision or card.precision, engine)
         detector_args = {"detectors_dir": Path(detectors_dir)} if detectors_dir else {}
         return cls(
             card,
-            load_encoder(card, precision),
-            build_detector(detector or card.detector, min_face_size=min_face_size, **detector_args),
+            load_encoder(card, precision, engine, threads),
+            build_detector(detector or card.detector, min_face_size=min_face_size, engine=engine, threads=threads,
+                           **detector_args),
             flip_tta=flip_tta,
             face_policy=face_policy,
             precision=precision,
+            engine=engine,
         )
 
     # -- stages -------------------------------------------------------------------------------

@@ -61,7 +61,7 @@ def test_serves_from_the_built_runtime(built: Path, lfw_dir: Path):
         "PATH": f"{built / 'venv' / 'bin'}:/usr/bin:/bin",
         "HOME": "/nonexistent",
         "PYTHONDONTWRITEBYTECODE": "1",
-        "FACEVER_WEIGHTS_DIR": str(built / "weights" / "fused-dlib-sface-yunet"),
+        "FACEVER_WEIGHTS_DIR": str(built / "weights" / "fused-dlib-sface-yunet-int8"),
         "FACEVER_DETECTORS_DIR": str(built / "weights"),
     }
     # From "/", so nothing is importable from the checkout; the image's MALLOC_ARENA_MAX=2 is added.

@@ -4,10 +4,10 @@ import pytest
 import torch
 from torch import nn
 
-from model.encoders import precision
+from model.engines import precision
 from model.encoders.compact_cnn import CompactCNN
 from model.encoders.fused import FusedEncoder
-from model.encoders.precision import ReducedPrecision, usable_precision, with_precision
+from model.engines.precision import ReducedPrecision, usable_precision, with_precision
 
 
 def small_encoder() -> nn.Module:
@@ -54,3 +54,9 @@ def test_bfloat16_falls_back_to_float32_where_the_cpu_would_emulate_it(monkeypat
 def test_unknown_precision_is_refused():
     with pytest.raises(ValueError, match="precision"):
         usable_precision("float16")
+
+
+def test_int8_runs_only_on_openvino():
+    assert usable_precision("int8", "openvino") == "int8"
+    with pytest.raises(ValueError, match="openvino"):
+        usable_precision("int8", "torch")

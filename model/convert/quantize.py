@@ -1,0 +1,141 @@
+"""Quantize an encoder to int8 for the OpenVINO engine: post-training, calibrated on LFW View 1 chips.
+
+    facever quantize --weights weights/fused-dlib-sface-yunet --name fused-dlib-sface-yunet-int8
+
+Each network of the card (a fused encoder's members, one by one) is converted from its torch weights
+to OpenVINO and quantized by NNCF (`nncf.quantize`: int8 weights per channel, int8 activations with
+ranges from the calibration chips, float32 where int8 would hurt). The calibration chips are faces of
+LFW View 1's pairsDevTrain images (never a View 2 image), detected by the card's own detector,
+chosen `central`, aligned to each template, plain and mirrored, since the service embeds both. The
+result is a weights folder whose card names the quantized networks and borrows the source's torch
+weights as its reference; it has no evaluation or calibration of its own until `facever evaluate
+--update-card` and `facever calibrate` are run on it: an int8 encoder's distances are its own.
+
+NNCF is needed at quantization time only (`pip install -e '.[convert]'`); the service never imports it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+import torch
+
+from model.card import EncoderCard, load_card, write_card
+from model.encoders import load_encoder
+from model.encoders.fused import FusedEncoder
+from model.encoders.loading import EXAMPLE_BATCH, reference_encoder
+from model.errors import NoFaceDetected
+from model.evaluation.protocols import read_pairs
+from model.images import load_image, to_array
+from model.paths import DEFAULT_DATA_DIR, WEIGHTS_DIR
+from model.verify.pipeline import FaceVerifier
+
+CALIBRATION_PAIRS = "lfw/pairsDevTrain.txt"  # View 1, for choosing and calibrating: never View 2
+CALIBRATION_IMAGES = 300
+FOLDER = "int8"  # inside the output weights folder
+
+
+def calibration_images(data_dir: Path, count: int) -> list[str]:
+    """The first `count` images (sorted) of View 1's training pairs."""
+    pairs = read_pairs(data_dir / CALIBRATION_PAIRS)
+    return sorted({path for pair in pairs for path in (pair.first, pair.second)})[:count]
+
+
+@torch.inference_mode()
+def calibration_chips(verifier: FaceVerifier, data_dir: Path, paths: list[str]) -> list[torch.Tensor]:
+    """Per template, the chips of every image where a face is found, then their mirror images."""
+    per_template: list[list[torch.Tensor]] = [[] for _ in verifier.templates]
+    for path in paths:
+        array = to_array(load_image(data_dir / "lfw" / "images" / path))
+        try:
+            (face, _), = verifier.locate([array], "central")
+        except NoFaceDetected:
+            continue
+        for chips, kept in zip(verifier.align([array], [face]), per_template):
+            kept.append(chips)
+    return [torch.cat([torch.cat(kept), torch.cat(kept).flip(-1)]) for kept in per_template]
+
+
+def quantize(source: Path, name: str, out_dir: Path, data_dir: Path, images: int, command: str,
+             inference: dict | None = None) -> EncoderCard:
+    """`inference`: changes to the source card's inference entry (e.g. its flip TTA, chosen on View 1);
+    where `out_dir` holds a card already, its flip TTA and note stand unless changed here."""
+    os.environ.setdefault("NNCF_CI", "1")  # NNCF sends no usage telemetry where this is set
+    import nncf
+    import openvino as ov
+
+    from model.engines import openvino
+
+    card = load_card(source)
+    verifier = FaceVerifier.from_folders(source, precision="float32", engine="torch")
+    paths = calibration_images(data_dir, images)
+    chips = calibration_chips(verifier, data_dir, paths)
+    reference = reference_encoder(card)
+    networks = reference.members if isinstance(reference, FusedEncoder) else [reference]
+    (out_dir / FOLDER).mkdir(parents=True, exist_ok=True)
+    files = []
+    for index, (network, spec, samples) in enumerate(zip(networks, card.input, chips)):
+        model, _ = openvino.convert(network, [torch.zeros(EXAMPLE_BATCH, 3, spec.size, spec.size)], ((0,),))
+        dataset = nncf.Dataset([chip[None].numpy() for chip in samples])
+        quantized = nncf.quantize(model, dataset, subset_size=len(samples), preset=nncf.QuantizationPreset.MIXED)
+        member = card.members[index]["name"] if card.members else card.name
+        file = f"{FOLDER}/{member}.xml"
+        ov.save_model(quantized, out_dir / file, compress_to_fp16=False)
+        files.append(file)
+    borrowed = {
+        prefix: os.path.relpath(path.parent.resolve(), out_dir.resolve())
+        for prefix, path in card.state_files().items()
+    }
+    data = card.to_json()
+    for measured in ("evaluation", "calibration"):
+        data.pop(measured, None)
+    if (out_dir / "model.json").exists():
+        kept = load_card(out_dir).inference
+        inference = {"flip_tta": kept.flip_tta, **({"note": kept.note} if kept.note else {}), **(inference or {})}
+    quantized_card = EncoderCard.model_validate({
+        **data,
+        "name": name,
+        "borrowed_state": borrowed,
+        "inference": {**data["inference"], **(inference or {}), "precision": "int8", "engine": "openvino"},
+        "compiled": {
+            "engine": "openvino",
+            "precision": "int8",
+            "files": files,
+            "calibration_data": f"{len(chips[0]) // 2} faces of the first {len(paths)} images of LFW View 1's "
+            f"{CALIBRATION_PAIRS.split('/')[-1]}, aligned by the card's pipeline, plain and mirrored "
+            f"(NNCF {nncf.__version__}, OpenVINO {ov.__version__}, preset MIXED)",
+            "command": command,
+        },
+        "provenance": {**(card.provenance or {}), "quantized_from": card.name, "quantize": command},
+    })
+    written = write_card(quantized_card, out_dir)
+    load_encoder(written, "int8", "openvino")  # the folder must load before it is called done
+    return written
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="facever quantize", description=__doc__.split("\n")[0])
+    parser.add_argument("--weights", type=Path, required=True, help="the float32 encoder folder to quantize")
+    parser.add_argument("--name", required=True, help="the quantized encoder's name (and folder under weights/)")
+    parser.add_argument("--out", type=Path, help="default: weights/<name>")
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA_DIR, help="folder holding lfw/")
+    parser.add_argument("--images", type=int, default=CALIBRATION_IMAGES, help="View 1 images to calibrate on")
+    parser.add_argument("--flip-tta", choices=("true", "false"), help="default: the source card's")
+    parser.add_argument("--note", help="why the inference mode is what it is (into the card)")
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    command = "facever quantize " + " ".join(sys.argv[1:] if argv is None else argv)
+    inference = {key: value for key, value in (("flip_tta", None if args.flip_tta is None else args.flip_tta == "true"),
+                                                ("note", args.note)) if value is not None}
+    card = quantize(args.weights, args.name, args.out or WEIGHTS_DIR / args.name, args.data, args.images,
+                    command.strip(), inference)
+    print(f"wrote {card.folder}: {', '.join(card.compiled.files)}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

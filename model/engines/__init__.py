@@ -1,0 +1,46 @@
+"""Compiled inference: the same networks run by torch (the reference) or by OpenVINO's CPU runtime.
+
+Torch stays the reference implementation, the training framework and the source of every weight;
+OpenVINO runs the very same modules, converted from them at load time (or, for int8, read from the
+model `facever quantize` made of them), with the arithmetic pinned to the precision asked for.
+Parity with torch is tested on real faces (tests/integration/test_engine_parity.py).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from torch import Tensor, nn
+
+from model.engines.precision import with_precision
+
+
+def compile_network(
+    network: nn.Module,
+    example: Sequence[Tensor],
+    *,
+    engine: str,
+    precision: str = "float32",
+    threads: int = 1,
+    dynamic: Sequence[Sequence[int]] = ((0,),),
+) -> nn.Module:
+    """`network` (in eval mode, with its weights) ready to run on `engine` in `precision`.
+    `example` is one input per argument; `dynamic` the axes of each input that may vary (default:
+    the batch of a single input)."""
+    if engine == "torch":
+        return with_precision(network, precision)
+    if engine != "openvino":
+        raise ValueError(f"unknown engine {engine!r}; known: torch, openvino")
+    from model.engines import openvino  # imported only where it runs
+
+    model, outputs = openvino.convert(network, example, dynamic)
+    return openvino.OpenVINONetwork(openvino.compile_model(model, precision, threads), outputs, precision)
+
+
+def load_compiled(path: Path, *, precision: str, threads: int = 1) -> nn.Module:
+    """A network saved as an OpenVINO model (e.g. quantized to int8), compiled for this CPU; one output."""
+    from model.engines import openvino
+
+    return openvino.OpenVINONetwork(openvino.compile_model(openvino.read_model(path), precision, threads),
+                                    precision=precision)
