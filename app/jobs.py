@@ -26,6 +26,7 @@ class Verifier(Protocol):
     calibration: Any
     flip_tta: bool
     precision: str
+    engine: str
     detector: Any  # has .settings
     face_policy: str
 

@@ -49,12 +49,6 @@ def load_verifier(settings: Settings) -> Verifier:
     )
 
 
-def _set_torch_threads(count: int) -> None:
-    import torch
-
-    torch.set_num_threads(count)
-
-
 def terminate_self() -> None:
     """Ask uvicorn to shut down, as an orchestrator would. uvicorn (>= 0.29) re-raises the captured
     SIGTERM after its graceful shutdown, so the process dies by the signal (exit status 143, not 0)
@@ -73,7 +67,6 @@ def create_app(
     service_metrics = ServiceMetrics()
 
     def build() -> Verifier:
-        _set_torch_threads(settings.inference_threads)  # imports torch, so it belongs off the event loop too
         logger.info("loading encoder %s (detectors from %s)", settings.weights_dir, settings.detectors_dir)
         return make_verifier(settings)
 

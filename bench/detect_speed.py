@@ -1,6 +1,6 @@
 """Detection + selection + alignment latency on a 250x250 LFW image and a 1280x960 photo.
 
-    python -m bench.detect_speed [--runs 50] [--detector mtcnn|yunet]
+    python -m bench.detect_speed [--runs 50] [--detector mtcnn|yunet] [--engine torch|openvino]
 
 Prints median / p90 milliseconds per stage and writes bench/results/detect_speed.json for MTCNN, or
 bench/results/detect_speed_<detector>.json for another (the default encoder's card names
@@ -25,7 +25,7 @@ from model.faces.detectors import DETECTORS, Detector, build_detector
 from model.faces.select import select_face
 from model.images import load_image, to_array
 from model.paths import DEFAULT_DATA_DIR, REPORTS_DIR, WEIGHTS_DIR
-from model.types import AlignmentTemplate
+from model.types import ENGINE_NAMES, AlignmentTemplate
 
 LFW_IMAGE = DEFAULT_DATA_DIR / "lfw" / "images" / "Michael_Kostelnik" / "Michael_Kostelnik_0001.jpg"
 THREADS = 2
@@ -74,11 +74,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=50)
     parser.add_argument("--detector", choices=DETECTORS, default="mtcnn")
+    parser.add_argument("--engine", choices=ENGINE_NAMES, default="torch", help="what runs YuNet's network")
     args = parser.parse_args(argv)
 
     torch.set_num_threads(THREADS)
     print(isa_line())
-    detector = build_detector(args.detector)
+    detector = build_detector(args.detector, engine=args.engine, threads=THREADS)
     template = load_card(TEMPLATE_CARD).template
     face = to_array(load_image(LFW_IMAGE))
     photo = photo_from(face)
@@ -96,10 +97,11 @@ def main(argv: list[str] | None = None) -> int:
         for stage, numbers in stages.items():
             print(f"{name:32} {stage:13} {numbers['median_ms']:10.1f} {numbers['p90_ms']:8.1f}")
 
-    name = "detect_speed" if args.detector == "mtcnn" else f"detect_speed_{args.detector}"
+    name = "detect_speed" + ("" if args.detector == "mtcnn" else f"_{args.detector}") + (
+        "" if args.engine == "torch" else f"_{args.engine}")
     write_report(REPORTS_DIR / f"{name}.json", {
         "detector": detector.settings,
-        "engine": "torch",
+        "engine": args.engine,
         "precision": "float32",
         "runs": args.runs,
         "template_size": template.size,

@@ -1,6 +1,6 @@
 """Encoder speed on CPU with 2 threads (the serving setup): batch 1 (one request) and batch 32.
 
-    python -m bench.encoder_speed [--weights DIR] [--precision float32|bfloat16] [--out FILE]
+    python -m bench.encoder_speed [--weights DIR] [--precision float32|bfloat16|int8] [--engine torch|openvino]
 
 Prints median milliseconds per batch and per chip (a fused encoder's chip is one per member), and
 writes bench/results/encoder_speed.json for dlib-resnet-v1 in float32 or
@@ -20,7 +20,7 @@ from bench.machine import isa_line, write_report
 from model.card import EncoderCard, load_card
 from model.encoders import load_encoder
 from model.paths import REPORTS_DIR, WEIGHTS_DIR
-from model.types import PRECISION_NAMES
+from model.types import ENGINE_NAMES, PRECISION_NAMES
 
 DEFAULT_WEIGHTS = WEIGHTS_DIR / "dlib-resnet-v1"
 RESULTS = REPORTS_DIR
@@ -44,9 +44,9 @@ def time_batches(encoder: torch.nn.Module, batch: int, runs: int, sizes: list[in
     return timings
 
 
-def default_out(card: EncoderCard, precision: str) -> Path:
+def default_out(card: EncoderCard, precision: str, engine: str) -> Path:
     """The default encoder in float32 keeps its original file; every other case gets its own."""
-    suffix = "" if precision == "float32" else f"_{precision}"
+    suffix = "" if (precision, engine) == ("float32", "torch") else f"_{engine}_{precision}"
     if card.folder.resolve() == DEFAULT_WEIGHTS.resolve() and not suffix:
         return RESULTS / "encoder_speed.json"
     return RESULTS / f"encoder_speed_{card.name}{suffix}.json"
@@ -59,13 +59,14 @@ def main(argv: list[str] | None = None) -> int:
         "--out", type=Path, help="result file (default: by the card's name, as above)"
     )
     parser.add_argument("--precision", choices=PRECISION_NAMES, default="float32")
+    parser.add_argument("--engine", choices=ENGINE_NAMES, default="torch")
     args = parser.parse_args(argv)
 
     torch.set_num_threads(THREADS)
     print(isa_line())
     card = load_card(args.weights)
-    out = args.out or default_out(card, args.precision)
-    encoder = load_encoder(card, args.precision)
+    out = args.out or default_out(card, args.precision, args.engine)
+    encoder = load_encoder(card, args.precision, args.engine, THREADS)
     sizes = [template.size for template in card.alignment]
 
     results = []
@@ -85,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
     write_report(out, {
         "weights": args.weights.name,
         "input_sizes": sizes,
-        "engine": "torch",
+        "engine": args.engine,
         "precision": args.precision,
         "results": results,
     })

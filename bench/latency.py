@@ -20,7 +20,7 @@ from pathlib import Path
 
 import httpx
 
-from bench.machine import isa_line, write_report
+from bench.machine import CAPS, isa_line, run_under_cap, write_report
 from bench.server import memory_mib, running_server, server_environment
 from model.evaluation.protocols import read_pairs
 from model.paths import DEFAULT_DATA_DIR, REPORTS_DIR
@@ -73,8 +73,11 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=200, help="requests per case")
     parser.add_argument("--weights", type=Path, help="FACEVER_WEIGHTS_DIR (default: the service's)")
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA_DIR)
-    parser.add_argument("--output", type=Path, default=REPORTS_DIR / "latency.json")
+    parser.add_argument("--output", type=Path, help="default: bench/results/latency[_<cap>].json")
+    parser.add_argument("--cap", choices=CAPS, help="hold the server's libraries to this ISA (bench/machine.py)")
     args = parser.parse_args()
+    run_under_cap(args.cap, "bench.latency")
+    args.output = args.output or REPORTS_DIR / f"latency{'_' + args.cap if args.cap else ''}.json"
     print(isa_line())
 
     images = args.data / "lfw" / "images"

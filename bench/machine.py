@@ -12,6 +12,7 @@ import datetime as dt
 import json
 import os
 import platform
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -19,8 +20,18 @@ import torch
 
 from model.paths import REPO_ROOT
 
-# The ISA caps a run may be under, read by oneDNN, ATen and OpenCV respectively.
-ISA_CAPS = ("ONEDNN_MAX_CPU_ISA", "ATEN_CPU_CAPABILITY", "OPENCV_CPU_DISABLE")
+# The ISA caps a run may be under: read by oneDNN (in torch and in OpenVINO's CPU plugin), ATen,
+# MKL and OpenCV respectively, each when it loads.
+ISA_CAPS = ("ONEDNN_MAX_CPU_ISA", "ATEN_CPU_CAPABILITY", "MKL_ENABLE_INSTRUCTIONS", "OPENCV_CPU_DISABLE")
+# Every library held to AVX2, as on a CPU without AVX-512 (e.g. AMD EPYC before Zen 4).
+CAPS = {
+    "avx2": {
+        "ONEDNN_MAX_CPU_ISA": "AVX2",
+        "ATEN_CPU_CAPABILITY": "avx2",
+        "MKL_ENABLE_INSTRUCTIONS": "AVX2",
+        "OPENCV_CPU_DISABLE": "AVX512-SKX",
+    },
+}
 FLAGS = {"avx2": "avx2", "avx512": "avx512f", "avx512_bf16": "avx512_bf16", "amx": "amx_bf16"}
 
 
@@ -59,6 +70,14 @@ def isa_line() -> str:
     isa = ", ".join(name for name, present in cpu_isa().items() if present) or "no AVX2"
     caps = ", ".join(f"{name}={value}" for name, value in isa_caps().items())
     return f"CPU: {cpu_model()} ({isa}){'; capped: ' + caps if caps else ''}"
+
+
+def run_under_cap(cap: str | None, module: str) -> None:
+    """Re-run this benchmark (`python -m module` with the same arguments) with the ISA `cap`'s
+    variables set, unless they already are: the libraries read them when they load. Servers the
+    benchmark starts inherit them."""
+    if cap and any(os.environ.get(name) != value for name, value in CAPS[cap].items()):
+        os.execve(sys.executable, [sys.executable, "-m", module, *sys.argv[1:]], {**os.environ, **CAPS[cap]})
 
 
 def write_report(path: Path, report: dict[str, Any]) -> Path:

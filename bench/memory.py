@@ -20,7 +20,7 @@ from pathlib import Path
 import httpx
 from PIL import Image
 
-from bench.machine import isa_line, write_report
+from bench.machine import CAPS, isa_line, run_under_cap, write_report
 from bench.server import memory_mib, running_server, server_environment
 from model.evaluation.protocols import read_pairs
 from model.paths import DEFAULT_DATA_DIR, REPORTS_DIR
@@ -38,8 +38,11 @@ def large_photo(path: Path) -> bytes:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA_DIR)
-    parser.add_argument("--output", type=Path, default=REPORTS_DIR / "memory.json")
+    parser.add_argument("--output", type=Path, help="default: bench/results/memory[_<cap>].json")
+    parser.add_argument("--cap", choices=CAPS, help="hold the server's libraries to this ISA (bench/machine.py)")
     args = parser.parse_args()
+    run_under_cap(args.cap, "bench.memory")
+    args.output = args.output or REPORTS_DIR / f"memory{'_' + args.cap if args.cap else ''}.json"
     print(isa_line())
     images = args.data / "lfw" / "images"
     pairs = read_pairs(args.data / "lfw" / "pairs.txt")[:50]

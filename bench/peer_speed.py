@@ -10,18 +10,16 @@ demo settings: score threshold 0.9, NMS 0.3, the first face, `alignCrop`, `featu
 FaceVerifier.embed on the decoded upload with the service's default settings (or those given).
 Both use the same threads (2 by default, all the cores of the 2-core host).
 
-`--cap avx2` re-runs the benchmark with every library held to AVX2, as on a CPU without AVX-512:
-ONEDNN_MAX_CPU_ISA=AVX2 (oneDNN, in torch and in OpenVINO's CPU plugin), ATEN_CPU_CAPABILITY=avx2,
-MKL_ENABLE_INSTRUCTIONS=AVX2 and OPENCV_CPU_DISABLE=AVX512-SKX. Prints both medians and the ratio,
-and writes bench/results/peer_speed[_avx2].json.
+`--cap avx2` re-runs the benchmark with every library held to AVX2, as on a CPU without AVX-512
+(bench/machine.py: ONEDNN_MAX_CPU_ISA=AVX2 for oneDNN, in torch and in OpenVINO's CPU plugin,
+ATEN_CPU_CAPABILITY=avx2, MKL_ENABLE_INSTRUCTIONS=AVX2, OPENCV_CPU_DISABLE=AVX512-SKX). Prints both
+medians and the ratio, and writes bench/results/peer_speed[_avx2].json.
 """
 
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
-import sys
 import time
 from importlib import resources
 from pathlib import Path
@@ -29,20 +27,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from bench.machine import isa_line, write_report
+from bench.machine import CAPS, isa_line, run_under_cap, write_report
 from model.evaluation.protocols import read_pairs
 from model.images import decode_image
 from model.paths import DEFAULT_DATA_DIR, DEFAULT_ENCODER_DIR, REPORTS_DIR
 from model.verify.pipeline import FaceVerifier
 
-CAPS = {
-    "avx2": {
-        "ONEDNN_MAX_CPU_ISA": "AVX2",
-        "ATEN_CPU_CAPABILITY": "avx2",
-        "MKL_ENABLE_INSTRUCTIONS": "AVX2",
-        "OPENCV_CPU_DISABLE": "AVX512-SKX",
-    },
-}
 PEER_MODELS = ("face_detection_yunet_2023mar_int8bq.onnx", "face_recognition_sface_2021dec_int8bq.onnx")
 WARMUP = 5
 
@@ -88,10 +78,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA_DIR)
     args = parser.parse_args(argv)
-    if args.cap and any(os.environ.get(name) != value for name, value in CAPS[args.cap].items()):
-        # The caps are read when the libraries load: run again under them.
-        os.execve(sys.executable, [sys.executable, "-m", "bench.peer_speed", *sys.argv[1:]],
-                  {**os.environ, **CAPS[args.cap]})
+    run_under_cap(args.cap, "bench.peer_speed")
 
     torch.set_num_threads(args.threads)
     peer = OpenCVPeer(args.threads)

@@ -50,11 +50,12 @@ def main() -> None:
     images = args.data / "lfw" / "images"
     protocol = read_pairs(args.data / "lfw" / "pairs.txt")[: args.pairs]
     pairs = [((images / p.first).read_bytes(), (images / p.second).read_bytes()) for p in protocol]
-    results, name, detector, precision = {}, "", {}, ""
+    results, name, detector, precision, engine = {}, "", {}, "", ""
     for flip_tta in (False, True):
-        verifier = FaceVerifier.from_folders(args.weights, flip_tta=flip_tta)
+        verifier = FaceVerifier.from_folders(args.weights, flip_tta=flip_tta, threads=2)
         verifier.warm_up()
-        name, detector, precision = verifier.card.name, verifier.detector.settings, verifier.precision
+        name, detector, precision, engine = (verifier.card.name, verifier.detector.settings, verifier.precision,
+                                             verifier.engine)
         time_verify(verifier, pairs[:5])
         timings, stages = time_verify(verifier, pairs)
         results["flip" if flip_tta else "plain"] = {
@@ -63,6 +64,7 @@ def main() -> None:
             "p90_ms_per_verify": round(float(np.percentile(timings, 90)), 2),
             "median_ms_per_image": round(statistics.median(timings) / 2, 2),
         }
+    print(f"{name}: {engine}, {precision}")
     print(f"{'mode':<6} {'ms/verify (median)':>19} {'p90':>7} {'ms/image':>9}")
     for mode, r in results.items():
         stages = ", ".join(f"{stage} {ms}" for stage, ms in r["median_ms_per_stage_per_verify"].items())
@@ -73,7 +75,7 @@ def main() -> None:
         "what": "FaceVerifier.verify on two 250x250 LFW JPEGs, decoding included, no HTTP",
         "pairs": len(pairs),
         "detector": detector,
-        "engine": "torch",
+        "engine": engine,
         "precision": precision,
         "results": results,
     }

@@ -154,6 +154,7 @@ class ServiceInfo(BaseModel):
 
     flip_tta: bool
     precision: str = Field(description="what the encoder computes in")
+    engine: str = Field(description="what runs the networks: torch, or openvino compiled for this CPU")
     detector: dict[str, Any] = Field(description="the face detector and its settings")
     face_policy: SelectionPolicy
     default_operating_point: str | None
@@ -176,6 +177,7 @@ class InfoResponse(BaseModel):
             service=ServiceInfo(
                 flip_tta=verifier.flip_tta,
                 precision=verifier.precision,
+                engine=verifier.engine,
                 detector=verifier.detector.settings,
                 face_policy=verifier.face_policy,
                 default_operating_point=calibration.default if calibration else None,

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from model.convert.base import ConversionError, WheelFile, expect, converter_main, write_weights_folder
+from model.convert.base import ConversionError, WheelFile, converter_main, expect, write_weights_folder
 from model.encoders.dlib_resnet import (
     EMBEDDING_DIM,
     INPUT_MEAN,

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from model.convert.base import ConversionError, WheelFile, expect, converter_main, write_weights_folder
+from model.convert.base import ConversionError, WheelFile, converter_main, expect, write_weights_folder
 from model.convert.onnx_graph import ComputeNodes, Graph, Node, conv_attributes, dequantize_blocked, load_graph
 from model.encoders.sface import EMBEDDING_DIM, INPUT_MEAN, INPUT_SCALE, INPUT_SIZE, SFace
 from model.paths import WEIGHTS_DIR

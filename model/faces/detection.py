@@ -124,30 +124,33 @@ class FaceDetector:
         return faces
 
 
-def box_overlaps(a: Tensor, b: Tensor, over_smaller: bool) -> Tensor:
+def box_overlaps(a: np.ndarray, b: np.ndarray, over_smaller: bool) -> np.ndarray:
     """Overlap of every box in `a` with every box in `b`: IoU with areas (x2-x1)*(y2-y1) as in
     torchvision, or with `over_smaller` the intersection over the smaller box in inclusive-pixel
     units (+1) as in facenet-pytorch's final NMS."""
-    extra = 1.0 if over_smaller else 0.0
+    extra = a.dtype.type(1.0 if over_smaller else 0.0)
     a, b = a[:, None, :], b[None, :, :]
-    width = torch.minimum(a[..., 2], b[..., 2]) - torch.maximum(a[..., 0], b[..., 0]) + extra
-    height = torch.minimum(a[..., 3], b[..., 3]) - torch.maximum(a[..., 1], b[..., 1]) + extra
-    intersection = width.clamp(min=0) * height.clamp(min=0)
+    width = np.minimum(a[..., 2], b[..., 2]) - np.maximum(a[..., 0], b[..., 0]) + extra
+    height = np.minimum(a[..., 3], b[..., 3]) - np.maximum(a[..., 1], b[..., 1]) + extra
+    intersection = np.maximum(width, 0) * np.maximum(height, 0)
     area_a = (a[..., 2] - a[..., 0] + extra) * (a[..., 3] - a[..., 1] + extra)
     area_b = (b[..., 2] - b[..., 0] + extra) * (b[..., 3] - b[..., 1] + extra)
-    if over_smaller:
-        return intersection / torch.minimum(area_a, area_b)
-    return intersection / (area_a + area_b - intersection)
+    with np.errstate(divide="ignore", invalid="ignore"):  # empty boxes overlap nothing
+        if over_smaller:
+            return intersection / np.minimum(area_a, area_b)
+        return intersection / (area_a + area_b - intersection)
 
 
 def nms(
-    boxes: Tensor,
-    scores: Tensor,
+    boxes: Tensor | np.ndarray,
+    scores: Tensor | np.ndarray,
     threshold: float,
-    groups: Tensor | None = None,
+    groups: Tensor | np.ndarray | None = None,
     over_smaller: bool = False,
-) -> Tensor:
-    """Greedy non-maximum suppression: indices of the boxes kept, best score first.
+) -> Tensor | np.ndarray:
+    """Greedy non-maximum suppression: indices of the boxes kept, best score first (a tensor for
+    tensors, an array for arrays; computed in NumPy, whose small operations cost a fraction of
+    torch's).
 
     A box is dropped when a kept, better-scoring box of the same group (image) overlaps it by more
     than `threshold`. The greedy pass is solved as a fixed point on the overlap matrix rather than
@@ -155,26 +158,29 @@ def nms(
     at once until nothing changes. Each round settles at least the next box in score order, and in
     practice a handful of rounds settle all. Blocks of NMS_BLOCK boxes bound the matrix's memory.
     """
-    order = torch.argsort(scores, descending=True, stable=True)
+    as_tensor = isinstance(boxes, Tensor)
+    boxes, scores = np.asarray(boxes), np.asarray(scores)
+    order = np.argsort(-scores, kind="stable")
     boxes = boxes[order]
-    groups = None if groups is None else groups[order]
+    groups = None if groups is None else np.asarray(groups)[order]
 
-    def overlapping(rows: Tensor | slice, cols: slice) -> Tensor:
+    def overlapping(rows: np.ndarray | slice, cols: slice) -> np.ndarray:
         result = box_overlaps(boxes[rows], boxes[cols], over_smaller) > threshold
         if groups is not None:
             result &= groups[rows][:, None] == groups[cols][None, :]
         return result
 
-    keep = torch.ones(len(order), dtype=torch.bool)
+    keep = np.ones(len(order), dtype=bool)
     for start in range(0, len(order), NMS_BLOCK):
         block = slice(start, start + NMS_BLOCK)
-        unsuppressed = ~overlapping(keep[:start].nonzero().squeeze(1), block).any(0)
-        suppresses = overlapping(block, block).triu_(diagonal=1)  # better boxes come first
+        unsuppressed = ~overlapping(np.flatnonzero(keep[:start]), block).any(0)
+        suppresses = np.triu(overlapping(block, block), k=1)  # better boxes come first
         block_keep = unsuppressed
         while True:
             settled = unsuppressed & ~(suppresses & block_keep[:, None]).any(0)
-            if torch.equal(settled, block_keep):
+            if np.array_equal(settled, block_keep):
                 break
             block_keep = settled
         keep[block] = block_keep
-    return order[keep]
+    kept = order[keep]
+    return torch.from_numpy(kept) if as_tensor else kept

@@ -73,6 +73,7 @@ class FakeVerifier:
     face_policy: str = "largest"
     flip_tta: bool = False
     precision: str = "float32"
+    engine: str = "torch"
     detector: Any = field(default_factory=lambda: SimpleNamespace(settings={"name": "fake-detector"}))
     warmed_up: bool = False
 

@@ -4,9 +4,9 @@ import pytest
 import torch
 from torch import nn
 
-from model.engines import precision
 from model.encoders.compact_cnn import CompactCNN
 from model.encoders.fused import FusedEncoder
+from model.engines import precision
 from model.engines.precision import ReducedPrecision, usable_precision, with_precision
 
 

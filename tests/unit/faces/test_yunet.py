@@ -14,7 +14,7 @@ from PIL import Image
 
 import model.faces.yunet as yunet
 from model.faces.networks.yunet import STRIDES, YuNetNetwork
-from model.faces.yunet import WEIGHTS_FILE, YuNet
+from model.faces.yunet import COMPILED_FILE, WEIGHTS_FILE, YuNet
 from model.images import load_image, to_array
 from tests.conftest import WEIGHTS_DIR
 
@@ -27,10 +27,10 @@ def detector() -> YuNet:
 
 
 def test_sha256sums_match_the_files():
-    (line,) = (YUNET_DIR / "SHA256SUMS").read_text().splitlines()
-    digest, name = line.split()
-    assert name == WEIGHTS_FILE
-    assert hashlib.sha256((YUNET_DIR / name).read_bytes()).hexdigest() == digest
+    listed = dict(reversed(line.split()) for line in (YUNET_DIR / "SHA256SUMS").read_text().splitlines())
+    assert set(listed) == {WEIGHTS_FILE, COMPILED_FILE, "yunet.bin"}  # the weights, and the OpenVINO model of them
+    for name, digest in listed.items():
+        assert hashlib.sha256((YUNET_DIR / name).read_bytes()).hexdigest() == digest, name
 
 
 def test_licence_and_provenance_are_present():
@@ -153,16 +153,16 @@ def test_nms_drops_the_weaker_of_overlapping_faces_within_an_image_only(monkeypa
 
 def test_nms_compares_integer_rectangles_as_opencv_does():
     # As floats the boxes overlap by 31 / 169 = 0.18; truncated to integers, by 40 / 160 = 0.25.
-    boxes = torch.tensor([[0.0, 0.0, 10.0, 10.0], [6.9, 0.0, 10.0, 10.0]])
-    kept = yunet._suppress(boxes, torch.tensor([0.9, 0.8]), torch.tensor([0, 0]), 0.2)
+    boxes = np.array([[0.0, 0.0, 10.0, 10.0], [6.9, 0.0, 10.0, 10.0]], np.float32)
+    kept = yunet._suppress(boxes, np.array([0.9, 0.8], np.float32), np.array([0, 0]), 0.2)
     assert kept.tolist() == [0]
 
 
 def test_at_most_top_k_candidates_per_image(monkeypatch):
     monkeypatch.setattr(yunet, "TOP_K", 2)
-    boxes = torch.tensor([[0.0, 0, 5, 5], [10, 0, 5, 5], [20, 0, 5, 5], [30, 0, 5, 5]])
-    scores = torch.tensor([0.7, 0.9, 0.8, 0.6])
-    kept = yunet._suppress(boxes, scores, torch.tensor([0, 0, 0, 1]), 0.3)
+    boxes = np.array([[0.0, 0, 5, 5], [10, 0, 5, 5], [20, 0, 5, 5], [30, 0, 5, 5]], np.float32)
+    scores = np.array([0.7, 0.9, 0.8, 0.6], np.float32)
+    kept = yunet._suppress(boxes, scores, np.array([0, 0, 0, 1]), 0.3)
     assert kept.tolist() == [1, 2, 3]
 
 
