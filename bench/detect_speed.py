@@ -18,8 +18,9 @@ import numpy as np
 import torch
 from PIL import Image
 
-from bench.machine import isa_line, write_report
+from bench.machine import write_report
 from model.card import load_card
+from model.engines.cpu import isa_line
 from model.faces.align import align_faces
 from model.faces.detectors import DETECTORS, Detector, build_detector
 from model.faces.select import select_face

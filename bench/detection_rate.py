@@ -17,7 +17,8 @@ from pathlib import Path
 
 import torch
 
-from bench.machine import isa_line, write_report
+from bench.machine import write_report
+from model.engines.cpu import isa_line
 from model.faces.detectors import DETECTORS, build_detector
 from model.faces.select import select_face
 from model.images import load_image, to_array

@@ -16,9 +16,10 @@ from pathlib import Path
 
 import torch
 
-from bench.machine import isa_line, write_report
+from bench.machine import write_report
 from model.card import EncoderCard, load_card
 from model.encoders import load_encoder
+from model.engines.cpu import isa_line
 from model.paths import REPORTS_DIR, WEIGHTS_DIR
 from model.types import ENGINE_NAMES, PRECISION_NAMES
 

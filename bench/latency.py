@@ -20,8 +20,9 @@ from pathlib import Path
 
 import httpx
 
-from bench.machine import CAPS, isa_line, run_under_cap, write_report
+from bench.machine import run_under_cap, write_report
 from bench.server import memory_mib, running_server, server_environment
+from model.engines.cpu import CAPS, isa_line
 from model.evaluation.protocols import read_pairs
 from model.paths import DEFAULT_DATA_DIR, REPORTS_DIR
 

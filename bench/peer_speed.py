@@ -27,7 +27,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from bench.machine import CAPS, isa_line, run_under_cap, write_report
+from bench.machine import run_under_cap, write_report
+from model.engines.cpu import CAPS, isa_line
 from model.evaluation.protocols import read_pairs
 from model.images import decode_image
 from model.paths import DEFAULT_DATA_DIR, DEFAULT_ENCODER_DIR, REPORTS_DIR
@@ -109,7 +110,8 @@ def main(argv: list[str] | None = None) -> int:
     ratio = ours_median / peer_median
     print(f"per image, median of {len(images)}: ours {ours_median:.1f} ms, peer {peer_median:.1f} ms, "
           f"ratio {ratio:.2f}")
-    name = "peer_speed" + (f"_{args.cap}" if args.cap else "")
+    name = "peer_speed" + ("" if ours.flip_tta == ours.card.inference.flip_tta else f"_flip_{ours.flip_tta}".lower()) + (
+        f"_{args.cap}" if args.cap else "")
     write_report(REPORTS_DIR / f"{name}.json", {
         "what": "detect + align + embed per 250x250 LFW image, decoding included, one image at a time, "
                 "interleaved image by image with the peer",

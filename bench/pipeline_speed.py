@@ -4,7 +4,7 @@ Real LFW pairs (250x250 JPEGs, fold 1 of pairs.txt) through FaceVerifier.verify,
 TTA, 2 torch threads, after warm-up. Prints median and p90 ms per /verify-equivalent call (two
 images) and writes bench/results/pipeline_speed_<model>.json.
 
-    python -m bench.pipeline_speed [--weights DIR] [--pairs 40]
+    python -m bench.pipeline_speed [--weights DIR] [--pairs 40] [--cap avx2]
 """
 
 from __future__ import annotations
@@ -17,7 +17,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from bench.machine import isa_line, write_report
+from bench.machine import run_under_cap, write_report
+from model.engines.cpu import CAPS, isa_line
 from model.evaluation.protocols import read_pairs
 from model.images import decode_image
 from model.paths import DEFAULT_DATA_DIR, DEFAULT_ENCODER_DIR, REPORTS_DIR
@@ -43,7 +44,9 @@ def main() -> None:
     parser.add_argument("--weights", type=Path, default=DEFAULT_ENCODER_DIR)
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA_DIR)
     parser.add_argument("--pairs", type=int, default=40)
+    parser.add_argument("--cap", choices=CAPS, help="hold the libraries to this ISA (bench/machine.py)")
     args = parser.parse_args()
+    run_under_cap(args.cap, "bench.pipeline_speed")
     torch.set_num_threads(2)
     print(isa_line())
 
@@ -79,7 +82,7 @@ def main() -> None:
         "precision": precision,
         "results": results,
     }
-    write_report(REPORTS_DIR / f"pipeline_speed_{name}.json", report)
+    write_report(REPORTS_DIR / f"pipeline_speed_{name}{'_' + args.cap if args.cap else ''}.json", report)
 
 
 if __name__ == "__main__":

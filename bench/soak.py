@@ -25,8 +25,9 @@ from pathlib import Path
 
 import httpx
 
-from bench.machine import isa_line, write_report
+from bench.machine import write_report
 from bench.server import memory_mib, running_server, server_environment
+from model.engines.cpu import isa_line
 from model.evaluation.protocols import read_pairs
 from model.paths import DEFAULT_DATA_DIR, REPORTS_DIR
 

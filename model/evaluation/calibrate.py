@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from model.card import Calibration, tta_mode, write_card
+from model.engines.cpu import describe_cpu, isa_suffix
 from model.evaluation import metrics
 from model.evaluation.embeddings import embed_lfw
 from model.evaluation.protocols import MAX_IMAGES_PER_IDENTITY, PairDistances, all_pair_distances, split_identities
@@ -95,6 +96,7 @@ def calibrate(weights: Path, data_dir: Path, reports_dir: Path, command: str) ->
         ),
         "precision": verifier.precision,
         "engine": verifier.engine,
+        "cpu": describe_cpu(),
         "command": command,
         "date": dt.date.today().isoformat(),
     }
@@ -122,6 +124,39 @@ def calibrate(weights: Path, data_dir: Path, reports_dir: Path, command: str) ->
     return modes
 
 
+def check(weights: Path, data_dir: Path, reports_dir: Path, command: str) -> dict:
+    """The card's operating points measured again on the held-out half, in the numerics of this
+    run (e.g. on a CPU held to AVX2, whose int8 kernels round differently): their thresholds as
+    the card has them, nothing chosen and nothing written into the card."""
+    verifier = FaceVerifier.from_folders(weights)
+    embeddings = embed_lfw(verifier, data_dir)
+    _, held_out_ids = split_identities(embeddings.paths)
+    report: dict = {"what": "the card's thresholds, error rates measured on the held-out half in this run's numerics",
+                    "precision": verifier.precision, "engine": verifier.engine, "cpu": describe_cpu(),
+                    "command": command, "date": dt.date.today().isoformat(), "modes": {}}
+    for mode, calibration in (verifier.card.calibration or {}).items():
+        held_out = all_pair_distances(embeddings.normalised(mode == "flip"), held_out_ids)
+        report["modes"][mode] = {
+            name: {"threshold": point.threshold, "card": point.held_out.model_dump(), "measured": held_out.rates(point.threshold)}
+            for name, point in calibration.operating_points.items()
+        }
+    out = reports_dir / verifier.card.name / f"calibration_check{isa_suffix()}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=2) + "\n")
+    return report
+
+
+def print_check(report: dict) -> None:
+    print(f"{report['engine']} {report['precision']} on {report['cpu']['model']} "
+          f"({', '.join(report['cpu']['isa'])}; caps {report['cpu']['isa_caps'] or 'none'})")
+    print(f"{'mode':<6} {'operating point':<15} {'threshold':>9} {'FAR card':>10} {'FAR now':>10} {'FRR card':>9} {'FRR now':>9}")
+    for mode, points in report["modes"].items():
+        for name, point in points.items():
+            card, now = point["card"], point["measured"]
+            print(f"{mode:<6} {name:<15} {point['threshold']:>9.4f} {card['far']:>10.2e} {now['far']:>10.2e} "
+                  f"{card['frr']:>9.2%} {now['frr']:>9.2%}")
+
+
 def print_table(modes: dict) -> None:
     for mode, calibration in modes.items():
         pairs = calibration["pairs"]
@@ -139,10 +174,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA_DIR, help="folder holding lfw/")
     parser.add_argument("--reports", type=Path, default=REPORTS_DIR, help="where the JSON goes")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--check", action="store_true",
+                        help="measure the card's operating points again in this run's numerics; write nothing into it")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     command = "facever calibrate " + " ".join(sys.argv[1:] if argv is None else argv)
-    print_table(calibrate(args.weights, args.data, args.reports, command.strip()))
+    if args.check:
+        print_check(check(args.weights, args.data, args.reports, command.strip()))
+    else:
+        print_table(calibrate(args.weights, args.data, args.reports, command.strip()))
 
 
 if __name__ == "__main__":

@@ -2,7 +2,8 @@
 
 Evaluation and calibration both need them, in both inference modes, so each image is detected,
 aligned and encoded once, plain and mirrored; the flip-TTA embedding is derived from the two. The
-cache key covers the weights, the templates and the detector settings, so a stale cache is never read.
+cache key covers the weights, the templates, the detector settings, the engine and precision and the
+CPU's ISA (and any cap on it), so a stale cache is never read.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import numpy as np
 import torch
 
 from model.encoders.flip import encode_with_mirror, flip_mean
+from model.engines.cpu import describe_cpu
 from model.errors import NoFaceDetected
 from model.evaluation.protocols import identity_images
 from model.faces.align import ALIGNMENT_VERSION
@@ -140,6 +142,7 @@ def embed_dataset(
         json.dumps(verifier.card.architecture.model_dump(), sort_keys=True),  # e.g. fusion weights
         verifier.precision,
         verifier.engine,
+        json.dumps(describe_cpu(), sort_keys=True),  # int8 kernels round differently by ISA
         *(path.read_bytes() for path in verifier.card.network_files()),
         json.dumps([t.model_dump(include={"size", "points", "weights"}) for t in verifier.templates], sort_keys=True),
         str(ALIGNMENT_VERSION),

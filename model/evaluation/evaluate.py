@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from model.card import tta_mode, write_card
+from model.engines.cpu import describe_cpu, isa_caps, isa_suffix
 from model.evaluation import metrics
 from model.evaluation.embeddings import embed_lfw
 from model.evaluation.protocols import protocol_distances, read_pairs, score_view2
@@ -75,9 +76,9 @@ def evaluate(
     verifier = FaceVerifier.from_folders(weights, precision=precision, engine=engine)
     card = verifier.card
     own_precision = (verifier.precision, verifier.engine) == (card.precision, card.inference.engine)
-    if update and not own_precision:
+    if update and (not own_precision or isa_caps()):
         raise SystemExit(f"--update-card needs the card's own precision and engine ({card.precision}, "
-                         f"{card.inference.engine})")
+                         f"{card.inference.engine}) on an uncapped CPU")
     embeddings = embed_lfw(verifier, data_dir)
     pairs = read_pairs(data_dir / "lfw" / "pairs.txt")
     is_same = np.array([p.same for p in pairs])
@@ -106,12 +107,14 @@ def evaluate(
         "command": command,
         "date": dt.date.today().isoformat(),
         "machine": f"{platform.machine()}, {torch.get_num_threads()} torch threads",
+        "cpu": describe_cpu(),
     }
     out_dir = reports_dir / verifier.card.name
     out_dir.mkdir(parents=True, exist_ok=True)
-    suffix = "" if own_precision else f"_{verifier.engine}_{verifier.precision}"
+    caps = isa_suffix()
+    suffix = ("" if own_precision else f"_{verifier.engine}_{verifier.precision}") + caps
     (out_dir / f"lfw_view2{suffix}.json").write_text(json.dumps(report, indent=2) + "\n")
-    if own_precision:
+    if own_precision and not caps:
         plot_results(results, distances, is_same, out_dir, verifier.card.name)
 
     if update:
