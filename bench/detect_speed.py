@@ -80,6 +80,7 @@ def main(argv: list[str] | None = None) -> int:
 
     torch.set_num_threads(THREADS)
     print(isa_line())
+    print(f"detector {args.detector}, engine {args.engine}, float32")
     detector = build_detector(args.detector, engine=args.engine, threads=THREADS)
     template = load_card(TEMPLATE_CARD).template
     face = to_array(load_image(LFW_IMAGE))

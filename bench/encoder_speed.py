@@ -65,6 +65,7 @@ def main(argv: list[str] | None = None) -> int:
 
     torch.set_num_threads(THREADS)
     print(isa_line())
+    print(f"{args.weights.name}: engine {args.engine}, {args.precision}")
     card = load_card(args.weights)
     out = args.out or default_out(card, args.precision, args.engine)
     encoder = load_encoder(card, args.precision, args.engine, THREADS)

@@ -108,13 +108,14 @@ def main() -> None:
             "model": info["model"]["name"],
             "flip_tta": info["service"]["flip_tta"],
             "precision": info["service"]["precision"],
+            "engine": info["service"]["engine"],
             "detector": info["service"]["detector"],
             "seconds_to_ready": round(server.seconds_to_ready, 2),
             "peak_rss_mib": round(memory_mib(server.pid, "VmHWM"), 1),
             "results": results,
             "server_environment": server_environment(env),
         }
-    print(f"{report['model']} (flip TTA {report['flip_tta']}): ready in {report['seconds_to_ready']} s, "
+    print(f"{report['model']} ({report['engine']}, {report['precision']}, flip TTA {report['flip_tta']}): ready in {report['seconds_to_ready']} s, "
           f"peak RSS {report['peak_rss_mib']} MiB")
     print(f"{'case':<12} {'p50 ms':>7} {'p95 ms':>7} {'p99 ms':>7} {'ok/s':>7}  outcomes")
     for case, r in results.items():

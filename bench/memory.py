@@ -76,11 +76,12 @@ def main() -> None:
         "what": "VmRSS (VmHWM for peaks) of facever serve, MiB",
         "model": info["model"]["name"],
         "precision": info["service"]["precision"],
+        "engine": info["service"]["engine"],
         "rss_mib": {name: round(value, 1) for name, value in rows.items()},
         "answers": sorted(set(codes)),
         "server_environment": server_environment(env),
     }
-    print(f"{report['model']} ({report['precision']}); answers {report['answers']}")
+    print(f"{report['model']} ({report['engine']}, {report['precision']}); answers {report['answers']}")
     for name, value in report["rss_mib"].items():
         print(f"{name:<56} {value:>8.1f} MiB")
     write_report(args.output, report)

@@ -124,6 +124,8 @@ def main() -> None:
     ]
     env = {"FACEVER_LOG_LEVEL": "WARNING"}  # one access line per request would swamp the log
     with running_server(env, port=args.port) as server:
+        service = httpx.get(f"{server.base_url}/info", timeout=10).json()["service"]
+        print(f"engine {service['engine']}, {service['precision']}, flip TTA {service['flip_tta']}")
         rss_ready = memory_mib(server.pid)
         sampler = RssSampler(server.pid)
         sampler.start()
@@ -136,6 +138,8 @@ def main() -> None:
     baseline = run.rss_after_warm_up or rss_ready
     result = {
         "what": "POST /verify (multipart, two 250x250 LFW JPEGs) against `facever serve` on loopback",
+        "engine": service["engine"],
+        "precision": service["precision"],
         "requests": answered,
         "ok": run.outcomes["ok"],
         "errors": errors,
