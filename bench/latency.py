@@ -10,7 +10,6 @@ bench/results/latency.json. Settings pass through as FACEVER_* environment varia
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import statistics
 import time
@@ -20,11 +19,9 @@ from pathlib import Path
 
 import httpx
 
-from bench.machine import run_under_cap, write_report
+from bench.machine import parse_server_bench, server_bench_parser, write_report
 from bench.server import memory_mib, running_server, server_environment
-from model.engines.cpu import CAPS, isa_line
 from model.evaluation.protocols import read_pairs
-from model.paths import DEFAULT_DATA_DIR, REPORTS_DIR
 
 VERIFY_CONCURRENCY = (1, 4, 16)
 EMBED_BATCHES = (1, 16)
@@ -70,16 +67,10 @@ async def load(base_url: str, requests: list[dict], concurrency: int) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = server_bench_parser(__doc__, "latency")
     parser.add_argument("--requests", type=int, default=200, help="requests per case")
     parser.add_argument("--weights", type=Path, help="FACEVER_WEIGHTS_DIR (default: the service's)")
-    parser.add_argument("--data", type=Path, default=DEFAULT_DATA_DIR)
-    parser.add_argument("--output", type=Path, help="default: bench/results/latency[_<cap>].json")
-    parser.add_argument("--cap", choices=CAPS, help="hold the server's libraries to this ISA (bench/machine.py)")
-    args = parser.parse_args()
-    run_under_cap(args.cap, "bench.latency")
-    args.output = args.output or REPORTS_DIR / f"latency{'_' + args.cap if args.cap else ''}.json"
-    print(isa_line())
+    args = parse_server_bench(parser, "bench.latency")
 
     images = args.data / "lfw" / "images"
     protocol = read_pairs(args.data / "lfw" / "pairs.txt")[: args.requests]

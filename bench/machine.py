@@ -8,6 +8,7 @@ CPU on a newer one), the torch threads and versions.
 
 from __future__ import annotations
 
+import argparse
 import datetime as dt
 import json
 import os
@@ -18,8 +19,8 @@ from typing import Any
 
 import torch
 
-from model.engines.cpu import CAPS, describe_cpu
-from model.paths import REPO_ROOT
+from model.engines.cpu import CAPS, describe_cpu, isa_line
+from model.paths import DEFAULT_DATA_DIR, REPO_ROOT, REPORTS_DIR
 
 
 def describe() -> dict[str, Any]:
@@ -30,6 +31,26 @@ def describe() -> dict[str, Any]:
         "torch_threads": torch.get_num_threads(),
         "machine": platform.machine(),
     }
+
+
+def server_bench_parser(doc: str, report: str) -> argparse.ArgumentParser:
+    """The arguments every benchmark of a served `facever serve` takes: the datasets, where the
+    JSON goes (bench/results/<report>[_<cap>].json) and the ISA cap to run under."""
+    parser = argparse.ArgumentParser(description=doc.split("\n")[0])
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA_DIR)
+    parser.add_argument("--output", type=Path, help=f"default: bench/results/{report}[_<cap>].json")
+    parser.add_argument("--cap", choices=CAPS, help="hold the server's libraries to this ISA")
+    parser.set_defaults(report=report)
+    return parser
+
+
+def parse_server_bench(parser: argparse.ArgumentParser, module: str) -> argparse.Namespace:
+    """The arguments, under the cap asked for (see run_under_cap), with the CPU printed."""
+    args = parser.parse_args()
+    run_under_cap(args.cap, module)
+    args.output = args.output or REPORTS_DIR / f"{args.report}{'_' + args.cap if args.cap else ''}.json"
+    print(isa_line())
+    return args
 
 
 def run_under_cap(cap: str | None, module: str) -> None:

@@ -12,7 +12,6 @@ a table and writes bench/results/memory.json; deploy/kubernetes/deployment.yaml 
 
 from __future__ import annotations
 
-import argparse
 import io
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -20,11 +19,9 @@ from pathlib import Path
 import httpx
 from PIL import Image
 
-from bench.machine import run_under_cap, write_report
+from bench.machine import parse_server_bench, server_bench_parser, write_report
 from bench.server import memory_mib, running_server, server_environment
-from model.engines.cpu import CAPS, isa_line
 from model.evaluation.protocols import read_pairs
-from model.paths import DEFAULT_DATA_DIR, REPORTS_DIR
 
 LARGE_SIZE = (7300, 5475)  # 39.97 megapixels
 
@@ -37,14 +34,7 @@ def large_photo(path: Path) -> bytes:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--data", type=Path, default=DEFAULT_DATA_DIR)
-    parser.add_argument("--output", type=Path, help="default: bench/results/memory[_<cap>].json")
-    parser.add_argument("--cap", choices=CAPS, help="hold the server's libraries to this ISA (bench/machine.py)")
-    args = parser.parse_args()
-    run_under_cap(args.cap, "bench.memory")
-    args.output = args.output or REPORTS_DIR / f"memory{'_' + args.cap if args.cap else ''}.json"
-    print(isa_line())
+    args = parse_server_bench(server_bench_parser(__doc__, "memory"), "bench.memory")
     images = args.data / "lfw" / "images"
     pairs = read_pairs(args.data / "lfw" / "pairs.txt")[:50]
     large = [large_photo(images / pairs[0].first), large_photo(images / pairs[0].second)]

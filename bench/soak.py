@@ -21,15 +21,12 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 from itertools import cycle
-from pathlib import Path
 
 import httpx
 
-from bench.machine import write_report
+from bench.machine import parse_server_bench, server_bench_parser, write_report
 from bench.server import memory_mib, running_server, server_environment
-from model.engines.cpu import isa_line
 from model.evaluation.protocols import read_pairs
-from model.paths import DEFAULT_DATA_DIR, REPORTS_DIR
 
 SAMPLE_EVERY_S = 0.5
 
@@ -105,17 +102,14 @@ def percentiles(values: list[float]) -> dict[str, float]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = server_bench_parser(__doc__, "soak")
     parser.add_argument("--requests", type=int, default=5000)
     parser.add_argument("--concurrency", type=int, default=4)
     parser.add_argument("--max-seconds", type=float, default=600, help="stop sending after this long")
     parser.add_argument("--warm-up", type=int, default=50, help="requests before the baseline RSS")
     parser.add_argument("--pairs", type=int, default=500, help="LFW pairs (pairs.txt order) to cycle through")
     parser.add_argument("--port", type=int, default=0, help="0: any free port")
-    parser.add_argument("--data", type=Path, default=DEFAULT_DATA_DIR)
-    parser.add_argument("--output", type=Path, default=REPORTS_DIR / "soak.json")
-    args = parser.parse_args()
-    print(isa_line())
+    args = parse_server_bench(parser, "bench.soak")
 
     images = args.data / "lfw" / "images"
     pairs = [
