@@ -46,6 +46,7 @@ def load_verifier(settings: Settings) -> Verifier:
         precision=settings.precision,
         engine=settings.engine,
         threads=settings.inference_threads,
+        streams=settings.max_concurrency,
     )
 
 

@@ -27,7 +27,7 @@ class Settings(BaseSettings):
     )
     flip_tta: bool | None = Field(None, description="mirror test-time augmentation; unset = the card's default")
     precision: Precision | None = Field(
-        None, description="encoder arithmetic; unset = the card's own where the CPU has it natively, else float32"
+        None, description="encoder arithmetic; unset = the card's own where the engine and CPU run it natively, else float32"
     )
     engine: Engine | None = Field(None, description="what runs the networks: torch or openvino; unset = the card's own")
     face_policy: SelectionPolicy = Field("largest", description="which face to use when an image has several")
@@ -45,7 +45,9 @@ class Settings(BaseSettings):
     max_queue: int = Field(8, ge=0, description="requests waiting for an inference slot before 503 overloaded")
     request_timeout_s: float = Field(10.0, gt=0, description="deadline for waiting plus inference, else 503 timeout")
     torch_threads: int | None = Field(
-        None, ge=1, description="torch intra-op threads per inference; unset = usable cores / max_concurrency"
+        None, ge=1,
+        description="the networks' threads per inference (OpenVINO's, or torch's on the torch engine); "
+        "unset = usable cores / max_concurrency",
     )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 

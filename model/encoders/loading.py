@@ -30,12 +30,16 @@ def reference_encoder(card: EncoderCard) -> nn.Module:
     return encoder.eval().requires_grad_(False)
 
 
-def load_encoder(card: EncoderCard, precision: str = "float32", engine: str = "torch", threads: int = 1) -> nn.Module:
+def load_encoder(
+    card: EncoderCard, precision: str = "float32", engine: str = "torch", threads: int = 1, streams: int = 1
+) -> nn.Module:
     """The card's encoder, ready for inference in `precision` on `engine` (model.engines), taking
-    and returning float32 (the encoder contract of model.encoders.registry)."""
+    and returning float32 (the encoder contract of model.encoders.registry); on a compiled engine,
+    `streams` inferences at once, each on `threads`."""
     compiled = card.compiled
     if compiled is not None and (compiled.precision, compiled.engine) == (precision, engine):
-        networks = [load_compiled(card.folder / file, precision=precision, threads=threads) for file in compiled.files]
+        networks = [load_compiled(card.folder / file, precision=precision, threads=threads,
+                                  streams=streams) for file in compiled.files]
         return _assembled(card, networks)
     if precision == "int8":
         raise ValueError(f"card {card.name!r} has no int8 networks for the {engine} engine (see `facever quantize`)")
@@ -45,7 +49,7 @@ def load_encoder(card: EncoderCard, precision: str = "float32", engine: str = "t
     inputs = reference.members if isinstance(reference, FusedEncoder) else [reference]
     networks = [
         compile_network(network, [torch.zeros(EXAMPLE_BATCH, 3, spec.size, spec.size)], engine=engine,
-                        precision=precision, threads=threads)
+                        precision=precision, threads=threads, streams=streams)
         for network, spec in zip(inputs, card.input)
     ]
     return _assembled(card, networks)

@@ -25,11 +25,12 @@ def compile_network(
     engine: str,
     precision: str = "float32",
     threads: int = 1,
+    streams: int = 1,
     dynamic: Sequence[Sequence[int]] = ((0,),),
 ) -> nn.Module:
     """`network` (in eval mode, with its weights) ready to run on `engine` in `precision`.
     `example` is one input per argument; `dynamic` the axes of each input that may vary (default:
-    the batch of a single input)."""
+    the batch of a single input); `streams` how many inferences may run at once, each on `threads`."""
     if engine == "torch":
         return with_precision(network, precision)
     if engine != "openvino":
@@ -37,17 +38,19 @@ def compile_network(
     from model.engines import openvino  # imported only where it runs
 
     model, outputs = openvino.convert(network, example, dynamic)
-    return openvino.OpenVINONetwork(openvino.compile_model(model, precision, threads), outputs, precision)
+    return openvino.OpenVINONetwork(openvino.compile_model(model, precision, threads, streams), outputs, precision)
 
 
-def load_compiled(path: Path, *, precision: str, threads: int = 1, outputs: Any = None) -> nn.Module:
+def load_compiled(
+    path: Path, *, precision: str, threads: int = 1, streams: int = 1, outputs: Any = None
+) -> nn.Module:
     """A network saved as an OpenVINO model (e.g. quantized to int8), compiled for this CPU. Its
     outputs come back in the structure `outputs` has (any nesting of tuples and lists, with anything
     at the leaves), or as one tensor."""
     from model.engines import openvino
 
     spec = None if outputs is None else tree_flatten(outputs)[1]
-    return openvino.OpenVINONetwork(openvino.compile_model(openvino.read_model(path), precision, threads), spec,
+    return openvino.OpenVINONetwork(openvino.compile_model(openvino.read_model(path), precision, threads, streams), spec,
                                     precision)
 
 

@@ -74,11 +74,12 @@ def convert(network: nn.Module, example: Sequence[Tensor], dynamic: Sequence[Seq
     return model, spec
 
 
-def compile_model(model: ov.Model, precision: str, threads: int) -> ov.CompiledModel:
+def compile_model(model: ov.Model, precision: str, threads: int, streams: int = 1) -> ov.CompiledModel:
+    """Compiled for `streams` inferences at once (a stream runs one at a time), each on `threads`."""
     return core().compile_model(model, "CPU", {
         "INFERENCE_PRECISION_HINT": INFERENCE_PRECISION[precision],
-        "INFERENCE_NUM_THREADS": threads,
-        "NUM_STREAMS": 1,
+        "INFERENCE_NUM_THREADS": threads * streams,
+        "NUM_STREAMS": streams,
         "PERFORMANCE_HINT": "LATENCY",
         # The inference thread shares the cores with torch's alignment and the event loop: pinning
         # OpenVINO's threads to cores would make them wait on each other.

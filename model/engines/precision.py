@@ -40,6 +40,14 @@ def usable_precision(requested: str, engine: str = "torch") -> str:
     return requested
 
 
+def default_precision(card_precision: str, engine: str) -> str:
+    """A card's own precision where `engine` can run it; else float32 (int8 networks are OpenVINO's)."""
+    if card_precision == "int8" and engine != "openvino":
+        logger.warning("int8 runs only on the openvino engine: running the encoder in float32 on %s", engine)
+        return "float32"
+    return card_precision
+
+
 class ReducedPrecision(nn.Module):
     """Runs `encoder` with its weights and activations in `dtype`; takes and returns float32, as the
     encoder contract says. Chips of 0..255 survive the cast to bfloat16 to within half a grey level."""

@@ -62,10 +62,11 @@ def build_detector(
     min_face_size: int = 20,
     engine: str = "torch",
     threads: int = 1,
+    streams: int = 1,
 ) -> Detector:
     built = []
     for part in detector_parts(name):
         cls, folder = DETECTORS[part]
-        compiled = {"engine": engine, "threads": threads} if part in COMPILABLE else {}
+        compiled = {"engine": engine, "threads": threads, "streams": streams} if part in COMPILABLE else {}
         built.append(cls(weights_dir=Path(detectors_dir) / folder, min_face_size=min_face_size, **compiled))
     return built[0] if len(built) == 1 else FallbackDetector(*built)

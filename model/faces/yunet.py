@@ -29,7 +29,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from model.engines import compile_network, load_compiled
+from model.engines import load_compiled
 from model.faces.detection import Detection, FaceDetector, load_network, nms, shipped_weights
 from model.faces.networks.yunet import LANDMARKS, STRIDES, YuNetNetwork
 
@@ -107,6 +107,7 @@ class YuNet(FaceDetector):
         max_side: int = 640,
         engine: str = "torch",
         threads: int = 1,
+        streams: int = 1,
     ):
         super().__init__(min_face_size, max_side)
         if not (0 <= score_threshold <= 1 and 0 <= nms_threshold <= 1):
@@ -114,10 +115,9 @@ class YuNet(FaceDetector):
         # float32 on every engine: bfloat16 was no faster here and moved landmarks by pixels.
         if engine == "openvino":
             self.network = load_compiled(Path(weights_dir) / COMPILED_FILE, precision="float32", threads=threads,
-                                         outputs=OUTPUTS)
+                                         streams=streams, outputs=OUTPUTS)
         else:
-            self.network = compile_network(load_network(YuNetNetwork(), Path(weights_dir) / WEIGHTS_FILE), [],
-                                           engine=engine)
+            self.network = load_network(YuNetNetwork(), Path(weights_dir) / WEIGHTS_FILE)
         self.engine = engine
         self.score_threshold = score_threshold
         self.nms_threshold = nms_threshold

@@ -6,6 +6,8 @@ stages together and all their chips through the encoder in one batch.
 
 from __future__ import annotations
 
+import logging
+import os
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -18,7 +20,7 @@ from torch import nn
 from model.card import Calibration, EncoderCard, load_card
 from model.encoders import load_encoder
 from model.encoders.flip import encode_with_mirror, flip_mean
-from model.engines.precision import usable_precision
+from model.engines.precision import default_precision, usable_precision
 from model.errors import InputError
 from model.faces.align import align_faces
 from model.faces.detectors import Detector, build_detector
@@ -32,6 +34,8 @@ from model.verify.results import FaceEmbedding, Verification
 # a request's. On the int8 default, a 16-image /embed in passes of 4 left the server at 442 MiB, in
 # passes of 2 at 409, at the same speed (the encoders' time grows linearly with the batch here).
 EMBED_PASS = 2
+
+logger = logging.getLogger(__name__)
 
 
 class _Stopwatch:
@@ -100,6 +104,10 @@ class FaceVerifier:
         self.precision = precision  # what `encoder` runs in, and on what: for reports and /info
         self.engine = engine
         self.calibration: Calibration | None = card.calibration_for(self.flip_tta)
+        if self.calibration and self.calibration.precision not in (None, precision):
+            logger.warning("the operating points were calibrated in %s and the encoder runs in %s: its distances "
+                           "differ a little, so the measured error rates hold only approximately",
+                           self.calibration.precision, precision)
 
     @classmethod
     def from_folders(
@@ -114,25 +122,27 @@ class FaceVerifier:
         precision: str | None = None,
         engine: str | None = None,
         threads: int | None = None,
+        streams: int = 1,
     ) -> FaceVerifier:
         """`detector` None means the card's own (that its templates were fitted to); `precision`
-        None the card's own (that of its calibration) where the CPU runs it natively, else float32;
-        `engine` None the card's own. `threads`: the networks' intra-op threads, by default torch's
-        current number. Around a compiled network torch only aligns and decodes, as fast on one
-        thread, which leaves the cores to the engine: torch's threads, process-wide, are set to
-        `threads` on the torch engine and to 1 on another. `detectors_dir` holds each detector's
-        weights folder (default: the shipped ones)."""
+        None the card's own (that of its calibration) where this engine and CPU run it natively,
+        else float32; `engine` None the card's own. `threads`: each inference's threads, by default
+        all the cores this process may use; `streams`: how many inferences a compiled engine runs at
+        once. Around a compiled network torch only aligns and decodes, as fast on one thread, which
+        leaves the cores to the engine: torch's threads, process-wide, are set to `threads` on the
+        torch engine and to 1 on another. `detectors_dir` holds each detector's weights folder
+        (default: the shipped ones)."""
         card = load_card(encoder_dir)
-        threads = threads or torch.get_num_threads()
+        threads = threads or len(os.sched_getaffinity(0))
         engine = engine or card.inference.engine
         torch.set_num_threads(threads if engine == "torch" else 1)
-        precision = usable_precision(precision or card.precision, engine)
+        precision = usable_precision(precision or default_precision(card.precision, engine), engine)
         detector_args = {"detectors_dir": Path(detectors_dir)} if detectors_dir else {}
         return cls(
             card,
-            load_encoder(card, precision, engine, threads),
+            load_encoder(card, precision, engine, threads, streams),
             build_detector(detector or card.detector, min_face_size=min_face_size, engine=engine, threads=threads,
-                           **detector_args),
+                           streams=streams, **detector_args),
             flip_tta=flip_tta,
             face_policy=face_policy,
             precision=precision,
