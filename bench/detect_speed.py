@@ -2,10 +2,10 @@
 
     python -m bench.detect_speed [--runs 50] [--detector mtcnn|yunet] [--engine torch|openvino]
 
-Prints median / p90 milliseconds per stage and writes bench/results/detect_speed.json for MTCNN, or
-bench/results/detect_speed_<detector>.json for another (the default encoder's card names
-yunet+mtcnn: YuNet, with MTCNN only where YuNet finds no face). Uses two torch threads, all the
-cores of the 2-core host.
+Prints median / p90 milliseconds per stage and writes bench/results/detect_speed.json for MTCNN on
+torch, or bench/results/detect_speed[_<detector>][_<engine>].json otherwise: the detector unless it
+is MTCNN, the engine unless it is torch (the default encoder's card names yunet+mtcnn: YuNet, with
+MTCNN only where YuNet finds no face). Uses two torch threads, all the cores of the 2-core host.
 """
 
 from __future__ import annotations
@@ -108,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
         "runs": args.runs,
         "template_size": template.size,
         "results": results,
-    })
+    }, threads=THREADS)
     return 0
 
 

@@ -76,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     name = "detection_rate" if args.detector == "mtcnn" else f"detection_rate_{args.detector}"
     out = REPORTS_DIR / (f"{name}.json" if args.every == 1 else f"{name}_every{args.every}.json")
-    write_report(out, result)
+    write_report(out, result, threads=THREADS)
     return 0
 
 

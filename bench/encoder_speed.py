@@ -3,8 +3,9 @@
     python -m bench.encoder_speed [--weights DIR] [--precision float32|bfloat16|int8] [--engine torch|openvino]
 
 Prints median milliseconds per batch and per chip (a fused encoder's chip is one per member), and
-writes bench/results/encoder_speed.json for dlib-resnet-v1 in float32 or
-bench/results/encoder_speed_<card name>[_<precision>].json for any other case.
+writes bench/results/encoder_speed.json for dlib-resnet-v1 in float32 on torch, or
+bench/results/encoder_speed_<card name>[_<engine>_<precision>].json for any other case (the engine
+and precision named unless they are torch and float32).
 """
 
 from __future__ import annotations
@@ -91,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
         "engine": args.engine,
         "precision": args.precision,
         "results": results,
-    })
+    }, threads=THREADS)
     return 0
 
 

@@ -13,7 +13,9 @@ Both use the same threads (2 by default, all the cores of the 2-core host).
 `--cap avx2` re-runs the benchmark with every library held to AVX2, as on a CPU without AVX-512
 (bench/machine.py: ONEDNN_MAX_CPU_ISA=AVX2 for oneDNN, in torch and in OpenVINO's CPU plugin,
 ATEN_CPU_CAPABILITY=avx2, MKL_ENABLE_INSTRUCTIONS=AVX2, OPENCV_CPU_DISABLE=AVX512-SKX). Prints both
-medians and the ratio, and writes bench/results/peer_speed[_avx2].json.
+medians and the ratio, and writes bench/results/peer_speed.json, suffixed (in this order) with the
+card's name for other weights than the default, `_<engine>_<precision>` where those given are not
+the card's own, `_flip_<true|false>` where flip TTA is not the card's, and `_avx2` under the cap.
 """
 
 from __future__ import annotations
@@ -27,8 +29,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from bench.machine import run_under_cap, write_report
-from model.engines.cpu import CAPS, isa_line
+from bench.machine import add_cap_argument, apply_cap, write_report
+from model.engines.cpu import CAPS, isa_suffix
 from model.evaluation.protocols import read_pairs
 from model.images import decode_image
 from model.paths import DEFAULT_DATA_DIR, DEFAULT_ENCODER_DIR, REPORTS_DIR
@@ -68,10 +70,21 @@ def lfw_images(data_dir: Path, count: int) -> list[bytes]:
     return [(data_dir / "lfw" / "images" / name).read_bytes() for name in names[:count]]
 
 
+def report_suffix(args: argparse.Namespace, ours: FaceVerifier) -> str:
+    """What sets this run apart from the default one, for its file name (see above)."""
+    card = ours.card
+    weights = "" if args.weights.resolve() == DEFAULT_ENCODER_DIR.resolve() else f"_{card.name}"
+    asked = args.engine is not None or args.precision is not None
+    own = (ours.engine, ours.precision) == (card.inference.engine, card.precision)
+    numerics = "" if own or not asked else f"_{ours.engine}_{ours.precision}"
+    flip = "" if ours.flip_tta == card.inference.flip_tta else f"_flip_{ours.flip_tta}".lower()
+    return weights + numerics + flip + isa_suffix()
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=80)
-    parser.add_argument("--cap", choices=CAPS, help="hold every library to this ISA (re-runs the benchmark)")
+    add_cap_argument(parser)
     parser.add_argument("--weights", type=Path, default=DEFAULT_ENCODER_DIR)
     parser.add_argument("--engine", help="default: the card's own")
     parser.add_argument("--precision", help="default: the card's own")
@@ -79,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA_DIR)
     args = parser.parse_args(argv)
-    run_under_cap(args.cap, "bench.peer_speed")
+    apply_cap(args, "bench.peer_speed")
 
     torch.set_num_threads(args.threads)
     peer = OpenCVPeer(args.threads)
@@ -88,7 +101,6 @@ def main(argv: list[str] | None = None) -> int:
                                      threads=args.threads)
     ours.warm_up()
     images = lfw_images(args.data, args.images)
-    print(isa_line())
     print(f"ours: {ours.card.name}, {ours.engine}, {ours.precision}, flip TTA {ours.flip_tta}; "
           f"peer: OpenCV {peer.cv2.__version__} YuNet + SFace int8bq; {args.threads} threads each")
 
@@ -110,9 +122,7 @@ def main(argv: list[str] | None = None) -> int:
     ratio = ours_median / peer_median
     print(f"per image, median of {len(images)}: ours {ours_median:.1f} ms, peer {peer_median:.1f} ms, "
           f"ratio {ratio:.2f}")
-    name = "peer_speed" + ("" if ours.flip_tta == ours.card.inference.flip_tta else f"_flip_{ours.flip_tta}".lower()) + (
-        f"_{args.cap}" if args.cap else "")
-    write_report(REPORTS_DIR / f"{name}.json", {
+    write_report(REPORTS_DIR / f"peer_speed{report_suffix(args, ours)}.json", {
         "what": "detect + align + embed per 250x250 LFW image, decoding included, one image at a time, "
                 "interleaved image by image with the peer",
         "ours": {"model": ours.card.name, "engine": ours.engine, "precision": ours.precision,
@@ -125,7 +135,7 @@ def main(argv: list[str] | None = None) -> int:
         "images": len(images),
         "threads": args.threads,
         "cap": CAPS.get(args.cap, {}),
-    })
+    }, threads=args.threads)
     return 0
 
 

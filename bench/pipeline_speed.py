@@ -2,7 +2,7 @@
 
 Real LFW pairs (250x250 JPEGs, fold 1 of pairs.txt) through FaceVerifier.verify, plain and with flip
 TTA, 2 torch threads, after warm-up. Prints median and p90 ms per /verify-equivalent call (two
-images) and writes bench/results/pipeline_speed_<model>.json.
+images) and writes bench/results/pipeline_speed_<model>[_<cap>].json.
 
     python -m bench.pipeline_speed [--weights DIR] [--pairs 40] [--cap avx2]
 """
@@ -17,12 +17,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from bench.machine import run_under_cap, write_report
-from model.engines.cpu import CAPS, isa_line
+from bench.machine import add_cap_argument, apply_cap, write_report
+from model.card import tta_mode
+from model.engines.cpu import isa_suffix
 from model.evaluation.protocols import read_pairs
 from model.images import decode_image
 from model.paths import DEFAULT_DATA_DIR, DEFAULT_ENCODER_DIR, REPORTS_DIR
 from model.verify.pipeline import FaceVerifier
+
+THREADS = 2
 
 
 def time_verify(verifier: FaceVerifier, pairs: list[tuple[bytes, bytes]]) -> tuple[list[float], dict[str, float]]:
@@ -44,24 +47,23 @@ def main() -> None:
     parser.add_argument("--weights", type=Path, default=DEFAULT_ENCODER_DIR)
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA_DIR)
     parser.add_argument("--pairs", type=int, default=40)
-    parser.add_argument("--cap", choices=CAPS, help="hold the libraries to this ISA (bench/machine.py)")
+    add_cap_argument(parser)
     args = parser.parse_args()
-    run_under_cap(args.cap, "bench.pipeline_speed")
-    torch.set_num_threads(2)
-    print(isa_line())
+    apply_cap(args, "bench.pipeline_speed")
+    torch.set_num_threads(THREADS)
 
     images = args.data / "lfw" / "images"
     protocol = read_pairs(args.data / "lfw" / "pairs.txt")[: args.pairs]
     pairs = [((images / p.first).read_bytes(), (images / p.second).read_bytes()) for p in protocol]
     results, name, detector, precision, engine = {}, "", {}, "", ""
     for flip_tta in (False, True):
-        verifier = FaceVerifier.from_folders(args.weights, flip_tta=flip_tta, threads=2)
+        verifier = FaceVerifier.from_folders(args.weights, flip_tta=flip_tta, threads=THREADS)
         verifier.warm_up()
         name, detector, precision, engine = (verifier.card.name, verifier.detector.settings, verifier.precision,
                                              verifier.engine)
         time_verify(verifier, pairs[:5])
         timings, stages = time_verify(verifier, pairs)
-        results["flip" if flip_tta else "plain"] = {
+        results[tta_mode(flip_tta)] = {
             "median_ms_per_stage_per_verify": stages,
             "median_ms_per_verify": round(statistics.median(timings), 2),
             "p90_ms_per_verify": round(float(np.percentile(timings, 90)), 2),
@@ -82,7 +84,7 @@ def main() -> None:
         "precision": precision,
         "results": results,
     }
-    write_report(REPORTS_DIR / f"pipeline_speed_{name}{'_' + args.cap if args.cap else ''}.json", report)
+    write_report(REPORTS_DIR / f"pipeline_speed_{name}{isa_suffix()}.json", report, threads=THREADS)
 
 
 if __name__ == "__main__":

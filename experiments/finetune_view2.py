@@ -48,7 +48,7 @@ from model.training.data import load_face_set, natural_key
 from model.training.trainer import build_template, train
 
 DEFAULT_CONFIG = REPO_ROOT / "configs" / "finetune_dlib_lfw.json"
-MODES = ("plain", "flip")
+MODES = tuple(tta_mode(flip) for flip in (False, True))  # ("plain", "flip"), as the card names them
 
 
 def fold_config(config: TrainingConfig, fold: int, epochs: int | None, batches_per_epoch: int | None) -> TrainingConfig:

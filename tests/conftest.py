@@ -6,14 +6,14 @@ Markers: every test that needs the datasets (through the `data_dir` fixture) is 
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-DATA_DIR = Path(os.environ.get("FACEVER_DATA_DIR", REPO_ROOT.parent / "shared" / "data"))
-WEIGHTS_DIR = REPO_ROOT / "weights"
+from model.paths import DEFAULT_DATA_DIR as DATA_DIR  # FACEVER_DATA_DIR, or ../shared/data
+from model.paths import REPO_ROOT, WEIGHTS_DIR
+
+__all__ = ["DATA_DIR", "REPO_ROOT", "WEIGHTS_DIR"]  # what tests import from here
 
 
 @pytest.fixture(scope="session")

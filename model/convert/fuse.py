@@ -18,7 +18,9 @@ from pathlib import Path
 from model.card import EncoderCard, load_card, write_card
 from model.encoders import load_encoder
 from model.paths import WEIGHTS_DIR
-from model.types import PRECISION_NAMES, detector_parts
+from model.types import detector_parts
+
+FUSED_PRECISIONS = ("float32", "bfloat16")  # what a card made here can be served in
 
 
 def fuse(
@@ -83,7 +85,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, help="default: weights/<name>")
     parser.add_argument("--no-flip-tta", dest="flip_tta", action="store_false")
     parser.add_argument("--detector", default="mtcnn", help="the detector the members' templates suit")
-    parser.add_argument("--precision", choices=PRECISION_NAMES, default="float32")
+    # int8 needs networks quantized from the fused card's (`facever quantize`), which a new card has not.
+    parser.add_argument("--precision", choices=FUSED_PRECISIONS, default="float32")
     args = parser.parse_args(argv)
     out = fuse(args.members, args.weights, args.name, args.out or WEIGHTS_DIR / args.name, args.flip_tta,
                args.detector, args.precision)

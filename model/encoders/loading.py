@@ -8,12 +8,12 @@ ahead of time for the engine and precision asked for (int8, quantized by `faceve
 from __future__ import annotations
 
 import torch
-from torch import nn
+from torch import Tensor, nn
 
 from model.card import EncoderCard
 from model.encoders.fused import FusedEncoder
 from model.encoders.registry import build_encoder
-from model.engines import compile_network, load_compiled
+from model.engines.compile import compile_network, load_compiled
 
 # Chips per compiled batch in the example an engine traces; the batch stays dynamic.
 EXAMPLE_BATCH = 2
@@ -28,6 +28,15 @@ def reference_encoder(card: EncoderCard) -> nn.Module:
         state.update({prefix + key: value for key, value in loaded.items()})
     encoder.load_state_dict(state)
     return encoder.eval().requires_grad_(False)
+
+
+def per_input_networks(card: EncoderCard, reference: nn.Module) -> list[tuple[nn.Module, list[Tensor]]]:
+    """The reference's networks one per input of the card (a fused encoder's members, else the
+    encoder itself), each with the example an engine traces it with: a batch of zero chips of that
+    input's size (the batch stays dynamic)."""
+    networks = reference.members if isinstance(reference, FusedEncoder) else [reference]
+    return [(network, [torch.zeros(EXAMPLE_BATCH, 3, spec.size, spec.size)])
+            for network, spec in zip(networks, card.input)]
 
 
 def load_encoder(
@@ -46,11 +55,9 @@ def load_encoder(
     reference = reference_encoder(card)
     if engine == "torch":
         return compile_network(reference, [], engine="torch", precision=precision)
-    inputs = reference.members if isinstance(reference, FusedEncoder) else [reference]
     networks = [
-        compile_network(network, [torch.zeros(EXAMPLE_BATCH, 3, spec.size, spec.size)], engine=engine,
-                        precision=precision, threads=threads, streams=streams)
-        for network, spec in zip(inputs, card.input)
+        compile_network(network, example, engine=engine, precision=precision, threads=threads, streams=streams)
+        for network, example in per_input_networks(card, reference)
     ]
     return _assembled(card, networks)
 

@@ -1,62 +1,12 @@
 """Compiled inference: the same networks run by torch (the reference) or by OpenVINO's CPU runtime.
 
 Torch stays the reference implementation, the training framework and the source of every weight;
-OpenVINO runs the very same modules, converted from them at load time (or, for int8, read from the
-model `facever quantize` made of them), with the arithmetic pinned to the precision asked for.
-Parity with torch is tested on real faces (tests/integration/test_engine_parity.py).
+OpenVINO runs the very same modules, converted from them at load time except those shipped ahead
+of time (YuNet's yunet.xml, written by its converter beside its weights, and the int8 encoder
+`facever quantize` made), with the arithmetic pinned to the precision asked for. Parity with torch
+is tested on real faces (tests/integration/test_engine_parity.py).
+
+The modules: compile (a network made ready for an engine), openvino (the OpenVINO runtime behind a
+torch module's face), precision (torch's reduced precisions) and cpu (the CPU and any ISA cap held
+on it; torch-free). This file imports nothing, so that cpu can be imported without torch.
 """
-
-from __future__ import annotations
-
-from collections.abc import Sequence
-from pathlib import Path
-from typing import Any
-
-from torch import Tensor, nn
-from torch.utils._pytree import tree_flatten
-
-from model.engines.precision import with_precision
-
-
-def compile_network(
-    network: nn.Module,
-    example: Sequence[Tensor],
-    *,
-    engine: str,
-    precision: str = "float32",
-    threads: int = 1,
-    streams: int = 1,
-    dynamic: Sequence[Sequence[int]] = ((0,),),
-) -> nn.Module:
-    """`network` (in eval mode, with its weights) ready to run on `engine` in `precision`.
-    `example` is one input per argument; `dynamic` the axes of each input that may vary (default:
-    the batch of a single input); `streams` how many inferences may run at once, each on `threads`."""
-    if engine == "torch":
-        return with_precision(network, precision)
-    if engine != "openvino":
-        raise ValueError(f"unknown engine {engine!r}; known: torch, openvino")
-    from model.engines import openvino  # imported only where it runs
-
-    model, outputs = openvino.convert(network, example, dynamic)
-    return openvino.OpenVINONetwork(openvino.compile_model(model, precision, threads, streams), outputs, precision)
-
-
-def load_compiled(
-    path: Path, *, precision: str, threads: int = 1, streams: int = 1, outputs: Any = None
-) -> nn.Module:
-    """A network saved as an OpenVINO model (e.g. quantized to int8), compiled for this CPU. Its
-    outputs come back in the structure `outputs` has (any nesting of tuples and lists, with anything
-    at the leaves), or as one tensor."""
-    from model.engines import openvino
-
-    spec = None if outputs is None else tree_flatten(outputs)[1]
-    return openvino.OpenVINONetwork(openvino.compile_model(openvino.read_model(path), precision, threads, streams), spec,
-                                    precision)
-
-
-def save_compiled(network: nn.Module, example: Sequence[Tensor], path: Path, dynamic: Sequence[Sequence[int]] = ((0,),)) -> None:
-    """`network` converted to an OpenVINO model (float32) and saved at `path` (.xml, weights beside
-    it in .bin), for `load_compiled`: what converters ship so that serving converts nothing."""
-    from model.engines import openvino
-
-    openvino.save_model(openvino.convert(network, example, dynamic)[0], path)

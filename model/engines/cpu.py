@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import platform
+import re
 from pathlib import Path
 from typing import Any
 
@@ -60,7 +61,21 @@ def isa_line() -> str:
     return f"CPU: {cpu['model']} ({', '.join(cpu['isa']) or 'no AVX2'}){'; capped: ' + caps if caps else ''}"
 
 
+def cap_name() -> str | None:
+    """The cap this run is under, by its name in CAPS (e.g. "avx2"); None uncapped. Variables set
+    that match no entry exactly are named by their values (e.g. "onednn-avx2" for
+    ONEDNN_MAX_CPU_ISA=AVX2 alone), so that such a run is never taken for a full cap."""
+    caps = isa_caps()
+    if not caps:
+        return None
+    for name, variables in CAPS.items():
+        if caps == variables:
+            return name
+    named = "-".join(f"{variable.split('_')[0]}-{value}" for variable, value in caps.items())
+    return re.sub(r"[^a-z0-9]+", "-", named.lower()).strip("-")
+
+
 def isa_suffix() -> str:
-    """For a report's file name: `_isa-avx2` under ONEDNN_MAX_CPU_ISA=AVX2, nothing uncapped."""
-    cap = os.environ.get("ONEDNN_MAX_CPU_ISA")
-    return f"_isa-{cap.lower()}" if cap else ""
+    """For a report's file name: `_avx2` under the avx2 cap of CAPS, nothing uncapped."""
+    name = cap_name()
+    return f"_{name}" if name else ""

@@ -10,6 +10,7 @@ around a network does not know which engine ran it.
 
 from __future__ import annotations
 
+import functools
 import threading
 import warnings
 from collections.abc import Sequence
@@ -29,15 +30,14 @@ INFERENCE_PRECISION = {"float32": "f32", "bfloat16": "bf16", "int8": "f32"}
 _core: ov.Core | None = None
 
 
+@functools.cache  # once, before the first conversion
 def _without_telemetry() -> None:
     """OpenVINO's model converter sends usage telemetry unless a consent file declines it, and a
-    face service sends nothing anywhere: point the converter at its own no-op stub."""
+    face service sends nothing anywhere: point the converter at its own no-op stub. Only
+    conversion needs it: a service that reads its networks ready-made never imports the converter."""
     from openvino.tools.ovc import convert_impl, telemetry_stub, telemetry_utils
 
     convert_impl.tm = telemetry_utils.tm = telemetry_stub
-
-
-_without_telemetry()
 
 
 def core() -> ov.Core:
@@ -61,6 +61,7 @@ class _FlatOutputs(nn.Module):
 def convert(network: nn.Module, example: Sequence[Tensor], dynamic: Sequence[Sequence[int]]) -> tuple[ov.Model, TreeSpec]:
     """The network as an OpenVINO model (float32, as the torch module computes), each input's
     `dynamic` axes left free; and the structure of its outputs."""
+    _without_telemetry()
     with torch.inference_mode():
         _, spec = tree_flatten(network(*example))
     shapes = [
@@ -99,11 +100,10 @@ class OpenVINONetwork(nn.Module):
     """A compiled network that takes and returns torch tensors. Each calling thread gets its own
     infer request (a request is not thread-safe; the compiled model is)."""
 
-    def __init__(self, compiled: ov.CompiledModel, outputs: TreeSpec | None = None, precision: str = "float32"):
+    def __init__(self, compiled: ov.CompiledModel, outputs: TreeSpec | None = None):
         super().__init__()
         self.compiled = compiled
         self.outputs = outputs  # None: a single output tensor
-        self.precision = precision
         self._local = threading.local()
 
     def _request(self) -> ov.InferRequest:

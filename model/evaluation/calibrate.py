@@ -19,10 +19,9 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from model.card import Calibration, tta_mode, write_card
-from model.engines.cpu import describe_cpu, isa_suffix
+from model.engines.cpu import describe_cpu, isa_caps, isa_suffix
 from model.evaluation import metrics
 from model.evaluation.embeddings import embed_lfw
 from model.evaluation.protocols import MAX_IMAGES_PER_IDENTITY, PairDistances, all_pair_distances, split_identities
@@ -81,8 +80,15 @@ def calibrate_mode(choose: PairDistances, held_out: PairDistances) -> dict:
     }
 
 
-def calibrate(weights: Path, data_dir: Path, reports_dir: Path, command: str) -> dict:
-    verifier = FaceVerifier.from_folders(weights)
+def calibrate(weights: Path, data_dir: Path, reports_dir: Path, command: str, threads: int = 2) -> dict:
+    """The operating points chosen and measured, written into the card and its report. Refused under
+    an ISA cap, as `facever evaluate --update-card` is: the card's figures are those of an uncapped
+    CPU (`check` measures them again under one)."""
+    if isa_caps():
+        raise SystemExit("calibration writes into the card, which holds an uncapped CPU's figures; ISA caps are set "
+                         f"({', '.join(f'{name}={value}' for name, value in isa_caps().items())}): "
+                         "unset them, or measure the card's operating points under the cap with --check")
+    verifier = FaceVerifier.from_folders(weights, threads=threads)
     if verifier.precision != verifier.card.precision:
         raise SystemExit(f"calibration must run in the card's precision ({verifier.card.precision}), "
                          "which this CPU does not compute natively")
@@ -124,11 +130,12 @@ def calibrate(weights: Path, data_dir: Path, reports_dir: Path, command: str) ->
     return modes
 
 
-def check(weights: Path, data_dir: Path, reports_dir: Path, command: str) -> dict:
+def check(weights: Path, data_dir: Path, reports_dir: Path, command: str, threads: int = 2) -> dict:
     """The card's operating points measured again on the held-out half, in the numerics of this
     run (e.g. on a CPU held to AVX2, whose int8 kernels round differently): their thresholds as
-    the card has them, nothing chosen and nothing written into the card."""
-    verifier = FaceVerifier.from_folders(weights)
+    the card has them, nothing chosen and nothing written into the card. Written to
+    calibration_check[_<cap>].json (e.g. _avx2) beside the card's calibration.json."""
+    verifier = FaceVerifier.from_folders(weights, threads=threads)
     embeddings = embed_lfw(verifier, data_dir)
     _, held_out_ids = split_identities(embeddings.paths)
     report: dict = {"what": "the card's thresholds, error rates measured on the held-out half in this run's numerics",
@@ -173,16 +180,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--weights", type=Path, default=DEFAULT_ENCODER_DIR, help="encoder weights folder")
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA_DIR, help="folder holding lfw/")
     parser.add_argument("--reports", type=Path, default=REPORTS_DIR, help="where the JSON goes")
-    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=2, help="each inference's threads")
     parser.add_argument("--check", action="store_true",
                         help="measure the card's operating points again in this run's numerics; write nothing into it")
     args = parser.parse_args(argv)
-    torch.set_num_threads(args.threads)
     command = "facever calibrate " + " ".join(sys.argv[1:] if argv is None else argv)
     if args.check:
-        print_check(check(args.weights, args.data, args.reports, command.strip()))
+        print_check(check(args.weights, args.data, args.reports, command.strip(), args.threads))
     else:
-        print_table(calibrate(args.weights, args.data, args.reports, command.strip()))
+        print_table(calibrate(args.weights, args.data, args.reports, command.strip(), args.threads))
 
 
 if __name__ == "__main__":

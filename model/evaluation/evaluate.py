@@ -17,7 +17,6 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from model.card import tta_mode, write_card
 from model.engines.cpu import describe_cpu, isa_caps, isa_suffix
@@ -69,11 +68,12 @@ def plot_results(results: dict, distances: dict, is_same: np.ndarray, out_dir: P
 
 def evaluate(
     weights: Path, data_dir: Path, reports_dir: Path, update: bool, command: str, precision: str | None = None,
-    engine: str | None = None,
+    engine: str | None = None, threads: int = 2,
 ) -> dict:
     """`precision` and `engine` None are the card's own; others are measured for comparison only,
-    never written into the card, whose figures must be those of the numerics it is served in."""
-    verifier = FaceVerifier.from_folders(weights, precision=precision, engine=engine)
+    never written into the card, whose figures must be those of the numerics it is served in.
+    `threads`: each inference's (see FaceVerifier.from_folders)."""
+    verifier = FaceVerifier.from_folders(weights, precision=precision, engine=engine, threads=threads)
     card = verifier.card
     own_precision = (verifier.precision, verifier.engine) == (card.precision, card.inference.engine)
     if update and (not own_precision or isa_caps()):
@@ -106,7 +106,7 @@ def evaluate(
         "results": results,
         "command": command,
         "date": dt.date.today().isoformat(),
-        "machine": f"{platform.machine()}, {torch.get_num_threads()} torch threads",
+        "machine": f"{platform.machine()}, {threads} threads",
         "cpu": describe_cpu(),
     }
     out_dir = reports_dir / verifier.card.name
@@ -144,14 +144,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA_DIR, help="folder holding lfw/")
     parser.add_argument("--reports", type=Path, default=REPORTS_DIR, help="where JSON and PNGs go")
     parser.add_argument("--update-card", action="store_true", help="write the results into model.json")
-    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=2, help="each inference's threads")
     parser.add_argument("--precision", choices=PRECISION_NAMES, help="default: the card's own")
     parser.add_argument("--engine", choices=ENGINE_NAMES, help="default: the card's own")
     args = parser.parse_args(argv)
-    torch.set_num_threads(args.threads)
     command = "facever evaluate " + " ".join(sys.argv[1:] if argv is None else argv)
     report = evaluate(args.weights, args.data, args.reports, args.update_card, command.strip(), args.precision,
-                      args.engine)
+                      args.engine, args.threads)
     print_table(report)
 
 

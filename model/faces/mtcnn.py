@@ -4,7 +4,8 @@ The networks (model/faces/networks/mtcnn.py) and weights are facenet-pytorch 2.6
 see model/convert/mtcnn.py), and the cascade reproduces its `detect_face`: the same image pyramid, area resampling, pixel
 normalisation, thresholds, NMS passes, box regression and landmark decoding. It is re-written
 rather than imported so that detection needs neither torchvision nor OpenCV, runs the R-Net and
-O-Net crops of all images in one pass each, and keeps photo-sized inputs fast (see `MTCNN.detect`).
+O-Net crops of all images in one pass each, and keeps photo-sized inputs fast (`max_side`, see
+`FaceDetector.detect` in model/faces/detection.py).
 
 The box arithmetic keeps facenet-pytorch's conventions, inherited from the original Matlab code
 (hence the odd +1/-1 terms); results are (x1, y1, x2, y2) boxes and landmarks in the input image's

@@ -1,13 +1,14 @@
-"""YuNet face detection (Wu, Peng and Yu, 2023) in plain torch, numerically following OpenCV.
+"""YuNet face detection (Wu, Peng and Yu, 2023), re-implemented, numerically following OpenCV.
 
 The network (model/faces/networks/yunet.py) and weights are OpenCV Zoo's
 face_detection_yunet_2023mar (weights/yunet-2023mar, see model/convert/yunet.py), and detection
 reproduces OpenCV's `cv::FaceDetectorYN`: the image, as BGR values 0..255 with no mean or scale,
 zero-padded at the bottom and right to a multiple of 32; one pass of the network; anchor-free
 decoding at strides 8, 16 and 32 with the score sqrt(cls * obj); NMS over boxes truncated to
-integers. It is re-written rather than run through
-OpenCV so that detection needs only torch, batches the images of one call, and bounds the cost
-of photo-sized inputs (see `YuNet.detect`).
+integers. It is re-written rather than run through OpenCV so that
+its network runs on torch or, compiled, on OpenVINO (the engines the encoders run on), batches the
+images of one call, and bounds the cost of photo-sized inputs (`max_side`, see
+`FaceDetector.detect` in model/faces/detection.py).
 
 One pass of one network costs about a third of MTCNN's pyramid and three cascaded networks on a
 250x250 image (python -m bench.detect_speed). The input is laid out channels-last, which runs these
@@ -29,7 +30,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from model.engines import load_compiled
+from model.engines.compile import load_compiled
 from model.faces.detection import Detection, FaceDetector, load_network, nms, shipped_weights
 from model.faces.networks.yunet import LANDMARKS, STRIDES, YuNetNetwork
 

@@ -1,5 +1,6 @@
 """The app imports no torch: settings, schemas, routes and the app itself load without it, and torch
-comes in only when the lifespan builds the verifier."""
+comes in only when the lifespan builds the verifier. Nor do the model modules model/__init__.py
+lists as torch-free (what the service, or a tool beside it, uses without loading torch)."""
 
 from __future__ import annotations
 
@@ -19,9 +20,41 @@ APP_MODULES = (
     "app.api.routes.metrics",
     "app.main",
 )
+TORCH_FREE_MODEL_MODULES = (
+    "model.types",
+    "model.card",
+    "model.paths",
+    "model.errors",
+    "model.files",
+    "model.distance",
+    "model.images",
+    "model.registry",
+    "model.engines.cpu",
+)
+
+
+def first_importing_torch(modules: tuple[str, ...]) -> str:
+    """The first of `modules` (imported in order, in a fresh interpreter) that brings torch in, or ''."""
+    code = (
+        "import importlib, sys\n"
+        f"for name in {list(modules)!r}:\n"
+        "    importlib.import_module(name)\n"
+        "    if 'torch' in sys.modules:\n"
+        "        print(name)\n"
+        "        break\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    return result.stdout.strip()
 
 
 def test_importing_the_app_loads_no_torch():
-    code = f"import sys; import {', '.join(APP_MODULES)}; print('torch' in sys.modules)"
-    result = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True, check=True)
-    assert result.stdout.strip() == "False", result.stderr
+    assert first_importing_torch(APP_MODULES) == ""
+
+
+def test_the_torch_free_model_modules_load_no_torch():
+    assert first_importing_torch(TORCH_FREE_MODEL_MODULES) == ""
+
+
+def test_the_check_sees_torch_where_it_is_imported():
+    assert first_importing_torch(("model.paths", "model.engines.precision")) == "model.engines.precision"

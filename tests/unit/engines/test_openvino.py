@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from model.encoders.compact_cnn import CompactCNN
-from model.engines import compile_network
+from model.engines.compile import compile_network
 
 pytest.importorskip("openvino")
 
