@@ -40,3 +40,11 @@ class NoFaceDetected(InputError):
 
 class MultipleFaces(InputError):
     code = "multiple_faces"
+
+
+class InvalidEmbedding(InputError):
+    code = "invalid_embedding"
+
+
+class IncompatibleEmbedding(InputError):
+    code = "incompatible_embedding"

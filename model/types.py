@@ -15,8 +15,11 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 LANDMARK_NAMES = ("left_eye", "right_eye", "nose", "mouth_left", "mouth_right")
 NUM_LANDMARKS = len(LANDMARK_NAMES)
 
-SelectionPolicy = Literal["largest", "central", "reject"]
+SelectionPolicy = Literal["subject", "largest", "central", "reject"]
 SELECTION_POLICIES: tuple[str, ...] = get_args(SelectionPolicy)
+# /verify may also compare one face with every face of the other image.
+VerifyPolicy = Literal[SelectionPolicy, Literal["all"]]
+VERIFY_POLICIES: tuple[str, ...] = get_args(VerifyPolicy)
 
 Precision = Literal["float32", "bfloat16", "int8"]
 PRECISION_NAMES: tuple[str, ...] = get_args(Precision)
@@ -66,6 +69,14 @@ class Face:
     @property
     def center(self) -> tuple[float, float]:
         return ((self.box[0] + self.box[2]) / 2, (self.box[1] + self.box[3]) / 2)
+
+    def iou(self, other: Face) -> float:
+        """Intersection over union of the two boxes."""
+        width = min(self.box[2], other.box[2]) - max(self.box[0], other.box[0])
+        height = min(self.box[3], other.box[3]) - max(self.box[1], other.box[1])
+        intersection = max(width, 0.0) * max(height, 0.0)
+        union = self.area + other.area - intersection
+        return intersection / union if union > 0 else 0.0
 
 
 class AlignmentTemplate(BaseModel):

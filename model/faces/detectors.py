@@ -25,6 +25,8 @@ DETECTORS: dict[str, tuple[type[FaceDetector], str]] = {"mtcnn": (MTCNN, "mtcnn"
 
 
 class Detector(Protocol):
+    max_side: int  # the longest image side it looks at: larger images are detected downscaled to it
+
     def detect(self, images: Sequence[np.ndarray]) -> list[list[Face]]: ...
 
     @property
@@ -37,6 +39,7 @@ class FallbackDetector:
     def __init__(self, primary: Detector, fallback: Detector):
         self.primary = primary
         self.fallback = fallback
+        self.max_side = max(primary.max_side, fallback.max_side)
 
     @property
     def settings(self) -> dict[str, Any]:

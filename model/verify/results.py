@@ -6,21 +6,48 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from model.card import InferenceMode
 from model.types import Face
 from model.verify.decision import Verdict
 
 
 @dataclass(frozen=True)
+class EmbeddingModel:
+    """What made an embedding: only embeddings of the same encoder, version and inference mode
+    (flip TTA moves distances) are comparable, so /embed returns it and /verify checks it."""
+
+    name: str
+    version: str
+    inference: InferenceMode
+
+
+@dataclass(frozen=True)
 class FaceEmbedding:
-    """The face chosen in one image and its L2-normalised embedding."""
+    """An L2-normalised embedding: of the face chosen in an image, with what the choice saw, or one
+    a caller gave back (`face` None)."""
+
+    embedding: np.ndarray
+    face: Face | None = None
+    faces_detected: int | None = None
+    runner_up: Face | None = None  # of the other faces, the one most likely the photo's subject
+    ambiguous: bool = False  # the runner-up is nearly as likely the subject (model.faces.select)
+
+
+@dataclass(frozen=True)
+class FaceMatch:
+    """One face of the image searched under face_policy=all, compared with the other side."""
 
     face: Face
-    faces_detected: int
-    embedding: np.ndarray
+    verdict: Verdict
 
 
 @dataclass(frozen=True)
 class Verification:
+    """The verdict on the two sides; under face_policy=all, that of the best of `matches` (every
+    face compared in side `matches_in`, 0 or 1, best first), whose face is then faces[matches_in]."""
+
     verdict: Verdict
     faces: tuple[FaceEmbedding, FaceEmbedding]
     timings_ms: dict[str, float] = field(default_factory=dict)
+    matches: tuple[FaceMatch, ...] | None = None
+    matches_in: int | None = None

@@ -14,9 +14,10 @@ FACE = Face(box=(1.0, 1.0, 5.0, 5.0), score=0.9, landmarks=((2, 2), (4, 2), (3, 
 class Scripted:
     """Finds a face exactly in the images whose first pixel is non-zero; records what it saw."""
 
-    def __init__(self, name: str):
+    def __init__(self, name: str, max_side: int = 640):
         self.seen: list[int] = []
         self.name = name
+        self.max_side = max_side
 
     @property
     def settings(self) -> dict:
@@ -32,8 +33,9 @@ def image(value: int) -> np.ndarray:
 
 
 def test_fallback_runs_only_on_the_images_the_primary_missed():
-    primary, fallback = Scripted("p"), Scripted("f")
+    primary, fallback = Scripted("p"), Scripted("f", max_side=1280)
     detector = FallbackDetector(primary, fallback)
+    assert detector.max_side == 1280  # what either looks at: images are decoded at least this large
     found = detector.detect([image(1), image(0), image(0)])
     assert primary.seen == [3] and fallback.seen == [2]
     assert [len(faces) for faces in found] == [1, 0, 0]

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from model.errors import MultipleFaces, NoFaceDetected
-from model.faces.select import SELECTION_POLICIES, select_face
-from model.types import Face
+from model.faces.select import AMBIGUITY_MARGIN, SUBJECT, FaceChoice, SubjectRule, choose_face, select_face
+from model.types import SELECTION_POLICIES, Face
 
 
 def face(x1: float, y1: float, x2: float, y2: float, score: float = 0.99) -> Face:
@@ -31,8 +31,63 @@ def test_a_single_face_is_selected_by_every_policy(policy):
     assert select_face([BIG_AT_EDGE], policy, IMAGE_SIZE) is BIG_AT_EDGE
 
 
-def test_largest_is_the_default_and_ignores_position():
-    assert select_face([CENTRED_SMALL, BIG_AT_EDGE, MEDIUM_NEAR_CENTRE]) is BIG_AT_EDGE
+def test_largest_ignores_position():
+    assert select_face([CENTRED_SMALL, BIG_AT_EDGE, MEDIUM_NEAR_CENTRE], "largest") is BIG_AT_EDGE
+
+
+# The subject score by hand, with h = half the diagonal of 1000x800 = 640.3124 and log(0.99) = -0.01005:
+# CENTRED_SMALL      log(10000) - 4 * 0 - 0.01005 = 9.20029
+# BIG_AT_EDGE        log(40000) - 4 * (500 / h)^2 - 0.01005 = 10.59663 - 2.43902 - 0.01005 = 8.14756
+# MEDIUM_NEAR_CENTRE log(14400) - 4 * (120 / h)^2 - 0.01005 = 9.57498 - 0.14049 - 0.01005 = 9.42444
+@pytest.mark.parametrize(
+    "chosen, expected", [(CENTRED_SMALL, 9.20029), (BIG_AT_EDGE, 8.14756), (MEDIUM_NEAR_CENTRE, 9.42444)]
+)
+def test_subject_score_by_hand(chosen, expected):
+    assert SUBJECT.score(chosen, IMAGE_SIZE) == pytest.approx(expected, abs=1e-4)
+
+
+def test_subject_is_the_default_and_prefers_a_centred_face_over_a_larger_one_at_the_edge():
+    choice = choose_face([BIG_AT_EDGE, CENTRED_SMALL], image_size=IMAGE_SIZE)
+    assert choice.face is CENTRED_SMALL and choice.runner_up is BIG_AT_EDGE
+    assert not choice.ambiguous  # 9.20029 - 8.14756 = 1.05 >= AMBIGUITY_MARGIN
+
+
+def test_close_faces_are_reported_as_ambiguous_with_the_runner_up():
+    # 9.42444 - 9.20029 = 0.224 < AMBIGUITY_MARGIN (0.4)
+    choice = choose_face([CENTRED_SMALL, MEDIUM_NEAR_CENTRE], "subject", IMAGE_SIZE)
+    assert choice.face is MEDIUM_NEAR_CENTRE and choice.runner_up is CENTRED_SMALL and choice.ambiguous
+    assert AMBIGUITY_MARGIN == 0.4
+
+
+def test_the_runner_up_is_the_subject_rules_even_under_another_policy():
+    choice = choose_face([CENTRED_SMALL, BIG_AT_EDGE, MEDIUM_NEAR_CENTRE], "largest", IMAGE_SIZE)
+    assert choice.face is BIG_AT_EDGE and choice.runner_up is MEDIUM_NEAR_CENTRE
+    # BIG_AT_EDGE scores 8.14756 under the subject rule, below the runner-up: ambiguous indeed.
+    assert choice.ambiguous
+
+
+def test_a_single_face_has_no_runner_up():
+    assert choose_face([BIG_AT_EDGE], "subject", IMAGE_SIZE) == FaceChoice(BIG_AT_EDGE, None, False)
+
+
+def test_subject_does_not_depend_on_the_resolution():
+    def scaled(f: Face, k: float) -> Face:
+        return Face(box=tuple(v * k for v in f.box), score=f.score, landmarks=tuple((x * k, y * k) for x, y in f.landmarks))
+
+    faces = [CENTRED_SMALL, BIG_AT_EDGE, MEDIUM_NEAR_CENTRE]
+    big = [scaled(f, 3.0) for f in faces]
+    margins = [SUBJECT.score(f, IMAGE_SIZE) - SUBJECT.score(CENTRED_SMALL, IMAGE_SIZE) for f in faces]
+    big_margins = [SUBJECT.score(f, (3000, 2400)) - SUBJECT.score(big[0], (3000, 2400)) for f in big]
+    assert big_margins == pytest.approx(margins)
+    assert choose_face(big, "subject", (3000, 2400)).face is big[2]
+
+
+def test_subject_weighs_detection_confidence():
+    # Two equal faces equally far from the centre: the one detected with 0.5 loses log(0.99 / 0.5) = 0.683.
+    left, right = face(300, 350, 400, 450, 0.5), face(600, 350, 700, 450, 0.99)
+    assert select_face([left, right], "subject", IMAGE_SIZE) is right
+    no_confidence = SubjectRule(centre_weight=4.0, confidence_weight=0.0)
+    assert no_confidence.score(left, IMAGE_SIZE) == pytest.approx(no_confidence.score(right, IMAGE_SIZE))
 
 
 def test_largest_breaks_ties_by_score():
@@ -54,9 +109,10 @@ def test_central_still_prefers_a_clearly_larger_face_slightly_off_centre():
     assert chosen is bigger_off_centre
 
 
-def test_central_needs_the_image_size():
+@pytest.mark.parametrize("policy", ["central", "subject"])
+def test_central_and_subject_need_the_image_size(policy):
     with pytest.raises(ValueError):
-        select_face([CENTRED_SMALL, BIG_AT_EDGE], "central")
+        select_face([CENTRED_SMALL, BIG_AT_EDGE], policy)
 
 
 def test_reject_raises_on_more_than_one_face():
@@ -69,3 +125,8 @@ def test_reject_raises_on_more_than_one_face():
 def test_unknown_policy_is_an_error():
     with pytest.raises(ValueError):
         select_face([CENTRED_SMALL], "first")
+
+
+def test_iou_by_hand():
+    a, b = face(0, 0, 100, 100), face(50, 0, 150, 100)  # overlap 50x100 = 5000; union 15000
+    assert a.iou(b) == pytest.approx(1 / 3) and a.iou(a) == 1.0 and a.iou(face(200, 200, 300, 300)) == 0.0

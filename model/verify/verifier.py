@@ -1,0 +1,258 @@
+"""What a verification or an embedding request does, over any detector and encoder, torch-free.
+
+`Verifier` holds the rules once: which face of an image is meant (model.faces.select), one face
+against every face of another image (face_policy=all), embeddings a caller gives back in place of an
+image (checked against the model serving), the decision, and the passes that bound a request's
+working memory. A subclass provides the two stages that need networks: `detect` and `encode`
+(model.verify.pipeline.FaceVerifier; the service's tests plug in a fake with the same rules).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from model.card import Calibration, EncoderCard, tta_mode
+from model.errors import IncompatibleEmbedding, InputError, InvalidEmbedding, NoFaceDetected
+from model.faces.select import FaceChoice, choose_face, rank_faces
+from model.images import Photo
+from model.types import SELECTION_POLICIES, Face
+from model.verify.decision import Decision, embedding_distance, resolve_decision
+from model.verify.results import EmbeddingModel, FaceEmbedding, FaceMatch, Verification
+
+# Images per detect-align-encode pass of one request: the working memory of two images, not of all of
+# a request's. On the int8 default, a 16-image /embed in passes of 4 left the server at 442 MiB, in
+# passes of 2 at 409, at the same speed (the encoders' time grows linearly with the batch here).
+EMBED_PASS = 2
+# Faces face_policy=all compares at most (the largest), unless the caller says otherwise.
+MAX_FACES = 32
+# How far from unit length a given embedding may be: /embed's float32 values, printed and read back
+# or rounded to 4 decimals, stay well within it.
+NORM_TOLERANCE = 1e-3
+# A face found again in its finer region is the same face when the boxes overlap at least this much.
+SAME_FACE_IOU = 0.5
+
+Side = Photo | FaceEmbedding | Image.Image | np.ndarray
+
+
+class Stopwatch:
+    """Accumulates named stage durations in milliseconds."""
+
+    def __init__(self) -> None:
+        self.ms: dict[str, float] = {}
+        self._last = time.perf_counter()
+
+    def lap(self, stage: str) -> None:
+        now = time.perf_counter()
+        self.ms[stage] = round(self.ms.get(stage, 0.0) + (now - self._last) * 1000, 2)
+        self._last = now
+
+    def add(self, stages: dict[str, float]) -> None:
+        for stage, ms in stages.items():
+            self.ms[stage] = round(self.ms.get(stage, 0.0) + ms, 2)
+        self._last = time.perf_counter()
+
+
+def _photo(side: Side) -> Photo | FaceEmbedding:
+    return Photo.of(side) if isinstance(side, (Image.Image, np.ndarray)) else side
+
+
+class Verifier:
+    """The requests' rules over `detect` and `encode`, which a subclass implements."""
+
+    detector: Any  # what /info shows of it: has .settings
+
+    def __init__(
+        self,
+        card: EncoderCard,
+        *,
+        flip_tta: bool | None = None,
+        face_policy: str = "subject",
+        precision: str = "float32",
+        engine: str = "torch",
+    ):
+        if face_policy not in SELECTION_POLICIES:
+            raise ValueError(f"face_policy must be one of {SELECTION_POLICIES}")
+        self.card = card
+        self.flip_tta = card.inference.flip_tta if flip_tta is None else flip_tta
+        self.face_policy = face_policy
+        self.precision = precision  # what the encoder runs in, and on what: for reports and /info
+        self.engine = engine
+        self.calibration: Calibration | None = card.calibration_for(self.flip_tta)
+        # A face whose box spans fewer pixels than the largest chip is aligned from finer pixels
+        # where the photo has them (model.images.Photo.view).
+        self.align_side = max(template.size for template in card.alignment)
+
+    # -- the stages a subclass provides -------------------------------------------------------
+
+    @property
+    def detection_side(self) -> int | None:
+        """The longest image side detection looks at (larger JPEGs are decoded down to it); None: all."""
+        return None
+
+    def detect(self, images: Sequence[np.ndarray]) -> list[list[Face]]:
+        """Faces in each image (uint8 HxWx3 RGB), in its pixels."""
+        raise NotImplementedError
+
+    def encode(self, views: Sequence[tuple[np.ndarray, Face]]) -> tuple[np.ndarray, dict[str, float]]:
+        """L2-normalised embeddings (N, dim) of each face in its image, and the stage timings."""
+        raise NotImplementedError
+
+    def warm_up(self) -> None:
+        """One real inference through every stage, so the first request is not the slow one."""
+
+    # -- what requests ask --------------------------------------------------------------------
+
+    def decision(self, threshold: float | None = None, operating_point: str | None = None) -> Decision:
+        """How a request decides (see model.verify.decision), resolved before any image is read."""
+        return resolve_decision(self.calibration, threshold, operating_point)
+
+    @property
+    def embedding_model(self) -> EmbeddingModel:
+        return EmbeddingModel(self.card.name, self.card.version, tta_mode(self.flip_tta))
+
+    def accept_embedding(self, values: Sequence[float], made_by: EmbeddingModel, label: str) -> FaceEmbedding:
+        """An embedding a caller gives back, if this service can compare it: made by this very model
+        and inference mode (IncompatibleEmbedding otherwise), of its dimension, finite and of unit
+        length within NORM_TOLERANCE (InvalidEmbedding otherwise)."""
+        serving = self.embedding_model
+        if made_by != serving:
+            differ = [f"{name} {getattr(made_by, name)!r} (serving {getattr(serving, name)!r})"
+                      for name in ("name", "version", "inference") if getattr(made_by, name) != getattr(serving, name)]
+            raise IncompatibleEmbedding(f"{label} was made by another model: {', '.join(differ)}; embed the image "
+                                        "again with this service")
+        vector = np.asarray(values, dtype=np.float64)
+        if vector.shape != (self.card.embedding_dim,):
+            raise InvalidEmbedding(f"{label} has {vector.size} values; this model's embeddings have "
+                                   f"{self.card.embedding_dim}")
+        if not np.isfinite(vector).all():
+            raise InvalidEmbedding(f"{label} holds NaN or infinite values")
+        norm = float(np.linalg.norm(vector))
+        if not math.isclose(norm, 1.0, abs_tol=NORM_TOLERANCE):
+            raise InvalidEmbedding(f"{label} has length {norm:.6g}; embeddings from /embed have unit length")
+        return FaceEmbedding((vector / norm).astype(np.float32))
+
+    def embed(
+        self, images: Sequence[Photo | Image.Image | np.ndarray], policy: str | None = None,
+        labels: Sequence[str] | None = None,
+    ) -> tuple[list[FaceEmbedding], dict[str, float]]:
+        """Embeddings of the chosen face of each image, and the stage timings (summed over passes
+        of EMBED_PASS images: a request of many images needs the working memory of a few)."""
+        photos = [_photo(image) for image in images]
+        labels = labels or [f"image {i + 1}" for i in range(len(photos))]
+        policy = policy or self.face_policy
+        results: list[FaceEmbedding] = []
+        watch = Stopwatch()
+        for start in range(0, len(photos), EMBED_PASS):
+            part, part_labels = photos[start : start + EMBED_PASS], labels[start : start + EMBED_PASS]
+            found = self._find(part)
+            watch.lap("detect")
+            choices = [_chosen(faces, photo, policy, label) for faces, photo, label in zip(found, part, part_labels)]
+            vectors = self._encode([(photo, choice.face) for photo, choice in zip(part, choices)], watch)
+            results += [FaceEmbedding(vector, choice.face, len(faces), choice.runner_up, choice.ambiguous)
+                        for vector, choice, faces in zip(vectors, choices, found)]
+        return results, _stages(watch)
+
+    def verify(
+        self,
+        first: Side,
+        second: Side,
+        decision: Decision,
+        *,
+        policy: str | None = None,
+        labels: Sequence[str] = ("image1", "image2"),
+        max_faces: int = MAX_FACES,
+    ) -> Verification:
+        """Each side an image (its chosen face under `policy`) or a FaceEmbedding given back.
+
+        Under policy "all" the chosen face of one side (by the service's own policy) is compared with
+        every face of the other, at most `max_faces` of them (the largest), best match first: the
+        faces of the second image, or of the first where the second is an embedding.
+        """
+        sides = [_photo(first), _photo(second)]
+        photos = [index for index, side in enumerate(sides) if isinstance(side, Photo)]
+        policy = policy or self.face_policy
+        searched = None
+        if policy == "all":
+            if not photos:
+                raise InputError("face_policy=all compares the faces of an image: send image1 or image2",
+                                 "invalid_request")
+            searched = 1 if 1 in photos else 0
+        watch = Stopwatch()
+        found = dict(zip(photos, self._find([sides[index] for index in photos])))
+        if photos:
+            watch.lap("detect")
+        chosen: dict[int, FaceChoice] = {}
+        for index in photos:
+            if index != searched:
+                chosen[index] = _chosen(found[index], sides[index], self.face_policy if policy == "all" else policy,
+                                        labels[index])
+        candidates: list[Face] = []
+        if searched is not None:
+            if not found[searched]:
+                raise NoFaceDetected("no face was detected in the image").about(labels[searched])
+            candidates = [face for face, _ in rank_faces(found[searched], "largest")[:max_faces]]
+        views = [(sides[index], chosen[index].face) for index in sorted(chosen)]
+        views += [(sides[searched], face) for face in candidates]
+        vectors = iter(self._encode(views, watch) if views else [])
+        embedded: dict[int, FaceEmbedding] = {}
+        for index in sorted(chosen):
+            choice = chosen[index]
+            embedded[index] = FaceEmbedding(next(vectors), choice.face, len(found[index]), choice.runner_up,
+                                            choice.ambiguous)
+        for index, side in enumerate(sides):
+            if isinstance(side, FaceEmbedding):
+                embedded[index] = side
+        if searched is None:
+            verdict = decision.judge(embedding_distance(embedded[0].embedding, embedded[1].embedding))
+            return Verification(verdict, (embedded[0], embedded[1]), _stages(watch))
+        probe = embedded[1 - searched]
+        scored = [(face, vector, decision.judge(embedding_distance(probe.embedding, vector)))
+                  for face, vector in zip(candidates, vectors)]
+        scored.sort(key=lambda match: match[2].distance)
+        best_face, best_vector, best_verdict = scored[0]
+        embedded[searched] = FaceEmbedding(best_vector, best_face, len(found[searched]))
+        return Verification(best_verdict, (embedded[0], embedded[1]), _stages(watch),
+                            tuple(FaceMatch(face, verdict) for face, _, verdict in scored), searched)
+
+    # -- the stages, on photos ----------------------------------------------------------------
+
+    def _find(self, photos: Sequence[Photo]) -> list[list[Face]]:
+        """Faces in each photo, in the full image's pixels, in one batched detection."""
+        if not photos:
+            return []
+        found = self.detect([photo.pixels for photo in photos])
+        return [[photo.face_in_full(face) for face in faces] for photo, faces in zip(photos, found)]
+
+    def _encode(self, faces: Sequence[tuple[Photo, Face]], watch: Stopwatch) -> np.ndarray:
+        """Embeddings of faces (full-image coordinates) of photos, in one batch. A face small in
+        what detection saw is aligned from its region decoded again, with its landmarks found again
+        there: found on the coarse pixels, they are what limits the alignment."""
+        views = []
+        for photo, face in faces:
+            pixels, local = photo.view(face, self.align_side)
+            if pixels is not photo.pixels:
+                found = max(self.detect([pixels])[0], key=local.iou, default=None)
+                if found is not None and found.iou(local) >= SAME_FACE_IOU:
+                    local = found
+            views.append((pixels, local))
+        watch.lap("align")  # the finer pixels and landmarks of small faces are found here
+        vectors, stages = self.encode(views)
+        watch.add(stages)
+        return vectors
+
+
+def _chosen(faces: list[Face], photo: Photo, policy: str, label: str) -> FaceChoice:
+    try:
+        return choose_face(faces, policy, photo.size)
+    except InputError as error:
+        raise error.about(label) from None
+
+
+def _stages(watch: Stopwatch) -> dict[str, float]:
+    return {stage: watch.ms.get(stage, 0.0) for stage in ("detect", "align", "embed")}
