@@ -27,6 +27,8 @@ STATUS_BY_CODE: dict[str, int] = {
     "payload_too_large": 413,
     "unsupported_format": 415,
     "invalid_request": 422,
+    "invalid_embedding": 422,
+    "incompatible_embedding": 422,
     "no_face_detected": 422,
     "multiple_faces": 422,
     "internal_error": 500,
@@ -73,6 +75,8 @@ def describe_validation_errors(errors: Sequence[Any]) -> str:
         where = ".".join(str(part) for part in item.get("loc", ()) if part != "body")
         if item.get("type") == "value_error":  # our own validators: their text, without pydantic's prefix
             message = str(item.get("ctx", {}).get("error", item.get("msg", "invalid")))
+        elif item.get("type") == "extra_forbidden":
+            message = "unknown field"
         else:
             message = item.get("msg", "invalid")
         parts.append(f"{where}: {message}" if where else message)

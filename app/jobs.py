@@ -1,75 +1,71 @@
 """The work a request hands to the inference thread: decode the uploads, then verify or embed.
 
-The decision (threshold or operating point) is resolved by the route before anything is queued,
-and handed in here, so no request resolves it twice.
+The decision (threshold or operating point) and any embedding given back are resolved by the route
+before anything is queued, and handed in here, so no request resolves them twice.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from typing import Any, Protocol
-
-from PIL import Image
 
 from app.schemas.requests import EmbedUploads, VerifyUploads
+from app.settings import Settings
 from model.errors import InputError
-from model.images import decode_image
+from model.images import Photo, decode_photo
 from model.verify.decision import Decision
 from model.verify.results import FaceEmbedding, Verification
+from model.verify.verifier import Verifier
 
 
-class Verifier(Protocol):
-    """What the service needs of model.verify.pipeline.FaceVerifier (tests plug in fakes)."""
-
-    card: Any
-    calibration: Any
-    flip_tta: bool
-    precision: str
-    engine: str
-    detector: Any  # has .settings
-    face_policy: str
-
-    def decision(self, threshold: float | None = None, operating_point: str | None = None) -> Decision: ...
-
-    def verify(
-        self, image1: Image.Image, image2: Image.Image, decision: Decision, *, policy: str | None = None,
-        labels: Sequence[str] = ("image1", "image2"),
-    ) -> Verification: ...
-
-    def embed(
-        self, images: Sequence[Image.Image], policy: str | None = None, labels: Sequence[str] | None = None
-    ) -> tuple[list[FaceEmbedding], dict[str, float]]: ...
-
-    def warm_up(self) -> None: ...
-
-
-def _decode_all(uploads: Sequence[tuple[str, bytes]], max_pixels: int) -> tuple[list[Image.Image], float]:
-    """Decode every upload; errors name the field, since a request carries several images."""
+def _decode_all(
+    uploads: Sequence[tuple[str, bytes]], max_pixels: int, detection_side: int | None
+) -> tuple[list[Photo], float]:
+    """Decode every upload as finely as detection needs; errors name the field, since a request
+    carries several images."""
     started = time.perf_counter()
-    images = []
+    photos = []
     for label, data in uploads:
         try:
-            images.append(decode_image(data, max_pixels))
+            photos.append(decode_photo(data, max_pixels, detection_side))
         except InputError as error:
             raise error.about(label) from None
-    return images, round((time.perf_counter() - started) * 1000, 2)
+    return photos, round((time.perf_counter() - started) * 1000, 2)
+
+
+def given_embeddings(verifier: Verifier, uploads: VerifyUploads) -> list[FaceEmbedding | None]:
+    """The embeddings a /verify gives in place of an image, each checked against the model serving;
+    None for a side that is an image."""
+    return [
+        None if side.embedding is None
+        else verifier.accept_embedding(side.embedding.embedding, side.embedding.model.to_model(), side.label)
+        for side in (uploads.first, uploads.second)
+    ]
 
 
 def verify_uploads(
-    verifier: Verifier, uploads: VerifyUploads, decision: Decision, max_pixels: int
+    verifier: Verifier,
+    uploads: VerifyUploads,
+    given: Sequence[FaceEmbedding | None],
+    decision: Decision,
+    settings: Settings,
 ) -> tuple[Verification, float]:
-    """Decode both images and verify them; returns the Verification and the decode time (ms)."""
-    (image1, image2), decode_ms = _decode_all([("image1", uploads.image1), ("image2", uploads.image2)], max_pixels)
-    result = verifier.verify(image1, image2, decision, policy=uploads.options.face_policy, labels=("image1", "image2"))
+    """Decode the images and verify the two sides; returns the Verification and the decode time (ms)."""
+    sides = (uploads.first, uploads.second)
+    images = [(side.label, side.image) for side in sides if side.image is not None]
+    photos, decode_ms = _decode_all(images, settings.max_image_pixels, verifier.detection_side)
+    decoded = iter(photos)
+    first, second = (embedding if embedding is not None else next(decoded) for embedding in given)
+    result = verifier.verify(first, second, decision, policy=uploads.options.face_policy,
+                             labels=(sides[0].label, sides[1].label), max_faces=settings.max_faces)
     return result, decode_ms
 
 
 def embed_uploads(
     verifier: Verifier, uploads: EmbedUploads, max_pixels: int
 ) -> tuple[list[FaceEmbedding], dict[str, float]]:
-    """Decode and embed all images in one batch; returns the FaceEmbeddings and the stage timings."""
+    """Decode and embed all images (in passes of two); returns the FaceEmbeddings and the stage timings."""
     labels = [f"images[{index}]" for index in range(len(uploads.images))]
-    images, decode_ms = _decode_all(list(zip(labels, uploads.images)), max_pixels)
-    faces, timings = verifier.embed(images, policy=uploads.options.face_policy, labels=labels)
+    photos, decode_ms = _decode_all(list(zip(labels, uploads.images)), max_pixels, verifier.detection_side)
+    faces, timings = verifier.embed(photos, policy=uploads.options.face_policy, labels=labels)
     return faces, {"decode": decode_ms, **timings}

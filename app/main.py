@@ -20,12 +20,12 @@ from fastapi.middleware.cors import CORSMiddleware
 from app.api.deps import require_api_key
 from app.api.routes import embed, health, info, metrics, verify
 from app.errors import install_error_handlers
-from app.jobs import Verifier
 from app.limiter import InferenceLimiter
 from app.logging import REQUEST_ID_HEADER, configure_logging, get_logger
 from app.metrics import ServiceMetrics
 from app.middleware import RequestMiddleware
 from app.settings import Settings
+from model.verify.verifier import Verifier
 
 logger = get_logger("app")
 

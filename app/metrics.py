@@ -52,7 +52,7 @@ class ServiceMetrics:
         return Histogram(name, help_text, labels, buckets=LATENCY_BUCKETS_S, registry=self.registry)
 
     def count_faces(self, operation: str, faces: Sequence[Any]) -> None:
-        self.faces_detected.labels(operation=operation).inc(sum(face.faces_detected for face in faces))
+        self.faces_detected.labels(operation=operation).inc(sum(face.faces_detected or 0 for face in faces))
 
     def render(self) -> bytes:
         """The Prometheus text exposition format (version 0.0.4)."""

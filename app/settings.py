@@ -30,7 +30,10 @@ class Settings(BaseSettings):
         None, description="encoder arithmetic; unset = the card's own where the engine and CPU run it natively, else float32"
     )
     engine: Engine | None = Field(None, description="what runs the networks: torch or openvino; unset = the card's own")
-    face_policy: SelectionPolicy = Field("largest", description="which face to use when an image has several")
+    face_policy: SelectionPolicy = Field(
+        "subject", description="which face of an image to use when it has several (a request may ask for another)"
+    )
+    max_faces: int = Field(32, ge=1, le=256, description="most faces face_policy=all compares (the largest)")
     min_face_size: int = Field(20, ge=12, le=4096, description="smallest face (pixels) the detector looks for")
     max_upload_bytes: int = Field(10 * 1024 * 1024, gt=0, description="largest request body accepted")
     max_image_pixels: int = Field(40_000_000, gt=0, description="largest image (width x height) decoded")

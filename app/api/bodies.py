@@ -1,8 +1,13 @@
-"""Reading a /verify or /embed body, multipart files or JSON with base64 images, into validated uploads.
+"""Reading a /verify or /embed request, multipart files or JSON with base64 images, into validated uploads.
 
 The bodies are read here rather than declared as FastAPI parameters: both forms end in the same
 validated object, and size and format errors keep the service's own error codes. Uploads stay in
 memory (the body limit bounds them); images are never written to disk.
+
+Where things go: images and embeddings in the body; options (threshold, operating_point,
+face_policy) in the body, as form or JSON fields, or in the query string. The same option in both
+with the same value is accepted, with different values refused, as is an unknown field or query
+parameter and a field given twice: no input is silently ignored.
 """
 
 from __future__ import annotations
@@ -18,15 +23,61 @@ from pydantic import BaseModel, ValidationError
 from starlette.datastructures import UploadFile
 from starlette.formparsers import MultiPartException, MultiPartParser
 
-from app.errors import describe_validation_errors, invalid_request
-from app.schemas.requests import EmbedJSON, EmbedOptions, EmbedUploads, VerifyJSON, VerifyOptions, VerifyUploads
+from app.errors import ServiceError, describe_validation_errors, invalid_request
+from app.schemas.requests import (
+    EmbeddingInput,
+    EmbedJSON,
+    EmbedOptions,
+    EmbedUploads,
+    VerifyJSON,
+    VerifyOptions,
+    VerifySide,
+    VerifyUploads,
+)
+
+BODY_FIELDS = frozenset({"image1", "image2", "embedding1", "embedding2", "images"})
+# A plain multipart field's largest size: an embedding as JSON text (256 values take about 6 KB).
+MAX_FIELD_BYTES = 128 * 1024
 
 
-def _validated(model: type[BaseModel], data: Any, *, from_json: bool) -> Any:
+def _validated(model: type[BaseModel], data: Any, *, from_json: bool, where: str | None = None,
+               code: str | None = None) -> Any:
+    """`data` validated as `model`; errors are invalid_request, or invalid_embedding where they are
+    all about an embedding, prefixed with `where` they were found."""
     try:
         return model.model_validate_json(data) if from_json else model.model_validate(data)
     except ValidationError as error:
-        raise invalid_request(describe_validation_errors(error.errors())) from None
+        errors = error.errors()
+        if code is None:
+            about_embeddings = errors and all(str((e.get("loc") or ("",))[0]).startswith("embedding") for e in errors)
+            code = "invalid_embedding" if about_embeddings else "invalid_request"
+        message = describe_validation_errors(errors)
+        raise ServiceError(code, f"{where}: {message}" if where else message) from None
+
+
+def _query_options(request: Request, model: type[BaseModel]) -> dict[str, str]:
+    """The query string's options; anything else in it is refused."""
+    values: dict[str, str] = {}
+    for name, value in request.query_params.multi_items():
+        if name in BODY_FIELDS:
+            raise invalid_request(f"{name} belongs in the request body, not in the query string")
+        if name not in model.model_fields:
+            raise invalid_request(f"unknown query parameter {name!r}; options: {', '.join(model.model_fields)}")
+        if name in values and values[name] != value:
+            raise invalid_request(f"query parameter {name} is given twice, with different values")
+        values[name] = value
+    return values
+
+
+def _options(model: type[BaseModel], request: Request, body: dict[str, Any]) -> Any:
+    """The options from the body and the query string together (see the module's docstring)."""
+    from_query = _validated(model, _query_options(request, model), from_json=False, where="query string")
+    from_body = _validated(model, body, from_json=False)
+    for name in sorted(from_query.model_fields_set & from_body.model_fields_set):
+        if getattr(from_query, name) != getattr(from_body, name):
+            raise invalid_request(f"{name} is given in the query string and in the body, with different values")
+    merged = {**from_body.model_dump(exclude_unset=True), **from_query.model_dump(exclude_unset=True)}
+    return _validated(model, merged, from_json=False)
 
 
 _DATA_URL_PREFIX = re.compile(r"data:[^,;]*(;[^,;]*)*;base64,", re.IGNORECASE)
@@ -57,7 +108,8 @@ async def _read_multipart(
 ) -> tuple[list[tuple[str, bytes]], dict[str, str]]:
     """The file parts (name, bytes) in order, and the plain fields (each at most once)."""
     async with aclosing(request.stream()) as stream:
-        parser = MultiPartParser(request.headers, stream, max_files=max_files, max_fields=8, max_part_size=4096)
+        parser = MultiPartParser(request.headers, stream, max_files=max_files, max_fields=8,
+                                 max_part_size=MAX_FIELD_BYTES)
         parser.spool_max_size = max_body_bytes  # never roll an upload over to a temporary file on disk
         try:
             form = await parser.parse()
@@ -86,28 +138,50 @@ def _file_fields_as_text(fields: dict[str, str], file_names: set[str]) -> None:
         raise invalid_request(f"{name} must be a file part (e.g. curl -F {name}=@photo.jpg)")
 
 
+def _verify_sides(images: dict[str, bytes], embeddings: dict[str, EmbeddingInput]) -> tuple[VerifySide, VerifySide]:
+    sides = []
+    for number in ("1", "2"):
+        image, embedding = images.get("image" + number), embeddings.get("embedding" + number)
+        if image is not None and embedding is not None:
+            raise invalid_request(f"give image{number} or embedding{number}, not both")
+        if image is None and embedding is None:
+            raise invalid_request(f"image{number} is missing (or embedding{number} in its place)")
+        label = f"image{number}" if image is not None else f"embedding{number}"
+        sides.append(VerifySide(label, image=image, embedding=embedding))
+    return sides[0], sides[1]
+
+
+def _embedding_text(name: str, text: str | bytes) -> EmbeddingInput:
+    return _validated(EmbeddingInput, text, from_json=True, where=name, code="invalid_embedding")
+
+
 async def read_verify_request(request: Request, max_body_bytes: int) -> VerifyUploads:
-    """Two images (`image1`, `image2`) and the decision options, from multipart or JSON."""
+    """Two sides, each an image (`image1`, `image2`) or an embedding from /embed (`embedding1`,
+    `embedding2`), and the decision options, from multipart or JSON."""
     if _body_kind(request) == "json":
         body: VerifyJSON = _validated(VerifyJSON, await request.body(), from_json=True)
-        return VerifyUploads(
-            image1=decode_base64_image(body.image1, "image1"),
-            image2=decode_base64_image(body.image2, "image2"),
-            options=VerifyOptions.model_validate(body.model_dump(exclude={"image1", "image2"})),
-        )
-    files, fields = await _read_multipart(request, max_files=2, max_body_bytes=max_body_bytes)
-    _file_fields_as_text(fields, {"image1", "image2"})
-    images: dict[str, bytes] = {}
-    for name, data in files:
-        if name not in ("image1", "image2"):
-            raise invalid_request(f"unexpected file field {name!r}; send image1 and image2")
-        if name in images:
-            raise invalid_request(f"{name} is given twice")
-        images[name] = data
-    for name in ("image1", "image2"):
-        if name not in images:
-            raise invalid_request(f"{name} is missing")
-    return VerifyUploads(images["image1"], images["image2"], _validated(VerifyOptions, fields, from_json=False))
+        images = {name: decode_base64_image(text, name) for name in ("image1", "image2")
+                  if (text := getattr(body, name)) is not None}
+        embeddings = {name: value for name in ("embedding1", "embedding2") if (value := getattr(body, name)) is not None}
+        options = body.model_dump(include=set(VerifyOptions.model_fields), exclude_unset=True)
+    else:
+        files, fields = await _read_multipart(request, max_files=4, max_body_bytes=max_body_bytes)
+        _file_fields_as_text(fields, {"image1", "image2"})
+        images, embeddings = {}, {}
+        parts = [(name, data) for name, data in files] + [(name, fields.pop(name)) for name in ("embedding1", "embedding2")
+                                                          if name in fields]
+        for name, data in parts:
+            if name in images or name in embeddings:
+                raise invalid_request(f"{name} is given twice")
+            if name in ("image1", "image2"):
+                images[name] = data
+            elif name in ("embedding1", "embedding2"):
+                embeddings[name] = _embedding_text(name, data)
+            else:
+                raise invalid_request(f"unexpected file field {name!r}; send image1 and image2 (or embedding1, embedding2)")
+        options = fields
+    first, second = _verify_sides(images, embeddings)
+    return VerifyUploads(first, second, _options(VerifyOptions, request, options))
 
 
 async def read_embed_request(request: Request, max_body_bytes: int, max_images: int) -> EmbedUploads:
@@ -117,7 +191,8 @@ async def read_embed_request(request: Request, max_body_bytes: int, max_images: 
         if len(body.images) > max_images:
             raise invalid_request(f"{len(body.images)} images; at most {max_images} per request")
         images = [decode_base64_image(text, f"images[{index}]") for index, text in enumerate(body.images)]
-        return EmbedUploads(images, EmbedOptions(face_policy=body.face_policy))
+        options = body.model_dump(include=set(EmbedOptions.model_fields), exclude_unset=True)
+        return EmbedUploads(images, _options(EmbedOptions, request, options))
     files, fields = await _read_multipart(request, max_files=max_images, max_body_bytes=max_body_bytes)
     _file_fields_as_text(fields, {"images"})
     unexpected = sorted({name for name, _ in files} - {"images"})
@@ -125,26 +200,51 @@ async def read_embed_request(request: Request, max_body_bytes: int, max_images: 
         raise invalid_request(f"unexpected file field {unexpected[0]!r}; send the images as `images`")
     if not files:
         raise invalid_request("images is missing: send one or more files as `images`")
-    return EmbedUploads([data for _, data in files], _validated(EmbedOptions, fields, from_json=False))
+    return EmbedUploads([data for _, data in files], _options(EmbedOptions, request, fields))
 
 
-def request_body_docs(json_model: type[BaseModel], files: dict[str, str]) -> dict[str, Any]:
-    """OpenAPI text for a body read by hand: the JSON form and the multipart form."""
-    multipart_properties: dict[str, Any] = {
-        name: {"type": "string", "format": "binary", "description": text} for name, text in files.items()
-    }
-    json_schema = json_model.model_json_schema()
-    for name, schema in json_schema["properties"].items():
-        if name not in files:
-            multipart_properties[name] = schema
+def _inlined(schema: Any, definitions: dict[str, Any]) -> Any:
+    """A JSON schema with its local `$defs` references replaced by what they name (none is recursive):
+    an operation's OpenAPI text cannot carry `$defs` of its own."""
+    if isinstance(schema, dict):
+        if set(schema) == {"$ref"}:
+            return _inlined(definitions[schema["$ref"].rsplit("/", 1)[-1]], definitions)
+        return {key: _inlined(value, definitions) for key, value in schema.items() if key != "$defs"}
+    if isinstance(schema, list):
+        return [_inlined(item, definitions) for item in schema]
+    return schema
+
+
+def _schema(model: type[BaseModel]) -> dict[str, Any]:
+    schema = model.model_json_schema()
+    return _inlined(schema, schema.get("$defs", {}))
+
+
+def request_docs(
+    json_model: type[BaseModel], options: type[BaseModel], files: dict[str, str], texts: dict[str, str] | None = None
+) -> dict[str, Any]:
+    """OpenAPI text for a request read by hand: the options in the query string, and the body as
+    JSON or as multipart (`files` as file parts, `texts` as JSON text fields or file parts, and the
+    options as form fields)."""
+    multipart: dict[str, Any] = {name: {"type": "string", "format": "binary", "description": text}
+                                 for name, text in files.items()}
+    multipart |= {name: {"type": "string", "description": text} for name, text in (texts or {}).items()}
+    option_properties = _schema(options)["properties"]
+    multipart |= option_properties
+    both = "; in the query string or the body (the same value in both is fine, different values are refused)"
+    parameters = [
+        {"name": name, "in": "query", "required": False, "schema": schema,
+         "description": schema.get("description", "") + both}
+        for name, schema in option_properties.items()
+    ]
     return {
+        "parameters": parameters,
         "requestBody": {
             "required": True,
             "content": {
-                "multipart/form-data": {
-                    "schema": {"type": "object", "properties": multipart_properties, "required": list(files)}
-                },
-                "application/json": {"schema": json_schema},
+                "multipart/form-data": {"schema": {"type": "object", "properties": multipart,
+                                                   "additionalProperties": False}},
+                "application/json": {"schema": _schema(json_model)},
             },
-        }
+        },
     }

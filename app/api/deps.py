@@ -9,10 +9,10 @@ from fastapi import Depends, Request, Security
 from fastapi.security import APIKeyHeader
 
 from app.errors import ServiceError
-from app.jobs import Verifier
 from app.limiter import InferenceLimiter
 from app.metrics import ServiceMetrics
 from app.settings import Settings
+from model.verify.verifier import Verifier
 
 api_key_header = APIKeyHeader(
     name="X-API-Key", auto_error=False, description="required when the service is started with FACEVER_API_KEYS"

@@ -5,11 +5,12 @@ from __future__ import annotations
 import time
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
-from model.card import EncoderCard, OperatingPoint
-from model.types import LANDMARK_NAMES, SelectionPolicy
-from model.verify.results import FaceEmbedding, Verification
+from model.card import EncoderCard, InferenceMode, OperatingPoint
+from model.types import LANDMARK_NAMES, Face, SelectionPolicy
+from model.verify.decision import Verdict
+from model.verify.results import EmbeddingModel, FaceEmbedding, Verification
 
 
 class Box(BaseModel):
@@ -24,6 +25,15 @@ class Point(BaseModel):
     y: float
 
 
+def _box(face: Face) -> Box:
+    x1, y1, x2, y2 = (round(float(value), 2) for value in face.box)
+    return Box(x1=x1, y1=y1, x2=x2, y2=y2)
+
+
+def _landmarks(face: Face) -> dict[str, Point]:
+    return {name: Point(x=round(float(x), 2), y=round(float(y), 2)) for name, (x, y) in zip(LANDMARK_NAMES, face.landmarks)}
+
+
 class FaceSummary(BaseModel):
     """The face an answer is about, in the uploaded image's (upright) pixel coordinates."""
 
@@ -31,20 +41,54 @@ class FaceSummary(BaseModel):
     landmarks: dict[str, Point] = Field(description="left/right as seen in the image")
     detection_score: float
     faces_detected: int = Field(description="faces found in the image; the policy chose this one")
+    ambiguous: bool = Field(False, description="another face was nearly as likely the person the photo is of "
+                            "(its box is runner_up); face_policy=reject refuses such images")
+    runner_up: Box | None = Field(None, description="of the other faces, the one most likely the photo's subject")
 
     @classmethod
     def of(cls, chosen: FaceEmbedding) -> FaceSummary:
         face = chosen.face
-        x1, y1, x2, y2 = (round(float(value), 2) for value in face.box)
         return cls(
-            box=Box(x1=x1, y1=y1, x2=x2, y2=y2),
-            landmarks={
-                name: Point(x=round(float(x), 2), y=round(float(y), 2))
-                for name, (x, y) in zip(LANDMARK_NAMES, face.landmarks)
-            },
+            box=_box(face),
+            landmarks=_landmarks(face),
             detection_score=round(float(face.score), 4),
             faces_detected=int(chosen.faces_detected),
+            ambiguous=chosen.ambiguous,
+            runner_up=_box(chosen.runner_up) if chosen.runner_up else None,
         )
+
+
+class FaceMatch(BaseModel):
+    """One face of the searched image under face_policy=all, and its comparison."""
+
+    box: Box
+    landmarks: dict[str, Point]
+    detection_score: float
+    distance: float
+    same: bool
+    probability_same: float | None
+
+    @classmethod
+    def of(cls, face: Face, verdict: Verdict) -> FaceMatch:
+        return cls(box=_box(face), landmarks=_landmarks(face), detection_score=round(float(face.score), 4),
+                   distance=round(verdict.distance, 6), same=verdict.same, probability_same=verdict.probability_same)
+
+
+class EmbeddingModelRef(BaseModel):
+    """What made an embedding; /verify compares only embeddings of the model serving."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(max_length=200)
+    version: str = Field(max_length=200)
+    inference: InferenceMode = Field(description="plain, or flip (mirror test-time augmentation)")
+
+    @classmethod
+    def of(cls, made_by: EmbeddingModel) -> EmbeddingModelRef:
+        return cls(name=made_by.name, version=made_by.version, inference=made_by.inference)
+
+    def to_model(self) -> EmbeddingModel:
+        return EmbeddingModel(self.name, self.version, self.inference)
 
 
 class ModelRef(BaseModel):
@@ -79,8 +123,10 @@ class Timings(BaseModel):
 
 
 class VerifyFaces(BaseModel):
-    image1: FaceSummary
-    image2: FaceSummary
+    """The face compared on each side; null where the side was given as an embedding."""
+
+    image1: FaceSummary | None
+    image2: FaceSummary | None
 
 
 def _elapsed_ms(started: float) -> float:
@@ -94,6 +140,13 @@ class VerifyResponse(BaseModel):
     operating_point: OperatingPointInfo | None = Field(description="null when an explicit threshold was given")
     probability_same: float | None = Field(description="calibrated P(same person); null if not calibrated")
     faces: VerifyFaces
+    matches_in: Literal["image1", "image2"] | None = Field(
+        description="face_policy=all: the image whose every face was compared; null otherwise"
+    )
+    matches: list[FaceMatch] | None = Field(
+        description="face_policy=all: each face of that image (at most max_faces, the largest), best match "
+        "first; same, distance and faces above are the best match's"
+    )
     model: ModelRef
     timings_ms: Timings
     request_id: str
@@ -102,13 +155,16 @@ class VerifyResponse(BaseModel):
     def of(cls, result: Verification, decode_ms: float, card: EncoderCard, state: Any) -> VerifyResponse:
         """From a Verification and the request's state (id, arrival time)."""
         verdict = result.verdict
+        first, second = (FaceSummary.of(side) if side.face is not None else None for side in result.faces)
         return cls(
             same=verdict.same,
             distance=round(verdict.distance, 6),
             threshold=verdict.threshold,
             operating_point=OperatingPointInfo.of(verdict.operating_point) if verdict.operating_point else None,
             probability_same=verdict.probability_same,
-            faces=VerifyFaces(image1=FaceSummary.of(result.faces[0]), image2=FaceSummary.of(result.faces[1])),
+            faces=VerifyFaces(image1=first, image2=second),
+            matches_in=None if result.matches_in is None else ("image1", "image2")[result.matches_in],
+            matches=None if result.matches is None else [FaceMatch.of(m.face, m.verdict) for m in result.matches],
             model=ModelRef.of(card),
             timings_ms=Timings(decode=decode_ms, **result.timings_ms, total=_elapsed_ms(state.started)),
             request_id=state.request_id,
@@ -116,8 +172,11 @@ class VerifyResponse(BaseModel):
 
 
 class Embedding(BaseModel):
+    """Send it back unchanged as embedding1 or embedding2 of /verify."""
+
     embedding: list[float] = Field(description="L2-normalised; compare with Euclidean distance")
     dim: int
+    model: EmbeddingModelRef
     face: FaceSummary
 
 
@@ -128,10 +187,15 @@ class EmbedResponse(BaseModel):
     request_id: str
 
     @classmethod
-    def of(cls, faces: list[FaceEmbedding], timings: dict[str, float], card: EncoderCard, state: Any) -> EmbedResponse:
+    def of(
+        cls, faces: list[FaceEmbedding], timings: dict[str, float], card: EncoderCard, made_by: EmbeddingModel,
+        state: Any,
+    ) -> EmbedResponse:
+        model = EmbeddingModelRef.of(made_by)
         return cls(
             embeddings=[
-                Embedding(embedding=chosen.embedding.tolist(), dim=len(chosen.embedding), face=FaceSummary.of(chosen))
+                Embedding(embedding=chosen.embedding.tolist(), dim=len(chosen.embedding), model=model,
+                          face=FaceSummary.of(chosen))
                 for chosen in faces
             ],
             model=ModelRef.of(card),
@@ -160,6 +224,7 @@ class ServiceInfo(BaseModel):
     default_operating_point: str | None
     operating_points: list[OperatingPointInfo] = Field(description="those of the active inference mode")
     min_face_size: int
+    max_faces: int = Field(description="most faces face_policy=all compares (the largest)")
     max_upload_bytes: int
     max_image_pixels: int
     max_embed_images: int
@@ -185,6 +250,7 @@ class InfoResponse(BaseModel):
                 if calibration
                 else [],
                 min_face_size=settings.min_face_size,
+                max_faces=settings.max_faces,
                 max_upload_bytes=settings.max_upload_bytes,
                 max_image_pixels=settings.max_image_pixels,
                 max_embed_images=settings.max_embed_images,

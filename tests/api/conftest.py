@@ -1,8 +1,9 @@
 """Plumbing tests of the HTTP layer against a fake verifier (no torch, no weights).
 
-The fake "detects" one face per 100 pixels of image width (none below 100), and embeds an image as
-its normalised mean colour, so same-coloured images are the same person and others are not. Its
-card and its decisions are the real ones.
+The fake "detects" one face per 100 pixels of image width (none below 100; see fake_face), and
+embeds a face as the normalised mean colour of its box, so same-coloured faces are the same person
+and others are not. Its card, its face choice and its decisions are the real ones
+(model.verify.verifier.Verifier).
 """
 
 from __future__ import annotations
@@ -10,9 +11,8 @@ from __future__ import annotations
 import io
 import os
 import threading
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import AsyncExitStack
-from dataclasses import dataclass, field
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -26,10 +26,8 @@ from PIL import Image
 from app.main import create_app
 from app.settings import Settings
 from model.card import EncoderCard
-from model.errors import MultipleFaces, NoFaceDetected
 from model.types import Face
-from model.verify.decision import Decision, embedding_distance, resolve_decision
-from model.verify.results import FaceEmbedding, Verification
+from model.verify.verifier import Verifier
 from tests.service import running
 
 RED, BLUE = (200, 30, 30), (30, 30, 200)
@@ -62,57 +60,50 @@ def fake_card(calibrated: bool = True) -> EncoderCard:
     )
 
 
-@dataclass
-class FakeVerifier:
-    """The service's Verifier without torch: the decision is the real one (model.verify.decision)."""
+def fake_face(column: int) -> Face:
+    """The fake detector's face in a 100-pixel column: the 80x80 square 10 pixels in."""
+    x = column * 100
+    landmarks = ((x + 30, 40), (x + 70, 40), (x + 50, 60), (x + 35, 75), (x + 65, 75))
+    return Face(box=(x + 10.0, 10.0, x + 90.0, 90.0), score=0.99, landmarks=landmarks)
 
-    calibrated: bool = True
-    gate: threading.Event | None = None  # when set, each inference waits for it
-    entered: threading.Event = field(default_factory=threading.Event)
-    error: Exception | None = None
-    face_policy: str = "largest"
-    flip_tta: bool = False
-    precision: str = "float32"
-    engine: str = "torch"
-    detector: Any = field(default_factory=lambda: SimpleNamespace(settings={"name": "fake-detector"}))
-    warmed_up: bool = False
 
-    def __post_init__(self) -> None:
-        self.card = fake_card(self.calibrated)
-        self.calibration = self.card.calibration_for(self.flip_tta)
+class FakeVerifier(Verifier):
+    """The service's Verifier, its rules the real ones (model.verify.verifier), over fake networks."""
+
+    def __init__(
+        self,
+        calibrated: bool = True,
+        gate: threading.Event | None = None,  # when set, each inference waits for it
+        error: Exception | None = None,
+        face_policy: str = "subject",
+        flip_tta: bool = False,
+    ):
+        super().__init__(fake_card(calibrated), flip_tta=flip_tta, face_policy=face_policy)
+        self.gate = gate
+        self.error = error
+        self.entered = threading.Event()
+        self.detector = SimpleNamespace(settings={"name": "fake-detector"})
+        self.warmed_up = False
 
     def warm_up(self) -> None:
         self.warmed_up = True
 
-    def _choose(self, image: Image.Image, policy: str, label: str) -> FaceEmbedding:
-        count = image.width // 100
-        if count == 0:
-            raise NoFaceDetected(f"{label}: no face detected")
-        if count > 1 and policy == "reject":
-            raise MultipleFaces(f"{label}: {count} faces detected")
-        landmarks = ((30, 40), (70, 40), (50, 60), (35, 75), (65, 75))
-        face = Face(box=(10.0, 10.0, 90.0, 90.0), score=0.99, landmarks=landmarks)
-        mean = np.asarray(image, dtype=np.float64).reshape(-1, 3).mean(axis=0)
-        vector = np.append(mean, 1.0)
-        return FaceEmbedding(face, count, (vector / np.linalg.norm(vector)).astype(np.float32))
-
-    def embed(self, images, policy=None, labels=None):
+    def detect(self, images: Sequence[np.ndarray]) -> list[list[Face]]:
         self.entered.set()
         if self.gate is not None:
             self.gate.wait(5)
         if self.error is not None:
             raise self.error
-        labels = labels or [f"image {i + 1}" for i in range(len(images))]
-        chosen = [self._choose(image, policy or self.face_policy, label) for image, label in zip(images, labels)]
-        return chosen, {"detect": 1.0, "align": 0.5, "embed": 2.0}
+        return [[fake_face(column) for column in range(image.shape[1] // 100)] for image in images]
 
-    def decision(self, threshold=None, operating_point=None) -> Decision:
-        return resolve_decision(self.calibration, threshold, operating_point)
-
-    def verify(self, image1, image2, decision, *, policy=None, labels=("image1", "image2")) -> Verification:
-        (first, second), timings = self.embed([image1, image2], policy, labels)
-        verdict = decision.judge(embedding_distance(first.embedding, second.embedding))
-        return Verification(verdict=verdict, faces=(first, second), timings_ms=timings)
+    def encode(self, views: Sequence[tuple[np.ndarray, Face]]) -> tuple[np.ndarray, dict[str, float]]:
+        vectors = []
+        for image, face in views:
+            x1, y1, x2, y2 = (int(round(value)) for value in face.box)
+            mean = image[max(y1, 0) : y2, max(x1, 0) : x2].reshape(-1, 3).mean(axis=0)
+            vector = np.append(mean, 1.0)
+            vectors.append(vector / np.linalg.norm(vector))
+        return np.asarray(vectors, dtype=np.float32).reshape(-1, 4), {"align": 0.5, "embed": 2.0}
 
 
 def make_settings(**overrides: Any) -> Settings:

@@ -219,9 +219,9 @@ async def test_cancelled_requests_free_their_place_only_when_their_work_ends():
 
 async def test_inference_runs_on_its_own_threads(serve):
     class RecordingVerifier(FakeVerifier):
-        def embed(self, images, policy=None, labels=None):
+        def detect(self, images):
             threads.add(threading.current_thread().name)
-            return super().embed(images, policy, labels)
+            return super().detect(images)
 
     threads: set[str] = set()
     client = await serve(make_app(RecordingVerifier(), max_concurrency=2))

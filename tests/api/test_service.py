@@ -28,7 +28,7 @@ async def test_info_has_the_card_and_the_active_settings(client):
     assert body["model"] == fake_card().to_json()
     assert body["model"]["name"] == "fake-encoder" and body["model"]["embedding_dim"] == 4
     service = body["service"]
-    assert service["flip_tta"] is False and service["face_policy"] == "largest"
+    assert service["flip_tta"] is False and service["face_policy"] == "subject" and service["max_faces"] == 32
     assert service["default_operating_point"] == "far_1e-3"
     assert {point["name"]: point["far"] for point in service["operating_points"]} == {"far_1e-3": 0.001, "eer": 0.01}
     assert service["max_embed_images"] == 16

@@ -14,7 +14,7 @@ from tests.conftest import REPO_ROOT
 def test_defaults():
     settings = Settings()
     assert settings.weights_dir.parts[-2:] == ("weights", "fused-dlib-sface-yunet-int8")
-    assert settings.face_policy == "largest" and settings.flip_tta is None
+    assert settings.face_policy == "subject" and settings.flip_tta is None
     assert settings.max_upload_bytes == 10 * 1024 * 1024 and settings.max_image_pixels == 40_000_000
     assert settings.api_keys == () and settings.cors_origins == ()
     assert (settings.max_concurrency, settings.max_queue, settings.request_timeout_s) == (1, 8, 10.0)

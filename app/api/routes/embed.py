@@ -6,10 +6,10 @@ from functools import partial
 
 from fastapi import APIRouter, Request
 
-from app.api.bodies import read_embed_request, request_body_docs
+from app.api.bodies import read_embed_request, request_docs
 from app.api.deps import LimiterDep, MetricsDep, SettingsDep, VerifierDep
 from app.jobs import embed_uploads
-from app.schemas.requests import EmbedJSON
+from app.schemas.requests import EmbedJSON, EmbedOptions
 from app.schemas.responses import EmbedResponse
 
 router = APIRouter(tags=["faces"])
@@ -18,14 +18,15 @@ router = APIRouter(tags=["faces"])
 @router.post(
     "/embed",
     response_model=EmbedResponse,
-    openapi_extra=request_body_docs(EmbedJSON, {"images": "an image (repeat the field for more)"}),
+    openapi_extra=request_docs(EmbedJSON, EmbedOptions, {"images": "an image (repeat the field for more)"}),
 )
 async def embed(
     request: Request, verifier: VerifierDep, limiter: LimiterDep, settings: SettingsDep, metrics: MetricsDep
 ) -> EmbedResponse:
-    """All images are embedded in one batch. Euclidean distance between two returned vectors is
-    the distance /verify reports."""
+    """The images are embedded in passes of two. Euclidean distance between two returned vectors is
+    the distance /verify reports; each item, sent back unchanged as embedding1 or embedding2, lets
+    /verify decide on it."""
     uploads = await read_embed_request(request, settings.max_upload_bytes, settings.max_embed_images)
     faces, timings = await limiter.run("embed", partial(embed_uploads, verifier, uploads, settings.max_image_pixels))
     metrics.count_faces("embed", faces)
-    return EmbedResponse.of(faces, timings, verifier.card, request.state)
+    return EmbedResponse.of(faces, timings, verifier.card, verifier.embedding_model, request.state)
