@@ -3,8 +3,10 @@
 Starts `facever serve` (as bench/latency.py does, with the image's MALLOC_ARENA_MAX=2) and reads its
 VmRSS / VmHWM from /proc: once ready; after 50 /verify of distinct LFW pairs; after 20 /embed of 16
 images; and the peak with two concurrent /verify of two 40-megapixel photos each, the largest that
-FACEVER_MAX_IMAGE_PIXELS admits by default (an LFW face upscaled to 7,300 x 5,475, JPEG), run at
-FACEVER_MAX_CONCURRENCY=2 so that they overlap. Prints
+FACEVER_MAX_IMAGE_PIXELS admits by default, run at FACEVER_MAX_CONCURRENCY=2 so that they overlap:
+first an LFW photo upscaled to 7,300 x 5,475 (a large face: detection's reduced decode is all it
+takes), then the same photo at 625 x 625 in a plain frame of that size (a face small enough to be
+aligned from its region decoded in full, the most a photo can cost). Prints
 a table and writes bench/results/memory.json; deploy/kubernetes/deployment.yaml is sized from it.
 
     python -m bench.memory
@@ -33,11 +35,21 @@ def large_photo(path: Path) -> bytes:
     return buffer.getvalue()
 
 
+def small_face_photo(path: Path) -> bytes:
+    """An LFW photo at 625 x 625 (its face about 275 pixels) in a plain LARGE_SIZE frame."""
+    frame = Image.new("RGB", LARGE_SIZE, (118, 124, 131))
+    frame.paste(Image.open(path).convert("RGB").resize((625, 625), Image.Resampling.BILINEAR), (4000, 2000))
+    buffer = io.BytesIO()
+    frame.save(buffer, "JPEG", quality=70)
+    return buffer.getvalue()
+
+
 def main() -> None:
     args = parse_server_bench(server_bench_parser(__doc__, "memory"), "bench.memory")
     images = args.data / "lfw" / "images"
     pairs = read_pairs(args.data / "lfw" / "pairs.txt")[:50]
     large = [large_photo(images / pairs[0].first), large_photo(images / pairs[0].second)]
+    small_faces = [small_face_photo(images / pairs[0].first), small_face_photo(images / pairs[0].second)]
 
     # Two inferences at once, so the two large verifies overlap: the worst case a deployment that
     # raises FACEVER_MAX_CONCURRENCY (default 1) to 2 can meet.
@@ -60,6 +72,10 @@ def main() -> None:
             codes += list(pool.map(lambda _: verify(*large), range(2)))
         rows["peak, two concurrent /verify of two 40 MP photos each"] = memory_mib(server.pid, "VmHWM")
         rows["after them"] = memory_mib(server.pid)
+        with ThreadPoolExecutor(2) as pool:
+            codes += list(pool.map(lambda _: verify(*small_faces), range(2)))
+        rows["peak, the same with small faces (their regions decoded in full)"] = memory_mib(server.pid, "VmHWM")
+        rows["after those"] = memory_mib(server.pid)
         info = client.get("/info").json()
 
     report = {
