@@ -28,6 +28,8 @@ STATE_FILE = "encoder.pt"
 DISTANCE = "euclidean_l2_normalised"
 
 InferenceMode = Literal["plain", "flip"]
+# How a probe is scored against a subject's k templates (model.verify.subjects).
+SubjectRule = Literal["nearest", "mean_distance", "centroid"]
 
 
 def tta_mode(flip_tta: bool) -> InferenceMode:
@@ -95,6 +97,13 @@ class OperatingPoint(_Data):
         return self.held_out.frr
 
 
+def _name_points(points: Any) -> Any:
+    """Operating points are keyed by name in the JSON; each also knows its own."""
+    if not isinstance(points, dict):
+        return points
+    return {name: {**point, "name": name} if isinstance(point, dict) else point for name, point in points.items()}
+
+
 class Logistic(_Data):
     """p(same) = sigmoid(a * distance + b)."""
 
@@ -120,11 +129,7 @@ class Calibration(_Data):
     @classmethod
     def _name_the_points(cls, data: Any) -> Any:
         if isinstance(data, dict) and isinstance(data.get("operating_points"), dict):
-            points = {
-                name: {**point, "name": name} if isinstance(point, dict) else point
-                for name, point in data["operating_points"].items()
-            }
-            data = {**data, "operating_points": points}
+            data = {**data, "operating_points": _name_points(data["operating_points"])}
         return data
 
     @model_validator(mode="after")
@@ -132,6 +137,45 @@ class Calibration(_Data):
         if self.default not in self.operating_points:
             raise ValueError(f"the default operating point {self.default!r} is not among the operating points")
         return self
+
+
+class SubjectCalibration(_Data):
+    """The subject-level decision of one inference mode: a probe against a subject of k templates
+    scored by `rule`, with operating points per k (a subject of more templates than the largest k
+    calibrated uses that k's), each measured on identities it was not chosen on."""
+
+    rule: SubjectRule
+    default: str
+    templates: dict[int, dict[str, OperatingPoint]] = Field(description="k -> operating points")
+    rules_compared: dict[str, Any] | None = None
+    trials: dict[int, dict[str, Any]] | None = None
+    protocol: str | None = None
+    precision: Precision | None = None
+    engine: Engine | None = None
+    command: str | None = None
+    date: str | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _name_the_points(cls, data: Any) -> Any:
+        if isinstance(data, dict) and isinstance(data.get("templates"), dict):
+            data = {**data, "templates": {k: _name_points(points) for k, points in data["templates"].items()}}
+        return data
+
+    @model_validator(mode="after")
+    def _default_everywhere(self) -> SubjectCalibration:
+        if not self.templates:
+            raise ValueError("a subject calibration needs operating points for at least one k")
+        for k, points in self.templates.items():
+            if self.default not in points:
+                raise ValueError(f"the default operating point {self.default!r} is missing for k={k}")
+        return self
+
+    def points_for(self, k: int) -> dict[str, OperatingPoint]:
+        """The operating points of a subject with k templates: k's own, or the largest k's below it."""
+        if k < 1:
+            raise ValueError("a subject needs at least one template")
+        return self.templates[max((known for known in self.templates if known <= k), default=min(self.templates))]
 
 
 class EncoderCard(_Data):
@@ -160,6 +204,9 @@ class EncoderCard(_Data):
     training: dict[str, Any] | None = None
     evaluation: dict[str, dict[str, Any]] | None = None
     calibration: dict[InferenceMode, Calibration] | None = None
+    subjects: dict[InferenceMode, SubjectCalibration] | None = Field(
+        None, description="the decision against an enrolled subject of k templates, per inference mode"
+    )
 
     @field_validator("input", "alignment", mode="before")
     @classmethod
@@ -196,6 +243,9 @@ class EncoderCard(_Data):
 
     def calibration_for(self, flip_tta: bool) -> Calibration | None:
         return (self.calibration or {}).get(tta_mode(flip_tta))
+
+    def subjects_for(self, flip_tta: bool) -> SubjectCalibration | None:
+        return (self.subjects or {}).get(tta_mode(flip_tta))
 
     def network_files(self) -> list[Path]:
         """Every file the encoder's numbers come from: its weights (own and borrowed) and any

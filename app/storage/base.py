@@ -1,0 +1,192 @@
+"""The storage contract: galleries of subjects, each subject's templates, and the errors a store raises.
+
+A template is an embedding with what made it and what it was made from (the face's box, landmarks and
+detection score), never the image. Every write is one transaction: a subject is enrolled with all the
+faces of a request or none, and a delete removes everything below what it names. Two back-ends
+implement the contract (app.storage.sqlite, app.storage.postgres); their tests are one suite.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+# Ids name galleries and subjects in URLs and logs: a conservative alphabet keeps them safe to echo.
+ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+# The schema version this code writes; a database of a newer one is refused (SchemaTooNew).
+SCHEMA_VERSION = 1
+
+
+class StorageError(Exception):
+    """Base of the errors a store raises; each maps to one stable API error code (app.errors)."""
+
+    code = "storage_unavailable"
+
+    def __init__(self, message: str):
+        super().__init__(message)
+        self.message = message
+
+
+class StorageUnavailable(StorageError):
+    """The database cannot be reached or used now; the caller may retry."""
+
+
+class SchemaTooNew(StorageUnavailable):
+    """The database was made by a newer version of the service; this one will not touch it."""
+
+
+class NotFound(StorageError):
+    def __init__(self, what: str, message: str):
+        super().__init__(message)
+        self.code = f"{what}_not_found"
+
+
+class Conflict(StorageError):
+    def __init__(self, code: str, message: str):
+        super().__init__(message)
+        self.code = code
+
+
+def check_id(kind: str, value: str) -> str:
+    if not ID_PATTERN.fullmatch(value):
+        raise ValueError(f"{kind} id must be 1 to 128 letters, digits, '.', '_' or '-', starting with a letter "
+                         "or digit")
+    return value
+
+
+@dataclass(frozen=True)
+class TemplateModel:
+    """What made a template: only templates of the serving model and inference mode are compared."""
+
+    name: str
+    version: str
+    inference: str
+    precision: str
+
+
+@dataclass(frozen=True)
+class NewTemplate:
+    """A template to store: its embedding (unit length, float32) and what it came from."""
+
+    embedding: np.ndarray
+    model: TemplateModel
+    box: tuple[float, float, float, float] | None = None
+    landmarks: tuple[tuple[float, float], ...] | None = None
+    detection_score: float | None = None
+    quality: dict | None = None
+    upload_hash: str | None = None  # a salted hash of the uploaded file, to refuse it twice
+
+
+@dataclass(frozen=True)
+class Template(NewTemplate):
+    id: str = ""
+    subject_id: str = ""
+    created_at: float = 0.0
+
+
+@dataclass(frozen=True)
+class Subject:
+    gallery_id: str
+    id: str
+    created_at: float
+    updated_at: float
+    template_count: int
+    templates: tuple[Template, ...] = field(default=(), repr=False)  # filled by get_subject only
+
+
+@dataclass(frozen=True)
+class Gallery:
+    id: str
+    created_at: float
+    subject_count: int
+    template_count: int
+
+
+@dataclass(frozen=True)
+class Deleted:
+    """What a delete removed, as its answer reports it."""
+
+    galleries: int = 0
+    subjects: int = 0
+    templates: int = 0
+
+
+@dataclass(frozen=True)
+class Page:
+    """One page of a listing in id order; `next_after` is the last id, None on the last page."""
+
+    items: list
+    next_after: str | None
+
+
+# Called inside the enrolment's transaction with the subject's stored templates; raises to refuse.
+EnrolmentCheck = Callable[[Sequence[Template]], None]
+
+
+def now() -> float:
+    return time.time()
+
+
+class Storage(ABC):
+    """Galleries -> subjects -> templates. Methods block (run them off the event loop) and raise
+    StorageError subclasses only: NotFound, Conflict, StorageUnavailable."""
+
+    url_scheme: str
+
+    @abstractmethod
+    def migrate(self) -> None:
+        """Create or upgrade the schema to SCHEMA_VERSION; SchemaTooNew where the database is newer."""
+
+    @abstractmethod
+    def ping(self) -> None:
+        """Raise StorageUnavailable unless the database answers now."""
+
+    @abstractmethod
+    def upload_salt(self) -> bytes:
+        """This database's secret salt for hashing uploads (made once, kept in the database)."""
+
+    @abstractmethod
+    def create_gallery(self, gallery_id: str) -> Gallery: ...
+
+    @abstractmethod
+    def get_gallery(self, gallery_id: str) -> Gallery: ...
+
+    @abstractmethod
+    def list_galleries(self, after: str | None, limit: int) -> Page: ...
+
+    @abstractmethod
+    def delete_gallery(self, gallery_id: str) -> Deleted: ...
+
+    @abstractmethod
+    def create_subject(self, gallery_id: str, subject_id: str) -> Subject: ...
+
+    @abstractmethod
+    def get_subject(self, gallery_id: str, subject_id: str) -> Subject:
+        """The subject with its templates, oldest first."""
+
+    @abstractmethod
+    def list_subjects(self, gallery_id: str, after: str | None, limit: int) -> Page: ...
+
+    @abstractmethod
+    def delete_subject(self, gallery_id: str, subject_id: str) -> Deleted: ...
+
+    @abstractmethod
+    def add_templates(
+        self, gallery_id: str, subject_id: str, templates: Sequence[NewTemplate], check: EnrolmentCheck,
+        max_templates: int,
+    ) -> list[Template]:
+        """All of `templates` or none, after `check` accepted the subject's stored templates, with
+        the subject locked against concurrent enrolments and deletes for the transaction's length.
+        Conflict duplicate_face where an upload hash is already in the gallery, subject_full beyond
+        max_templates."""
+
+    @abstractmethod
+    def delete_template(self, gallery_id: str, subject_id: str, template_id: str) -> Deleted: ...
+
+    @abstractmethod
+    def close(self) -> None: ...

@@ -1,0 +1,283 @@
+"""The contract in SQL, once for both back-ends: each supplies its connections, its transactions,
+how it locks a subject for an enrolment, and how its driver's errors map onto the contract's.
+
+Queries are written with `?` placeholders (SQLite's); PostgreSQL's back-end turns them into `%s`.
+Timestamps are Unix seconds (double precision), embeddings little-endian float32 bytes.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import uuid
+from abc import abstractmethod
+from collections.abc import Sequence
+from contextlib import AbstractContextManager
+from typing import Any, Protocol
+
+import numpy as np
+
+from app.storage.base import (
+    SCHEMA_VERSION,
+    Conflict,
+    Deleted,
+    EnrolmentCheck,
+    Gallery,
+    NewTemplate,
+    NotFound,
+    Page,
+    SchemaTooNew,
+    Storage,
+    Subject,
+    Template,
+    TemplateModel,
+    now,
+)
+
+# Each version's statements; `{blob}` is the dialect's byte-string type. Append, never edit.
+MIGRATIONS: list[list[str]] = [
+    [
+        "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+        "CREATE TABLE galleries (id TEXT PRIMARY KEY, created_at DOUBLE PRECISION NOT NULL)",
+        """CREATE TABLE subjects (
+            gallery_id TEXT NOT NULL REFERENCES galleries (id) ON DELETE CASCADE,
+            id TEXT NOT NULL,
+            created_at DOUBLE PRECISION NOT NULL,
+            updated_at DOUBLE PRECISION NOT NULL,
+            PRIMARY KEY (gallery_id, id))""",
+        """CREATE TABLE templates (
+            id TEXT PRIMARY KEY,
+            gallery_id TEXT NOT NULL,
+            subject_id TEXT NOT NULL,
+            model_name TEXT NOT NULL,
+            model_version TEXT NOT NULL,
+            inference TEXT NOT NULL,
+            precision TEXT NOT NULL,
+            dim INTEGER NOT NULL,
+            embedding {blob} NOT NULL,
+            face TEXT,
+            quality TEXT,
+            upload_hash TEXT,
+            created_at DOUBLE PRECISION NOT NULL,
+            FOREIGN KEY (gallery_id, subject_id) REFERENCES subjects (gallery_id, id) ON DELETE CASCADE,
+            UNIQUE (gallery_id, upload_hash))""",
+        "CREATE INDEX templates_by_subject ON templates (gallery_id, subject_id, created_at)",
+    ],
+]
+assert len(MIGRATIONS) == SCHEMA_VERSION
+
+_TEMPLATE_COLUMNS = ("id, subject_id, model_name, model_version, inference, precision, dim, embedding, face, "
+                     "quality, upload_hash, created_at")
+
+
+class Database(Protocol):
+    """A transaction's statements: rows as tuples."""
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> list[tuple]: ...
+
+
+def _template(row: tuple) -> Template:
+    (template_id, subject_id, name, version, inference, precision, dim, blob, face, quality, upload_hash,
+     created_at) = row
+    face = json.loads(face) if face else {}
+    return Template(
+        id=template_id, subject_id=subject_id, created_at=created_at,
+        embedding=np.frombuffer(bytes(blob), dtype="<f4", count=dim).astype(np.float32),
+        model=TemplateModel(name, version, inference, precision),
+        box=tuple(face["box"]) if face.get("box") else None,
+        landmarks=tuple(tuple(point) for point in face["landmarks"]) if face.get("landmarks") else None,
+        detection_score=face.get("score"),
+        quality=json.loads(quality) if quality else None,
+        upload_hash=upload_hash,
+    )
+
+
+def _face_json(template: NewTemplate) -> str | None:
+    face = {"box": template.box, "landmarks": template.landmarks, "score": template.detection_score}
+    return json.dumps({key: value for key, value in face.items() if value is not None}) or None
+
+
+class SQLStorage(Storage):
+    """Everything but connections, transactions and error mapping (see the subclasses)."""
+
+    blob_type = "BLOB"
+
+    @abstractmethod
+    def _transaction(self, write: bool) -> AbstractContextManager[Database]:
+        """A transaction, committed on a clean exit; the driver's errors come out as StorageErrors."""
+
+    @abstractmethod
+    def _lock_subject(self, db: Database, gallery_id: str, subject_id: str) -> bool:
+        """Lock the subject's row against concurrent writes until the transaction ends; False if absent."""
+
+    def _lock_schema(self, db: Database) -> None:
+        """Keep two processes from migrating at once (SQLite's write transaction already does)."""
+
+    # -- schema ---------------------------------------------------------------------------
+
+    def migrate(self) -> None:
+        with self._transaction(write=True) as db:
+            self._lock_schema(db)
+            db.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
+            rows = db.execute("SELECT version FROM schema_version")
+            version = rows[0][0] if rows else 0
+            if version > SCHEMA_VERSION:
+                raise SchemaTooNew(f"the database's schema is version {version}, newer than this service's "
+                                   f"{SCHEMA_VERSION}: it was made by a newer release; run that release (or newer)")
+            for statements in MIGRATIONS[version:]:
+                for statement in statements:
+                    db.execute(statement.format(blob=self.blob_type))
+            if not rows:
+                db.execute("INSERT INTO schema_version (version) VALUES (?)", (SCHEMA_VERSION,))
+                db.execute("INSERT INTO meta (key, value) VALUES ('upload_salt', ?)", (secrets.token_hex(32),))
+            elif version < SCHEMA_VERSION:
+                db.execute("UPDATE schema_version SET version = ?", (SCHEMA_VERSION,))
+
+    def ping(self) -> None:
+        with self._transaction(write=False) as db:
+            db.execute("SELECT version FROM schema_version")
+
+    def upload_salt(self) -> bytes:
+        with self._transaction(write=False) as db:
+            return bytes.fromhex(db.execute("SELECT value FROM meta WHERE key = 'upload_salt'")[0][0])
+
+    # -- galleries ------------------------------------------------------------------------
+
+    _GALLERY = ("SELECT g.id, g.created_at, (SELECT COUNT(*) FROM subjects s WHERE s.gallery_id = g.id), "
+                "(SELECT COUNT(*) FROM templates t WHERE t.gallery_id = g.id) FROM galleries g")
+
+    def create_gallery(self, gallery_id: str) -> Gallery:
+        with self._transaction(write=True) as db:
+            if db.execute("SELECT 1 FROM galleries WHERE id = ?", (gallery_id,)):
+                raise Conflict("gallery_exists", f"gallery {gallery_id!r} already exists")
+            created = now()
+            db.execute("INSERT INTO galleries (id, created_at) VALUES (?, ?)", (gallery_id, created))
+        return Gallery(gallery_id, created, 0, 0)
+
+    def get_gallery(self, gallery_id: str) -> Gallery:
+        with self._transaction(write=False) as db:
+            rows = db.execute(self._GALLERY + " WHERE g.id = ?", (gallery_id,))
+        if not rows:
+            raise NotFound("gallery", f"no gallery {gallery_id!r}")
+        return Gallery(*rows[0])
+
+    def list_galleries(self, after: str | None, limit: int) -> Page:
+        with self._transaction(write=False) as db:
+            rows = db.execute(self._GALLERY + " WHERE g.id > ? ORDER BY g.id LIMIT ?", (after or "", limit + 1))
+        return _page([Gallery(*row) for row in rows], limit)
+
+    def delete_gallery(self, gallery_id: str) -> Deleted:
+        with self._transaction(write=True) as db:
+            counts = db.execute("SELECT (SELECT COUNT(*) FROM subjects WHERE gallery_id = ?), "
+                                "(SELECT COUNT(*) FROM templates WHERE gallery_id = ?)", (gallery_id, gallery_id))[0]
+            if not db.execute("DELETE FROM galleries WHERE id = ? RETURNING id", (gallery_id,)):
+                raise NotFound("gallery", f"no gallery {gallery_id!r}")
+        self._after_delete()
+        return Deleted(galleries=1, subjects=counts[0], templates=counts[1])
+
+    # -- subjects -------------------------------------------------------------------------
+
+    _SUBJECT = ("SELECT s.gallery_id, s.id, s.created_at, s.updated_at, (SELECT COUNT(*) FROM templates t "
+                "WHERE t.gallery_id = s.gallery_id AND t.subject_id = s.id) FROM subjects s")
+
+    def create_subject(self, gallery_id: str, subject_id: str) -> Subject:
+        with self._transaction(write=True) as db:
+            if not db.execute("SELECT 1 FROM galleries WHERE id = ?", (gallery_id,)):
+                raise NotFound("gallery", f"no gallery {gallery_id!r}")
+            if db.execute("SELECT 1 FROM subjects WHERE gallery_id = ? AND id = ?", (gallery_id, subject_id)):
+                raise Conflict("subject_exists", f"subject {subject_id!r} already exists in gallery {gallery_id!r}")
+            created = now()
+            db.execute("INSERT INTO subjects (gallery_id, id, created_at, updated_at) VALUES (?, ?, ?, ?)",
+                       (gallery_id, subject_id, created, created))
+        return Subject(gallery_id, subject_id, created, created, 0)
+
+    def get_subject(self, gallery_id: str, subject_id: str) -> Subject:
+        with self._transaction(write=False) as db:
+            rows = self._subject_rows(db, gallery_id, subject_id)
+            templates = db.execute(f"SELECT {_TEMPLATE_COLUMNS} FROM templates WHERE gallery_id = ? AND subject_id = ? "
+                                   "ORDER BY created_at, id", (gallery_id, subject_id))
+        return Subject(*rows[0], templates=tuple(_template(row) for row in templates))
+
+    def _subject_rows(self, db: Database, gallery_id: str, subject_id: str) -> list[tuple]:
+        rows = db.execute(self._SUBJECT + " WHERE s.gallery_id = ? AND s.id = ?", (gallery_id, subject_id))
+        if rows:
+            return rows
+        if not db.execute("SELECT 1 FROM galleries WHERE id = ?", (gallery_id,)):
+            raise NotFound("gallery", f"no gallery {gallery_id!r}")
+        raise NotFound("subject", f"no subject {subject_id!r} in gallery {gallery_id!r}")
+
+    def list_subjects(self, gallery_id: str, after: str | None, limit: int) -> Page:
+        with self._transaction(write=False) as db:
+            if not db.execute("SELECT 1 FROM galleries WHERE id = ?", (gallery_id,)):
+                raise NotFound("gallery", f"no gallery {gallery_id!r}")
+            rows = db.execute(self._SUBJECT + " WHERE s.gallery_id = ? AND s.id > ? ORDER BY s.id LIMIT ?",
+                              (gallery_id, after or "", limit + 1))
+        return _page([Subject(*row) for row in rows], limit)
+
+    def delete_subject(self, gallery_id: str, subject_id: str) -> Deleted:
+        with self._transaction(write=True) as db:
+            if not self._lock_subject(db, gallery_id, subject_id):
+                self._subject_rows(db, gallery_id, subject_id)  # raises the right NotFound
+            removed = db.execute("DELETE FROM templates WHERE gallery_id = ? AND subject_id = ? RETURNING id",
+                                 (gallery_id, subject_id))
+            db.execute("DELETE FROM subjects WHERE gallery_id = ? AND id = ?", (gallery_id, subject_id))
+        self._after_delete()
+        return Deleted(subjects=1, templates=len(removed))
+
+    # -- templates ------------------------------------------------------------------------
+
+    def add_templates(
+        self, gallery_id: str, subject_id: str, templates: Sequence[NewTemplate], check: EnrolmentCheck,
+        max_templates: int,
+    ) -> list[Template]:
+        with self._transaction(write=True) as db:
+            if not self._lock_subject(db, gallery_id, subject_id):
+                self._subject_rows(db, gallery_id, subject_id)
+            stored = [_template(row) for row in db.execute(
+                f"SELECT {_TEMPLATE_COLUMNS} FROM templates WHERE gallery_id = ? AND subject_id = ? "
+                "ORDER BY created_at, id", (gallery_id, subject_id))]
+            if len(stored) + len(templates) > max_templates:
+                raise Conflict("subject_full", f"subject {subject_id!r} has {len(stored)} templates; at most "
+                                               f"{max_templates} per subject")
+            for template in templates:
+                if template.upload_hash and db.execute(
+                    "SELECT subject_id FROM templates WHERE gallery_id = ? AND upload_hash = ?",
+                    (gallery_id, template.upload_hash),
+                ):
+                    raise Conflict("duplicate_face", "this very file is already enrolled in the gallery")
+            check(stored)
+            created = now()
+            added = []
+            for template in templates:
+                row = Template(**vars(template), id=uuid.uuid4().hex, subject_id=subject_id, created_at=created)
+                vector = np.ascontiguousarray(template.embedding, dtype="<f4")
+                db.execute(
+                    f"INSERT INTO templates (gallery_id, {_TEMPLATE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (gallery_id, row.id, subject_id, template.model.name, template.model.version,
+                     template.model.inference, template.model.precision, vector.size, vector.tobytes(),
+                     _face_json(template), json.dumps(template.quality) if template.quality else None,
+                     template.upload_hash, created),
+                )
+                added.append(row)
+            db.execute("UPDATE subjects SET updated_at = ? WHERE gallery_id = ? AND id = ?",
+                       (created, gallery_id, subject_id))
+        return added
+
+    def delete_template(self, gallery_id: str, subject_id: str, template_id: str) -> Deleted:
+        with self._transaction(write=True) as db:
+            if not self._lock_subject(db, gallery_id, subject_id):
+                self._subject_rows(db, gallery_id, subject_id)
+            if not db.execute("DELETE FROM templates WHERE gallery_id = ? AND subject_id = ? AND id = ? RETURNING id",
+                              (gallery_id, subject_id, template_id)):
+                raise NotFound("template", f"no template {template_id!r} of subject {subject_id!r}")
+            db.execute("UPDATE subjects SET updated_at = ? WHERE gallery_id = ? AND id = ?",
+                       (now(), gallery_id, subject_id))
+        self._after_delete()
+        return Deleted(templates=1)
+
+    def _after_delete(self) -> None:
+        """Where the back-end keeps deleted rows' bytes around (SQLite's write-ahead log), drop them."""
+
+
+def _page(items: list, limit: int) -> Page:
+    return Page(items[:limit], items[limit - 1].id if len(items) > limit else None)

@@ -1,0 +1,95 @@
+"""A real PostgreSQL server for the tests: a fresh cluster in a temporary folder on a loopback port.
+
+Debian's `postgresql` package provides the binaries (.ci/run installs it); FACEVER_PG_BINDIR points
+elsewhere. PostgreSQL refuses to run as root, so under root the cluster belongs to the `postgres`
+user the package creates. Tests that need it skip with the reason where no binaries are found.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import pwd
+import shutil
+import socket
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+
+def _bindir() -> Path | None:
+    if os.environ.get("FACEVER_PG_BINDIR"):
+        return Path(os.environ["FACEVER_PG_BINDIR"])
+    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"), key=lambda p: int(Path(p).parts[-3]))
+    if found:
+        return Path(found[-1]).parent
+    initdb = shutil.which("initdb")
+    return Path(initdb).parent if initdb else None
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@dataclass
+class PostgresServer:
+    bindir: Path
+    data: Path
+    port: int
+    user: str | None  # run as this user (when the tests run as root)
+
+    @property
+    def url(self) -> str:
+        return f"postgresql://facever@127.0.0.1:{self.port}/facever"
+
+    def _run(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+        command = [str(self.bindir / args[0]), *args[1:]]
+        if self.user:
+            command = ["runuser", "-u", self.user, "--", *command]
+        return subprocess.run(command, check=check, capture_output=True, text=True, timeout=120)
+
+    def start(self) -> None:
+        self._run("pg_ctl", "-D", str(self.data), "-l", str(self.data / "server.log"), "-w", "-t", "60",
+                  "-o", f"-p {self.port} -k {self.data} -c listen_addresses=127.0.0.1 -c fsync=on", "start")
+
+    def stop(self, mode: str = "fast") -> None:
+        """`immediate` is a crash: no checkpoint, recovery from the write-ahead log on the next start."""
+        self._run("pg_ctl", "-D", str(self.data), "-m", mode, "-w", "stop", check=False)
+
+
+@contextmanager
+def postgres_server() -> Iterator[PostgresServer]:
+    bindir = _bindir()
+    if bindir is None or not (bindir / "initdb").exists():
+        pytest.skip("no PostgreSQL server binaries (apt-get install postgresql, or set FACEVER_PG_BINDIR)")
+    user = None
+    if os.geteuid() == 0:
+        try:
+            pwd.getpwnam("postgres")
+        except KeyError:
+            pytest.skip("running as root and there is no `postgres` user to run the server as")
+        user = "postgres"
+    root = Path(tempfile.mkdtemp(prefix="facever-pg-"))
+    try:
+        data = root / "data"
+        data.mkdir()
+        if user:
+            shutil.chown(root, user)
+            shutil.chown(data, user)
+        server = PostgresServer(bindir, data, _free_port(), user)
+        server._run("initdb", "-D", str(data), "-U", "facever", "--auth=trust", "-E", "UTF8")
+        server.start()
+        server._run("createdb", "-h", "127.0.0.1", "-p", str(server.port), "-U", "facever", "facever")
+        try:
+            yield server
+        finally:
+            server.stop("immediate")
+    finally:
+        shutil.rmtree(root, ignore_errors=True)

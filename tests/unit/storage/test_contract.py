@@ -1,0 +1,224 @@
+"""The storage contract (app.storage.base), one suite for both back-ends: SQLite files on disk and a
+real PostgreSQL server on loopback (tests.postgres)."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+
+import numpy as np
+import pytest
+
+from app.storage import open_storage, redacted
+from app.storage.base import (
+    Conflict,
+    Deleted,
+    NewTemplate,
+    NotFound,
+    SchemaTooNew,
+    StorageUnavailable,
+    TemplateModel,
+    check_id,
+)
+from app.storage.sql import SQLStorage
+
+MODEL = TemplateModel("enc", "1.0", "plain", "int8")
+
+
+def unit(*values: float) -> np.ndarray:
+    vector = np.array(values, np.float32)
+    return vector / np.linalg.norm(vector)
+
+
+def template(*values: float, upload_hash: str | None = None) -> NewTemplate:
+    return NewTemplate(unit(*values), MODEL, box=(1.0, 2.0, 30.0, 40.0), landmarks=((5.0, 6.0),) * 5,
+                       detection_score=0.9, upload_hash=upload_hash)
+
+
+def accept(stored) -> None:
+    pass
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def store(request, tmp_path) -> SQLStorage:
+    url = f"sqlite:///{tmp_path}/facever.sqlite3" if request.param == "sqlite" else request.getfixturevalue("postgres_url")
+    storage = open_storage(url)
+    storage.migrate()
+    yield storage
+    storage.close()
+
+
+def test_enrol_read_back_and_delete_for_real(store: SQLStorage) -> None:
+    store.create_gallery("staff")
+    store.create_subject("staff", "alice")
+    added = store.add_templates("staff", "alice", [template(1, 0, 0, 0, upload_hash="a"), template(0, 1, 0, 0)],
+                                accept, max_templates=10)
+    subject = store.get_subject("staff", "alice")
+    assert subject.template_count == 2 and [t.id for t in subject.templates] == [t.id for t in added]
+    first = subject.templates[0]
+    np.testing.assert_array_equal(first.embedding, unit(1, 0, 0, 0))
+    assert first.model == MODEL and first.box == (1.0, 2.0, 30.0, 40.0) and first.detection_score == 0.9
+    assert first.landmarks == ((5.0, 6.0),) * 5 and first.upload_hash == "a"
+    gallery = store.get_gallery("staff")
+    assert (gallery.subject_count, gallery.template_count) == (1, 2)
+
+    assert store.delete_template("staff", "alice", added[0].id) == Deleted(templates=1)
+    assert store.get_subject("staff", "alice").template_count == 1
+    assert store.delete_subject("staff", "alice") == Deleted(subjects=1, templates=1)
+    with pytest.raises(NotFound) as missing:
+        store.get_subject("staff", "alice")
+    assert missing.value.code == "subject_not_found"
+
+
+def test_delete_gallery_counts_everything_below(store: SQLStorage) -> None:
+    store.create_gallery("g")
+    for name in ("a", "b"):
+        store.create_subject("g", name)
+        store.add_templates("g", name, [template(1, 2, 3, 4)], accept, 10)
+    assert store.delete_gallery("g") == Deleted(galleries=1, subjects=2, templates=2)
+    with pytest.raises(NotFound) as missing:
+        store.list_subjects("g", None, 10)
+    assert missing.value.code == "gallery_not_found"
+    store.create_gallery("g")  # the name is free again, and empty
+    assert store.get_gallery("g").template_count == 0
+
+
+def test_not_found_and_conflicts_have_their_codes(store: SQLStorage) -> None:
+    codes = []
+    for call in (lambda: store.get_gallery("nope"), lambda: store.create_subject("nope", "a"),
+                 lambda: store.delete_gallery("nope")):
+        with pytest.raises(NotFound) as error:
+            call()
+        codes.append(error.value.code)
+    store.create_gallery("g")
+    with pytest.raises(NotFound) as error:
+        store.add_templates("g", "ghost", [template(1, 0)], accept, 10)
+    codes.append(error.value.code)
+    store.create_subject("g", "a")
+    with pytest.raises(NotFound) as error:
+        store.delete_template("g", "a", "0" * 32)
+    codes.append(error.value.code)
+    assert codes == ["gallery_not_found"] * 3 + ["subject_not_found", "template_not_found"]
+
+    conflicts = []
+    for call in (lambda: store.create_gallery("g"), lambda: store.create_subject("g", "a")):
+        with pytest.raises(Conflict) as error:
+            call()
+        conflicts.append(error.value.code)
+    assert conflicts == ["gallery_exists", "subject_exists"]
+
+
+def test_the_same_upload_twice_in_a_gallery_is_refused(store: SQLStorage) -> None:
+    store.create_gallery("g")
+    store.create_subject("g", "a")
+    store.create_subject("g", "b")
+    store.add_templates("g", "a", [template(1, 0, upload_hash="same")], accept, 10)
+    with pytest.raises(Conflict) as error:
+        store.add_templates("g", "b", [template(0, 1), template(1, 1, upload_hash="same")], accept, 10)
+    assert error.value.code == "duplicate_face"
+    assert store.get_subject("g", "b").template_count == 0  # all or nothing
+
+
+def test_a_refusing_check_writes_nothing_and_sees_the_stored_templates(store: SQLStorage) -> None:
+    store.create_gallery("g")
+    store.create_subject("g", "a")
+    store.add_templates("g", "a", [template(1, 0)], accept, 10)
+    seen = []
+
+    def refuse(stored) -> None:
+        seen.extend(stored)
+        raise Conflict("subject_mismatch", "not the same person")
+
+    with pytest.raises(Conflict):
+        store.add_templates("g", "a", [template(0, 1), template(0, 2)], refuse, 10)
+    assert len(seen) == 1 and store.get_subject("g", "a").template_count == 1
+
+
+def test_subject_full(store: SQLStorage) -> None:
+    store.create_gallery("g")
+    store.create_subject("g", "a")
+    store.add_templates("g", "a", [template(1, 0), template(1, 1)], accept, 3)
+    with pytest.raises(Conflict) as error:
+        store.add_templates("g", "a", [template(0, 1), template(2, 1)], accept, 3)
+    assert error.value.code == "subject_full"
+
+
+def test_pages_in_id_order(store: SQLStorage) -> None:
+    store.create_gallery("g")
+    for name in ("c", "a", "e", "b", "d"):
+        store.create_subject("g", name)
+    seen, after = [], None
+    while True:
+        page = store.list_subjects("g", after, 2)
+        seen += [subject.id for subject in page.items]
+        if page.next_after is None:
+            break
+        after = page.next_after
+    assert seen == ["a", "b", "c", "d", "e"]
+    assert store.list_galleries(None, 10).items[0].id == "g"
+
+
+def test_concurrent_enrolments_all_land(store: SQLStorage) -> None:
+    """Eight writers on one subject: every acknowledged write is there, none lost to a race."""
+    store.create_gallery("g")
+    store.create_subject("g", "a")
+    acknowledged, errors = [], []
+
+    def writer(number: int) -> None:
+        try:
+            for repeat in range(5):
+                added = store.add_templates("g", "a", [template(number + 1, repeat + 1)], accept, 1000)
+                acknowledged.append(added[0].id)
+        except Exception as error:  # noqa: BLE001 - reported below
+            errors.append(error)
+
+    threads = [threading.Thread(target=writer, args=(n,)) for n in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not errors
+    assert sorted(t.id for t in store.get_subject("g", "a").templates) == sorted(acknowledged)
+
+
+def test_migrate_is_idempotent_and_refuses_a_newer_schema(store: SQLStorage) -> None:
+    store.migrate()
+    with store._transaction(write=True) as db:
+        db.execute("UPDATE schema_version SET version = 99")
+    with pytest.raises(SchemaTooNew, match="version 99"):
+        store.migrate()
+
+
+def test_sqlite_deleted_bytes_do_not_linger(tmp_path) -> None:
+    path = tmp_path / "facever.sqlite3"
+    store = open_storage(f"sqlite:///{path}")
+    store.migrate()
+    store.create_gallery("g")
+    store.create_subject("g", "a")
+    marker = np.full(64, 0.125, np.float32)  # unit length, and a byte pattern easy to find
+    store.add_templates("g", "a", [NewTemplate(marker, MODEL)], accept, 10)
+    pattern = marker.tobytes()[:32]
+    store.delete_subject("g", "a")
+    stored = path.read_bytes() + (path.with_name(path.name + "-wal").read_bytes()
+                                  if path.with_name(path.name + "-wal").exists() else b"")
+    assert pattern not in stored
+    assert sqlite3.connect(path).execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def test_unreachable_postgres_is_unavailable_not_a_crash() -> None:
+    store = open_storage("postgresql://nobody@127.0.0.1:1/none")
+    try:
+        with pytest.raises(StorageUnavailable):
+            store.migrate()
+    finally:
+        store.close()
+
+
+def test_ids_and_urls() -> None:
+    assert check_id("subject", "alice.smith-2_x") == "alice.smith-2_x"
+    for bad in ("", "-a", "a/b", "a b", "é", "a" * 129, "<script>"):
+        with pytest.raises(ValueError):
+            check_id("subject", bad)
+    assert redacted("postgresql://u:secret@h:5432/d") == "postgresql://u:***@h:5432/d"
+    with pytest.raises(ValueError, match="storage URL"):
+        open_storage("mysql://x")
