@@ -15,14 +15,29 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from app.logging import REQUEST_ID_HEADER, request_id_var
+from app.logging import REQUEST_ID_HEADER, get_logger, request_id_var
+from app.storage.base import StorageError, StorageUnavailable
 from model.errors import InputError
+
+logger = get_logger("app.errors")
 
 STATUS_BY_CODE: dict[str, int] = {
     "invalid_image": 400,
     "unauthorized": 401,
+    "forbidden": 403,
     "not_found": 404,
+    "gallery_not_found": 404,
+    "subject_not_found": 404,
+    "template_not_found": 404,
     "method_not_allowed": 405,
+    "gallery_exists": 409,
+    "subject_exists": 409,
+    "subject_mismatch": 409,
+    "duplicate_face": 409,
+    "subject_full": 409,
+    "subject_empty": 409,
+    "reenrolment_needed": 409,
+    "conflict": 409,
     "image_too_large": 413,
     "payload_too_large": 413,
     "unsupported_format": 415,
@@ -35,10 +50,13 @@ STATUS_BY_CODE: dict[str, int] = {
     "not_ready": 503,
     "overloaded": 503,
     "timeout": 503,
+    "storage_unavailable": 503,
 }
 
 # Seconds a client should wait before retrying an overloaded service: about one inference.
 RETRY_AFTER_S = 1
+# ... and an unavailable database: the store is tried again every 2 s (app.storage.keeper).
+STORAGE_RETRY_AFTER_S = 2
 
 
 class ServiceError(Exception):
@@ -93,6 +111,15 @@ async def _input_error(request: Request, error: Exception) -> JSONResponse:
     return error_response(error.code, error.message)
 
 
+async def _storage_error(request: Request, error: Exception) -> JSONResponse:
+    assert isinstance(error, StorageError)
+    if isinstance(error, StorageUnavailable):
+        logger.warning("storage unavailable: %s", error.message)
+        return error_response("storage_unavailable", "the subject database is unavailable; retry shortly",
+                              headers={"Retry-After": str(STORAGE_RETRY_AFTER_S)})
+    return error_response(error.code, error.message)
+
+
 async def _validation_error(request: Request, error: Exception) -> JSONResponse:
     assert isinstance(error, RequestValidationError)
     return error_response("invalid_request", describe_validation_errors(error.errors()))
@@ -116,5 +143,6 @@ def install_error_handlers(app: FastAPI) -> None:
     """Unhandled exceptions are turned into internal_error by the request middleware (app.middleware)."""
     app.add_exception_handler(ServiceError, _service_error)
     app.add_exception_handler(InputError, _input_error)
+    app.add_exception_handler(StorageError, _storage_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)

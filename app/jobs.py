@@ -1,4 +1,4 @@
-"""The work a request hands to the inference thread: decode the uploads, then verify or embed.
+"""The work a request hands to the inference thread: decode the uploads, then verify or embed them.
 
 The decision (threshold or operating point) and any embedding given back are resolved by the route
 before anything is queued, and handed in here, so no request resolves them twice.
@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 
-from app.schemas.requests import EmbedUploads, VerifyUploads
+from app.schemas.requests import VerifyUploads
 from app.settings import Settings
 from model.errors import InputError
 from model.images import Photo, decode_photo
@@ -61,11 +61,13 @@ def verify_uploads(
     return result, decode_ms
 
 
-def embed_uploads(
-    verifier: Verifier, uploads: EmbedUploads, max_pixels: int
+def embed_images(
+    verifier: Verifier, images: Sequence[bytes], policy: str | None, max_pixels: int,
+    labels: Sequence[str] | None = None,
 ) -> tuple[list[FaceEmbedding], dict[str, float]]:
-    """Decode and embed all images (in passes of two); returns the FaceEmbeddings and the stage timings."""
-    labels = [f"images[{index}]" for index in range(len(uploads.images))]
-    photos, decode_ms = _decode_all(list(zip(labels, uploads.images)), max_pixels, verifier.detection_side)
-    faces, timings = verifier.embed(photos, policy=uploads.options.face_policy, labels=labels)
+    """Decode and embed all images (in passes of two); returns the FaceEmbeddings and the stage
+    timings. Errors name each image by `labels` (default images[0], images[1], ...)."""
+    labels = labels or [f"images[{index}]" for index in range(len(images))]
+    photos, decode_ms = _decode_all(list(zip(labels, images)), max_pixels, verifier.detection_side)
+    faces, timings = verifier.embed(photos, policy=policy, labels=labels)
     return faces, {"decode": decode_ms, **timings}

@@ -18,13 +18,15 @@ from fastapi import Depends, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
 from app.api.deps import require_api_key
-from app.api.routes import embed, health, info, metrics, verify
+from app.api.routes import embed, enrolment, galleries, health, info, metrics, verify
 from app.errors import install_error_handlers
 from app.limiter import InferenceLimiter
 from app.logging import REQUEST_ID_HEADER, configure_logging, get_logger
 from app.metrics import ServiceMetrics
 from app.middleware import RequestMiddleware
 from app.settings import Settings
+from app.storage import open_storage
+from app.storage.keeper import StorageKeeper
 from model.verify.verifier import Verifier
 
 logger = get_logger("app")
@@ -94,17 +96,22 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         configure_logging(settings.log_level)
-        loading = asyncio.create_task(load(app))
+        tasks = [asyncio.create_task(load(app))]
+        if app.state.storage is not None:
+            tasks.append(asyncio.create_task(app.state.storage.watch()))
         try:
             yield
         finally:
             app.state.ready = False  # stop advertising readiness while draining
-            # Cancelling stops the wait; a load step already running in its thread still runs to its end.
-            loading.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await loading
+            # Cancelling stops the wait; a step already running in its thread still runs to its end.
+            for task in tasks:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
             if app.state.limiter is not None:
                 app.state.limiter.close()
+            if app.state.storage is not None:
+                await app.state.storage.close()
 
     app = FastAPI(
         title="facever",
@@ -117,19 +124,24 @@ def create_app(
     app.state.limiter = None
     app.state.ready = False
     app.state.startup_error = None
+    # Subjects are served where a store is configured; opening connects to nothing yet.
+    app.state.storage = None if settings.storage_url == "off" else StorageKeeper(open_storage(settings.storage_url))
 
     install_error_handlers(app)
     app.include_router(health.router)
     protected = [Depends(require_api_key)]
     for module in (verify, embed, info, metrics):
         app.include_router(module.router, dependencies=protected)
+    if app.state.storage is not None:
+        for module in (galleries, enrolment):
+            app.include_router(module.router, dependencies=protected)
 
     app.add_middleware(RequestMiddleware, max_body_bytes=settings.max_upload_bytes, metrics=service_metrics)
     if settings.cors_origins:  # added last, so it wraps everything, error responses included
         app.add_middleware(
             CORSMiddleware,
             allow_origins=list(settings.cors_origins),
-            allow_methods=["GET", "POST"],
+            allow_methods=["GET", "POST", "DELETE"],
             allow_headers=["Content-Type", "X-API-Key", REQUEST_ID_HEADER],
             expose_headers=[REQUEST_ID_HEADER, "Retry-After"],
         )

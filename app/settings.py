@@ -41,6 +41,21 @@ class Settings(BaseSettings):
     api_keys: CommaSeparated = Field(
         (), repr=False, description="accepted X-API-Key values; empty = no authentication"
     )
+    write_api_keys: CommaSeparated = Field(
+        (), repr=False,
+        description="X-API-Key values that may also enrol and delete (galleries, subjects, faces); "
+        "empty = any accepted key may",
+    )
+    storage_url: str = Field(
+        "sqlite:///data/facever.sqlite3", repr=False,
+        description="where enrolled subjects live: sqlite:///<path> (relative to the working directory; "
+        "sqlite:////<absolute path>), postgresql://user:password@host/db, or off",
+    )
+    enrol_operating_point: str = Field(
+        "far_1e-4", description="a new face must match the subject's templates at this subject-level operating "
+        "point to be enrolled (unless the request sets allow_mismatch)",
+    )
+    max_templates_per_subject: int = Field(100, ge=1, le=10_000, description="templates one subject may hold")
     cors_origins: CommaSeparated = Field((), description="origins allowed by CORS; empty = CORS off")
     # One inference at a time on all cores: as many verifies per second as two on one core each,
     # and a single request twice as fast (bench/latency.py; README, Speed).
@@ -62,7 +77,7 @@ class Settings(BaseSettings):
             return self.torch_threads
         return max(1, len(os.sched_getaffinity(0)) // self.max_concurrency)
 
-    @field_validator("api_keys", "cors_origins", mode="before")
+    @field_validator("api_keys", "write_api_keys", "cors_origins", mode="before")
     @classmethod
     def _split_commas(cls, value: object) -> object:
         """Environment variables carry lists as `a,b,c`; blanks around commas are ignored."""

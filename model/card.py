@@ -171,11 +171,14 @@ class SubjectCalibration(_Data):
                 raise ValueError(f"the default operating point {self.default!r} is missing for k={k}")
         return self
 
-    def points_for(self, k: int) -> dict[str, OperatingPoint]:
-        """The operating points of a subject with k templates: k's own, or the largest k's below it."""
+    def calibrated_k(self, k: int) -> int:
+        """The k whose operating points a subject of k templates uses: its own, or the largest below it."""
         if k < 1:
             raise ValueError("a subject needs at least one template")
-        return self.templates[max((known for known in self.templates if known <= k), default=min(self.templates))]
+        return max((known for known in self.templates if known <= k), default=min(self.templates))
+
+    def points_for(self, k: int) -> dict[str, OperatingPoint]:
+        return self.templates[self.calibrated_k(k)]
 
 
 class EncoderCard(_Data):

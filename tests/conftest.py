@@ -46,10 +46,4 @@ def postgres_server():
 @pytest.fixture
 def postgres_url(postgres_server, request) -> str:
     """A fresh, empty database on the session's server."""
-    import psycopg
-
-    name = "t_" + "".join(ch if ch.isalnum() else "_" for ch in request.node.name.lower())[:50]
-    with psycopg.connect(postgres_server.url, autocommit=True) as connection:
-        connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        connection.execute(f'CREATE DATABASE "{name}"')
-    return postgres_server.url.rsplit("/", 1)[0] + "/" + name
+    return postgres_server.fresh_database("t_" + request.node.name)

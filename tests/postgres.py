@@ -55,6 +55,16 @@ class PostgresServer:
             command = ["runuser", "-u", self.user, "--", *command]
         return subprocess.run(command, check=check, capture_output=True, text=True, timeout=120)
 
+    def fresh_database(self, name: str) -> str:
+        """An empty database `name` (dropped first if it exists); its URL."""
+        import psycopg
+
+        name = "".join(ch if ch.isalnum() else "_" for ch in name.lower())[:60]
+        with psycopg.connect(self.url, autocommit=True) as connection:
+            connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            connection.execute(f'CREATE DATABASE "{name}"')
+        return self.url.rsplit("/", 1)[0] + "/" + name
+
     def start(self) -> None:
         self._run("pg_ctl", "-D", str(self.data), "-l", str(self.data / "server.log"), "-w", "-t", "60",
                   "-o", f"-p {self.port} -k {self.data} -c listen_addresses=127.0.0.1 -c fsync=on", "start")

@@ -1,4 +1,4 @@
-"""Reading a /verify or /embed request, multipart files or JSON with base64 images, into validated uploads.
+"""Reading a /verify, /embed, enrolment or subject-verification request, multipart files or JSON with base64 images, into validated uploads.
 
 The bodies are read here rather than declared as FastAPI parameters: both forms end in the same
 validated object, and size and format errors keep the service's own error codes. Uploads stay in
@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import json
 import re
 from contextlib import aclosing
 from typing import Any
@@ -34,8 +35,16 @@ from app.schemas.requests import (
     VerifySide,
     VerifyUploads,
 )
+from app.schemas.subjects import (
+    EnrolJSON,
+    EnrolOptions,
+    EnrolUploads,
+    ProbeUploads,
+    SubjectVerifyJSON,
+    SubjectVerifyOptions,
+)
 
-BODY_FIELDS = frozenset({"image1", "image2", "embedding1", "embedding2", "images"})
+BODY_FIELDS = frozenset({"image1", "image2", "embedding1", "embedding2", "images", "image", "embedding", "embeddings"})
 # A plain multipart field's largest size: an embedding as JSON text (256 values take about 6 KB).
 MAX_FIELD_BYTES = 128 * 1024
 
@@ -201,6 +210,74 @@ async def read_embed_request(request: Request, max_body_bytes: int, max_images: 
     if not files:
         raise invalid_request("images is missing: send one or more files as `images`")
     return EmbedUploads([data for _, data in files], _options(EmbedOptions, request, fields))
+
+
+def _embedding_list(text: str | bytes) -> list[EmbeddingInput]:
+    """A multipart `embeddings` field: a JSON list of embedding objects from /embed (or one object)."""
+    try:
+        values = json.loads(text)
+    except (ValueError, UnicodeDecodeError):
+        raise ServiceError("invalid_embedding", "embeddings is not JSON: send the list of embedding objects /embed "
+                           "returned") from None
+    values = values if isinstance(values, list) else [values]
+    return [_validated(EmbeddingInput, value, from_json=False, where=f"embeddings[{index}]", code="invalid_embedding")
+            for index, value in enumerate(values)]
+
+
+async def read_enrol_request(request: Request, max_body_bytes: int, max_images: int) -> EnrolUploads:
+    """Images (`images`, repeated) and/or embeddings from /embed (`embeddings`: a JSON list; in
+    multipart one text field or file part), and the enrolment options."""
+    if _body_kind(request) == "json":
+        body: EnrolJSON = _validated(EnrolJSON, await request.body(), from_json=True)
+        images = [decode_base64_image(text, f"images[{index}]") for index, text in enumerate(body.images)]
+        embeddings = body.embeddings
+        options = body.model_dump(include=set(EnrolOptions.model_fields), exclude_unset=True)
+    else:
+        files, fields = await _read_multipart(request, max_files=max_images + 1, max_body_bytes=max_body_bytes)
+        _file_fields_as_text(fields, {"images"})
+        unexpected = sorted({name for name, _ in files} - {"images", "embeddings"})
+        if unexpected:
+            raise invalid_request(f"unexpected file field {unexpected[0]!r}; send images (and/or embeddings)")
+        images = [data for name, data in files if name == "images"]
+        texts = [data for name, data in files if name == "embeddings"] + ([fields.pop("embeddings")]
+                                                                          if "embeddings" in fields else [])
+        if len(texts) > 1:
+            raise invalid_request("embeddings is given twice; send one JSON list")
+        embeddings = _embedding_list(texts[0]) if texts else []
+        options = fields
+    if not images and not embeddings:
+        raise invalid_request("send one or more images (or embeddings from /embed) to enrol")
+    if len(images) + len(embeddings) > max_images:
+        raise invalid_request(f"{len(images) + len(embeddings)} faces; at most {max_images} per request")
+    return EnrolUploads(images, embeddings, _options(EnrolOptions, request, options))
+
+
+async def read_probe_request(request: Request, max_body_bytes: int) -> ProbeUploads:
+    """One probe, an `image` or an `embedding` from /embed, and the decision options."""
+    if _body_kind(request) == "json":
+        body: SubjectVerifyJSON = _validated(SubjectVerifyJSON, await request.body(), from_json=True)
+        image = decode_base64_image(body.image, "image") if body.image is not None else None
+        embedding = body.embedding
+        options = body.model_dump(include=set(SubjectVerifyOptions.model_fields), exclude_unset=True)
+    else:
+        files, fields = await _read_multipart(request, max_files=2, max_body_bytes=max_body_bytes)
+        _file_fields_as_text(fields, {"image"})
+        image, embedding = None, None
+        parts = files + ([("embedding", fields.pop("embedding"))] if "embedding" in fields else [])
+        for name, data in parts:
+            if name == "image" and image is None:
+                image = data
+            elif name == "embedding" and embedding is None:
+                embedding = _embedding_text(name, data)
+            elif name in ("image", "embedding"):
+                raise invalid_request(f"{name} is given twice")
+            else:
+                raise invalid_request(f"unexpected file field {name!r}; send image (or embedding)")
+        options = fields
+    if (image is None) == (embedding is None):
+        raise invalid_request("send image or embedding (one of them)")
+    probe = VerifySide("image" if image is not None else "embedding", image=image, embedding=embedding)
+    return ProbeUploads(probe, _options(SubjectVerifyOptions, request, options))
 
 
 def _inlined(schema: Any, definitions: dict[str, Any]) -> Any:

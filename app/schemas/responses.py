@@ -129,7 +129,7 @@ class VerifyFaces(BaseModel):
     image2: FaceSummary | None
 
 
-def _elapsed_ms(started: float) -> float:
+def elapsed_ms(started: float) -> float:
     return round((time.perf_counter() - started) * 1000, 2)
 
 
@@ -166,7 +166,7 @@ class VerifyResponse(BaseModel):
             matches_in=None if result.matches_in is None else ("image1", "image2")[result.matches_in],
             matches=None if result.matches is None else [FaceMatch.of(m.face, m.verdict) for m in result.matches],
             model=ModelRef.of(card),
-            timings_ms=Timings(decode=decode_ms, **result.timings_ms, total=_elapsed_ms(state.started)),
+            timings_ms=Timings(decode=decode_ms, **result.timings_ms, total=elapsed_ms(state.started)),
             request_id=state.request_id,
         )
 
@@ -199,7 +199,7 @@ class EmbedResponse(BaseModel):
                 for chosen in faces
             ],
             model=ModelRef.of(card),
-            timings_ms=Timings(**timings, total=_elapsed_ms(state.started)),
+            timings_ms=Timings(**timings, total=elapsed_ms(state.started)),
             request_id=state.request_id,
         )
 
@@ -211,6 +211,24 @@ class LiveResponse(BaseModel):
 class ReadyResponse(BaseModel):
     status: Literal["ready"] = "ready"
     model: ModelRef
+    storage: Literal["ok", "starting", "unavailable", "off"] = Field(
+        description="the subject database: ok, starting (not reached yet), unavailable, or off (not configured)"
+    )
+
+
+class SubjectPointInfo(OperatingPointInfo):
+    templates: int = Field(description="calibrated for a subject of this many templates (and more, up to the next)")
+
+
+class SubjectsInfo(BaseModel):
+    """How probes are judged against enrolled subjects (POST /galleries/{g}/subjects/{s}/verify)."""
+
+    storage: str = Field(description="sqlite or postgresql")
+    rule: str | None = Field(description="how a probe is scored against a subject's templates; null: uncalibrated")
+    default_operating_point: str | None
+    enrol_operating_point: str = Field(description="a new face must match the subject's others at this point")
+    operating_points: list[SubjectPointInfo] = Field(description="per number of templates, with held-out rates")
+    max_templates_per_subject: int
 
 
 class ServiceInfo(BaseModel):
@@ -228,6 +246,7 @@ class ServiceInfo(BaseModel):
     max_upload_bytes: int
     max_image_pixels: int
     max_embed_images: int
+    subjects: SubjectsInfo | None = Field(description="null where storage is off")
 
 
 class InfoResponse(BaseModel):
@@ -235,8 +254,9 @@ class InfoResponse(BaseModel):
     service: ServiceInfo
 
     @classmethod
-    def of(cls, verifier: Any, settings: Any) -> InfoResponse:
+    def of(cls, verifier: Any, settings: Any, storage: Any) -> InfoResponse:
         calibration = verifier.calibration
+        subjects = verifier.card.subjects_for(verifier.flip_tta)
         return cls(
             model=verifier.card.to_json(),
             service=ServiceInfo(
@@ -254,5 +274,15 @@ class InfoResponse(BaseModel):
                 max_upload_bytes=settings.max_upload_bytes,
                 max_image_pixels=settings.max_image_pixels,
                 max_embed_images=settings.max_embed_images,
+                subjects=None if storage is None else SubjectsInfo(
+                    storage=storage.url_scheme,
+                    rule=subjects.rule if subjects else None,
+                    default_operating_point=subjects.default if subjects else None,
+                    enrol_operating_point=settings.enrol_operating_point,
+                    operating_points=[SubjectPointInfo(**OperatingPointInfo.of(point).model_dump(), templates=k)
+                                      for k, points in (subjects.templates.items() if subjects else ())
+                                      for point in points.values()],
+                    max_templates_per_subject=settings.max_templates_per_subject,
+                ),
             ),
         )

@@ -36,6 +36,7 @@ class _Connection:
 class PostgresStorage(SQLStorage):
     url_scheme = "postgresql"
     blob_type = "BYTEA"
+    serial_type = "BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY"
 
     def __init__(self, url: str, max_connections: int = 4):
         self.url = url

@@ -34,7 +34,8 @@ from app.storage.base import (
     now,
 )
 
-# Each version's statements; `{blob}` is the dialect's byte-string type. Append, never edit.
+# Each version's statements; `{blob}` is the dialect's byte-string type, `{serial}` its
+# auto-numbered primary key (templates keep their enrolment order). Append, never edit.
 MIGRATIONS: list[list[str]] = [
     [
         "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
@@ -46,7 +47,8 @@ MIGRATIONS: list[list[str]] = [
             updated_at DOUBLE PRECISION NOT NULL,
             PRIMARY KEY (gallery_id, id))""",
         """CREATE TABLE templates (
-            id TEXT PRIMARY KEY,
+            seq {serial},
+            id TEXT NOT NULL UNIQUE,
             gallery_id TEXT NOT NULL,
             subject_id TEXT NOT NULL,
             model_name TEXT NOT NULL,
@@ -61,7 +63,7 @@ MIGRATIONS: list[list[str]] = [
             created_at DOUBLE PRECISION NOT NULL,
             FOREIGN KEY (gallery_id, subject_id) REFERENCES subjects (gallery_id, id) ON DELETE CASCADE,
             UNIQUE (gallery_id, upload_hash))""",
-        "CREATE INDEX templates_by_subject ON templates (gallery_id, subject_id, created_at)",
+        "CREATE INDEX templates_by_subject ON templates (gallery_id, subject_id, seq)",
     ],
 ]
 assert len(MIGRATIONS) == SCHEMA_VERSION
@@ -101,6 +103,7 @@ class SQLStorage(Storage):
     """Everything but connections, transactions and error mapping (see the subclasses)."""
 
     blob_type = "BLOB"
+    serial_type = "INTEGER PRIMARY KEY AUTOINCREMENT"
 
     @abstractmethod
     def _transaction(self, write: bool) -> AbstractContextManager[Database]:
@@ -126,7 +129,7 @@ class SQLStorage(Storage):
                                    f"{SCHEMA_VERSION}: it was made by a newer release; run that release (or newer)")
             for statements in MIGRATIONS[version:]:
                 for statement in statements:
-                    db.execute(statement.format(blob=self.blob_type))
+                    db.execute(statement.format(blob=self.blob_type, serial=self.serial_type))
             if not rows:
                 db.execute("INSERT INTO schema_version (version) VALUES (?)", (SCHEMA_VERSION,))
                 db.execute("INSERT INTO meta (key, value) VALUES ('upload_salt', ?)", (secrets.token_hex(32),))
@@ -195,7 +198,7 @@ class SQLStorage(Storage):
         with self._transaction(write=False) as db:
             rows = self._subject_rows(db, gallery_id, subject_id)
             templates = db.execute(f"SELECT {_TEMPLATE_COLUMNS} FROM templates WHERE gallery_id = ? AND subject_id = ? "
-                                   "ORDER BY created_at, id", (gallery_id, subject_id))
+                                   "ORDER BY seq", (gallery_id, subject_id))
         return Subject(*rows[0], templates=tuple(_template(row) for row in templates))
 
     def _subject_rows(self, db: Database, gallery_id: str, subject_id: str) -> list[tuple]:
@@ -235,7 +238,7 @@ class SQLStorage(Storage):
                 self._subject_rows(db, gallery_id, subject_id)
             stored = [_template(row) for row in db.execute(
                 f"SELECT {_TEMPLATE_COLUMNS} FROM templates WHERE gallery_id = ? AND subject_id = ? "
-                "ORDER BY created_at, id", (gallery_id, subject_id))]
+                "ORDER BY seq", (gallery_id, subject_id))]
             if len(stored) + len(templates) > max_templates:
                 raise Conflict("subject_full", f"subject {subject_id!r} has {len(stored)} templates; at most "
                                                f"{max_templates} per subject")

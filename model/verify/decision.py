@@ -48,7 +48,11 @@ class Decision:
 
     threshold: float
     operating_point: OperatingPoint | None
-    calibration: Calibration | None
+    calibration: Calibration | None  # its logistic map gives probability_same; None: no probability
+
+    @classmethod
+    def at(cls, point: OperatingPoint, calibration: Calibration | None = None) -> Decision:
+        return cls(point.threshold, point, calibration)
 
     def judge(self, distance: float) -> Verdict:
         return Verdict(
@@ -69,10 +73,13 @@ def resolve_decision(
         return Decision(float(threshold), None, calibration)
     if calibration is None:
         raise InputError("the encoder has no calibrated operating points; give an explicit threshold", "invalid_request")
-    name = operating_point or calibration.default
+    return Decision.at(pick_point(calibration.operating_points, operating_point or calibration.default), calibration)
+
+
+def pick_point(points: dict[str, OperatingPoint], name: str) -> OperatingPoint:
+    """The operating point `name`, or InputError (invalid_request) naming the known ones."""
     try:
-        point = calibration.operating_points[name]
+        return points[name]
     except KeyError:
-        known = ", ".join(sorted(calibration.operating_points))
+        known = ", ".join(sorted(points))
         raise InputError(f"unknown operating point {name!r}; known: {known}", "invalid_request") from None
-    return Decision(point.threshold, point, calibration)

@@ -17,12 +17,12 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from model.card import Calibration, EncoderCard, tta_mode
+from model.card import Calibration, EncoderCard, SubjectRule, tta_mode
 from model.errors import IncompatibleEmbedding, InputError, InvalidEmbedding, NoFaceDetected
 from model.faces.select import FaceChoice, choose_face, rank_faces
 from model.images import Photo
 from model.types import SELECTION_POLICIES, Face
-from model.verify.decision import Decision, embedding_distance, resolve_decision
+from model.verify.decision import Decision, embedding_distance, pick_point, resolve_decision
 from model.verify.results import EmbeddingModel, FaceEmbedding, FaceMatch, Verification
 
 # Images per detect-align-encode pass of one request: the working memory of two images, not of all of
@@ -111,6 +111,26 @@ class Verifier:
     def decision(self, threshold: float | None = None, operating_point: str | None = None) -> Decision:
         """How a request decides (see model.verify.decision), resolved before any image is read."""
         return resolve_decision(self.calibration, threshold, operating_point)
+
+    def subject_decision(self, templates: int, threshold: float | None = None,
+                         operating_point: str | None = None) -> Decision:
+        """How a probe is judged against a subject of `templates` templates: an explicit threshold
+        on the subject-level score, or a subject-level operating point calibrated for that many
+        (model.card.SubjectCalibration), by name or the default. No probability: the logistic map
+        is the 1:1 distance's."""
+        if threshold is not None:
+            return Decision(float(threshold), None, None)
+        calibration = self.card.subjects_for(self.flip_tta)
+        if calibration is None:
+            raise InputError("the encoder has no calibrated subject-level operating points; give an explicit "
+                             "threshold", "invalid_request")
+        return Decision.at(pick_point(calibration.points_for(templates), operating_point or calibration.default))
+
+    @property
+    def subject_rule(self) -> SubjectRule:
+        """How a probe is scored against a subject's templates (the calibrated rule)."""
+        calibration = self.card.subjects_for(self.flip_tta)
+        return calibration.rule if calibration else "centroid"
 
     @property
     def embedding_model(self) -> EmbeddingModel:

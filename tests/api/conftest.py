@@ -107,6 +107,7 @@ class FakeVerifier(Verifier):
 
 
 def make_settings(**overrides: Any) -> Settings:
+    overrides.setdefault("storage_url", "off")  # the subject tests give a database of their own
     return Settings(weights_dir=Path("/nonexistent/encoder"), detectors_dir=Path("/nonexistent/detectors"), **overrides)
 
 

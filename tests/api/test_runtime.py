@@ -54,7 +54,7 @@ async def test_live_at_once_and_ready_only_after_loading_and_warm_up():
         assert verifier.warmed_up and app.state.limiter is not None
         ready = await client.get("/health/ready")
         assert ready.status_code == 200
-        assert ready.json() == {"status": "ready", "model": {"name": "fake-encoder", "version": "0.0-test"}}
+        assert ready.json() == {"status": "ready", "model": {"name": "fake-encoder", "version": "0.0-test"}, "storage": "off"}
         await lifespan.shut_down()
         assert_error(await client.get("/health/ready"), 503, "not_ready")
 

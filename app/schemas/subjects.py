@@ -1,0 +1,256 @@
+"""Request and response shapes of galleries, subjects, their faces (templates) and subject verification."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import datetime as dt
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from app.schemas.requests import EmbeddingInput, VerifyOptions, VerifySide
+from app.schemas.responses import Box, FaceSummary, ModelRef, OperatingPointInfo, Point, Timings, elapsed_ms
+from app.storage.base import ID_PATTERN, Deleted, Gallery, Page, Subject, Template
+from model.card import EncoderCard, SubjectRule
+from model.types import LANDMARK_NAMES, SelectionPolicy
+from model.verify.decision import Verdict
+
+ID_REGEX = f"^{ID_PATTERN.pattern}$"
+ID_FIELD = Field(pattern=ID_REGEX, description="1-128 letters, digits, '.', '_' or '-', starting with a letter or digit")
+
+
+def timestamp(seconds: float) -> str:
+    return dt.datetime.fromtimestamp(seconds, dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def cursor_of(page: Page) -> str | None:
+    """An opaque cursor: the last id of the page, base64url."""
+    return base64.urlsafe_b64encode(page.next_after.encode()).decode().rstrip("=") if page.next_after else None
+
+
+def after_cursor(cursor: str | None) -> str | None:
+    """The id a cursor stands for; ValueError for one this service did not make."""
+    if not cursor:
+        return None
+    try:
+        after = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+    except (binascii.Error, UnicodeDecodeError):
+        raise ValueError("cursor is not one this service returned") from None
+    if not ID_PATTERN.fullmatch(after):
+        raise ValueError("cursor is not one this service returned")
+    return after
+
+
+# -- requests ----------------------------------------------------------------------------------
+
+
+class CreateGallery(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    id: str = ID_FIELD
+
+
+class CreateSubject(CreateGallery):
+    pass
+
+
+class EnrolOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    face_policy: SelectionPolicy | None = Field(
+        None, description="which face of an image to enrol when it has several (default: the service's)"
+    )
+    allow_mismatch: bool = Field(
+        False, description="enrol even where a new face does not match the subject's other templates at the "
+        "enrolment operating point (see /info)",
+    )
+
+
+class EnrolJSON(EnrolOptions):
+    images: list[str] = Field([], description="base64 images (data: URL prefixes are accepted)")
+    embeddings: list[EmbeddingInput] = Field([], description="embedding objects from /embed, in place of images")
+
+
+class SubjectVerifyOptions(VerifyOptions):
+    face_policy: SelectionPolicy | None = Field(  # type: ignore[assignment]
+        None, description="which face of the image to use when it has several (default: the service's)"
+    )
+
+
+class SubjectVerifyJSON(SubjectVerifyOptions):
+    image: str | None = Field(None, description="base64 image (a data: URL prefix is accepted)")
+    embedding: EmbeddingInput | None = Field(None, description="in place of image: an embedding from /embed")
+
+
+@dataclass(frozen=True)
+class EnrolUploads:
+    images: list[bytes]
+    embeddings: list[EmbeddingInput]
+    options: EnrolOptions
+
+
+@dataclass(frozen=True)
+class ProbeUploads:
+    probe: VerifySide
+    options: SubjectVerifyOptions
+
+
+# -- responses ---------------------------------------------------------------------------------
+
+
+class GalleryResponse(BaseModel):
+    id: str
+    created_at: str
+    subjects: int
+    templates: int
+
+    @classmethod
+    def of(cls, gallery: Gallery) -> GalleryResponse:
+        return cls(id=gallery.id, created_at=timestamp(gallery.created_at), subjects=gallery.subject_count,
+                   templates=gallery.template_count)
+
+
+class GalleryList(BaseModel):
+    galleries: list[GalleryResponse]
+    next_cursor: str | None = Field(description="pass as ?cursor= for the next page; null on the last")
+
+
+class TemplateModelRef(BaseModel):
+    name: str
+    version: str
+    inference: str
+    precision: str
+
+
+class StoredFace(BaseModel):
+    box: Box
+    landmarks: dict[str, Point] | None
+    detection_score: float | None
+
+
+class TemplateResponse(BaseModel):
+    """A stored template: what made it and the face it came from; the embedding itself is not shown."""
+
+    id: str
+    created_at: str
+    model: TemplateModelRef
+    usable: bool = Field(description="made by the model and inference mode serving now, so it is compared")
+    face: StoredFace | None = Field(description="null where it was enrolled from an embedding")
+
+    @classmethod
+    def of(cls, template: Template, usable: bool) -> TemplateResponse:
+        face = None
+        if template.box is not None:
+            x1, y1, x2, y2 = template.box
+            landmarks = ({name: Point(x=x, y=y) for name, (x, y) in zip(LANDMARK_NAMES, template.landmarks)}
+                         if template.landmarks else None)
+            face = StoredFace(box=Box(x1=x1, y1=y1, x2=x2, y2=y2), landmarks=landmarks,
+                              detection_score=template.detection_score)
+        return cls(id=template.id, created_at=timestamp(template.created_at),
+                   model=TemplateModelRef(**vars(template.model)), usable=usable, face=face)
+
+
+class SubjectSummary(BaseModel):
+    id: str
+    created_at: str
+    updated_at: str
+    templates: int
+
+    @classmethod
+    def of(cls, subject: Subject) -> SubjectSummary:
+        return cls(id=subject.id, created_at=timestamp(subject.created_at), updated_at=timestamp(subject.updated_at),
+                   templates=subject.template_count)
+
+
+class SubjectList(BaseModel):
+    subjects: list[SubjectSummary]
+    next_cursor: str | None = Field(description="pass as ?cursor= for the next page; null on the last")
+
+
+class SubjectResponse(SubjectSummary):
+    gallery: str
+    usable_templates: int = Field(description="templates of the model and inference mode serving now")
+    needs_reenrolment: bool = Field(
+        description="true where the subject has templates but none of the serving model: enrol new photos"
+    )
+    faces: list[TemplateResponse]
+
+    @classmethod
+    def of(cls, subject: Subject, usable: set[str]) -> SubjectResponse:  # type: ignore[override]
+        return cls(
+            **SubjectSummary.of(subject).model_dump(), gallery=subject.gallery_id,
+            usable_templates=len(usable), needs_reenrolment=bool(subject.templates) and not usable,
+            faces=[TemplateResponse.of(template, template.id in usable) for template in subject.templates],
+        )
+
+
+class EnrolResponse(BaseModel):
+    subject: SubjectResponse
+    added: list[TemplateResponse] = Field(description="the templates this request stored, in request order")
+    faces: list[FaceSummary | None] = Field(description="the face enrolled from each input; null for an embedding")
+    checked_against: int = Field(description="templates each new face was checked against (0: nothing to check, "
+                                             "or allow_mismatch)")
+    timings_ms: Timings
+    request_id: str
+
+
+class DeletedCounts(BaseModel):
+    galleries: int
+    subjects: int
+    templates: int
+
+
+class DeletedResponse(BaseModel):
+    deleted: DeletedCounts
+    request_id: str
+
+    @classmethod
+    def of(cls, deleted: Deleted, state: Any) -> DeletedResponse:
+        return cls(deleted=DeletedCounts(**vars(deleted)), request_id=state.request_id)
+
+
+class SubjectOperatingPoint(OperatingPointInfo):
+    templates: int = Field(description="the number of templates it was calibrated for")
+
+
+class BestTemplate(BaseModel):
+    id: str
+    distance: float = Field(description="the probe's distance to this template alone")
+
+
+class SubjectVerifyResponse(BaseModel):
+    same: bool
+    score: float = Field(description="the subject-level distance under `rule` (lower = more alike)")
+    threshold: float
+    rule: SubjectRule = Field(description="centroid: the distance to the normalised mean of the templates")
+    operating_point: SubjectOperatingPoint | None = Field(description="null when an explicit threshold was given")
+    gallery: str
+    subject: str
+    templates_compared: int
+    templates_skipped: int = Field(description="templates of another model or inference mode, never compared")
+    best_template: BestTemplate
+    face: FaceSummary | None = Field(description="the probe's face; null where it was given as an embedding")
+    model: ModelRef
+    timings_ms: Timings
+    request_id: str
+
+    @classmethod
+    def of(
+        cls, verdict: Verdict, rule: SubjectRule, subject: Subject, compared: list[Template], distances: Any,
+        face: FaceSummary | None, calibrated_for: int | None, timings: dict[str, float], card: EncoderCard,
+        state: Any,
+    ) -> SubjectVerifyResponse:
+        point = verdict.operating_point
+        best = int(distances.argmin())
+        return cls(
+            same=verdict.same, score=round(verdict.distance, 6), threshold=verdict.threshold, rule=rule,
+            operating_point=SubjectOperatingPoint(**OperatingPointInfo.of(point).model_dump(),
+                                                  templates=calibrated_for) if point else None,
+            gallery=subject.gallery_id, subject=subject.id, templates_compared=len(compared),
+            templates_skipped=len(subject.templates) - len(compared),
+            best_template=BestTemplate(id=compared[best].id, distance=round(float(distances[best]), 6)),
+            face=face, model=ModelRef.of(card),
+            timings_ms=Timings(**timings, total=elapsed_ms(state.started)), request_id=state.request_id,
+        )

@@ -1,0 +1,61 @@
+"""The app's hold on its store: schema made ready in the background, health watched, never a blocker.
+
+The service starts whether or not the database answers (/verify and /embed need none). A background
+task migrates the schema as soon as the database can be reached, then pings it, so /health/ready can
+report it without a round trip. Until the first migration succeeds the subject routes answer
+storage_unavailable; after it each request goes to the database itself (the pool reconnects), so a
+database that comes back serves the next request, not the next ping.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Literal
+
+from app.logging import get_logger
+from app.storage.base import SchemaTooNew, Storage, StorageError, StorageUnavailable
+
+logger = get_logger("storage")
+
+RETRY_S = 2.0  # between attempts while the database is unreachable
+CHECK_S = 5.0  # between pings while it answers
+
+StorageStatus = Literal["starting", "ok", "unavailable"]
+
+
+class StorageKeeper:
+    def __init__(self, storage: Storage):
+        self.storage = storage
+        self.status: StorageStatus = "starting"
+        self.error: str | None = None
+        self.salt: bytes | None = None  # known once migrated
+
+    def get(self) -> Storage:
+        """The store, once its schema is ready; StorageUnavailable before that."""
+        if self.salt is None:
+            raise StorageUnavailable(self.error or "the database is being prepared; retry shortly")
+        return self.storage
+
+    async def watch(self) -> None:
+        while True:
+            try:
+                if self.salt is None:
+                    await asyncio.to_thread(self.storage.migrate)
+                    self.salt = await asyncio.to_thread(self.storage.upload_salt)
+                else:
+                    await asyncio.to_thread(self.storage.ping)
+                self._set("ok", None)
+            except SchemaTooNew as error:
+                self._set("unavailable", error.message)
+            except StorageError as error:
+                self._set("unavailable", f"the database is unreachable: {error.message}")
+            await asyncio.sleep(CHECK_S if self.status == "ok" else RETRY_S)
+
+    def _set(self, status: StorageStatus, error: str | None) -> None:
+        if status != self.status:
+            log = logger.info if status == "ok" else logger.error
+            log("storage %s: %s", status, error or f"{self.storage.url_scheme} ready")
+        self.status, self.error = status, error
+
+    async def close(self) -> None:
+        await asyncio.to_thread(self.storage.close)
