@@ -31,10 +31,15 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PATH=/srv/venv/bin:$PATH \
     FACEVER_WEIGHTS_DIR=/srv/weights/fused-dlib-sface-yunet-int8 \
     FACEVER_DETECTORS_DIR=/srv/weights \
+    FACEVER_STORAGE_URL=sqlite:////var/lib/facever/facever.sqlite3 \
     FACEVER_WORKERS=1
 
 COPY --from=build /srv /srv
-RUN useradd --uid 10001 --user-group --no-create-home --shell /usr/sbin/nologin facever
+# Enrolled subjects (SQLite by default) live in the one folder the service's user may write: mount
+# a volume there to keep them, or set FACEVER_STORAGE_URL to PostgreSQL (README, Subjects).
+RUN useradd --uid 10001 --user-group --no-create-home --shell /usr/sbin/nologin facever \
+    && install -d -o 10001 -g 10001 -m 0700 /var/lib/facever
+VOLUME ["/var/lib/facever"]
 USER 10001
 WORKDIR /srv
 EXPOSE 8000

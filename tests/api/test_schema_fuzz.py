@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import tempfile
 from typing import Any
 
 import pytest
@@ -27,12 +28,13 @@ from schemathesis.transport.serialization import Binary
 from tests.api.conftest import BLUE, image_bytes, make_app
 
 MAX_EXAMPLES = 200  # per operation and phase; the whole run takes a few seconds
-IMAGE_FIELDS = {"image1", "image2", "images"}
+IMAGE_FIELDS = {"image1", "image2", "images", "image"}
 # the fake verifier finds one face in the first and two in the second (see conftest)
 IMAGES = (image_bytes(), image_bytes(BLUE, (250, 100), "PNG"))
 
 
-APP = make_app()
+# With a real SQLite store, so the subject routes are fuzzed too.
+APP = make_app(storage_url=f"sqlite:///{tempfile.mkdtemp(prefix='facever-fuzz-')}/facever.sqlite3")
 
 
 async def _ready_when_started(scope, receive, send):
@@ -68,6 +70,8 @@ def _with_images(body: dict, picks: tuple[int, ...]) -> dict:
     for key, pick in zip(("image1", "image2"), picks, strict=True):
         if key in replaced:
             replaced[key] = _as_generated(replaced[key], IMAGES[pick])
+    if "image" in replaced:
+        replaced["image"] = _as_generated(replaced["image"], IMAGES[picks[0]])
     if isinstance(replaced.get("images"), list):
         replaced["images"] = [
             _as_generated(value, IMAGES[picks[index % len(picks)]]) for index, value in enumerate(replaced["images"])

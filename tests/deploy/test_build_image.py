@@ -13,6 +13,7 @@ import os
 import shutil
 import subprocess
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -55,7 +56,7 @@ def tree(folder: Path) -> dict[str, float]:
     return {str(path): path.stat().st_mtime for path in folder.rglob("*") if not path.is_symlink()}
 
 
-def test_serves_from_the_built_runtime(built: Path, lfw_dir: Path):
+def test_serves_from_the_built_runtime(built: Path, lfw_dir: Path, tmp_path: Path):
     before = tree(built)
     env = {  # as the image sets it, and nothing of this checkout's environment
         "PATH": f"{built / 'venv' / 'bin'}:/usr/bin:/bin",
@@ -63,6 +64,7 @@ def test_serves_from_the_built_runtime(built: Path, lfw_dir: Path):
         "PYTHONDONTWRITEBYTECODE": "1",
         "FACEVER_WEIGHTS_DIR": str(built / "weights" / "fused-dlib-sface-yunet-int8"),
         "FACEVER_DETECTORS_DIR": str(built / "weights"),
+        "FACEVER_STORAGE_URL": f"sqlite:///{tmp_path}/facever.sqlite3",  # the image's volume
     }
     # From "/", so nothing is importable from the checkout; the image's MALLOC_ARENA_MAX=2 is added.
     with running_server(env, facever=built / "venv" / "bin" / "facever", cwd="/", inherit_environment=False,
@@ -73,4 +75,9 @@ def test_serves_from_the_built_runtime(built: Path, lfw_dir: Path):
         )
         assert response.status_code == 200, response.text
         assert response.json()["same"] is True
+        deadline = time.monotonic() + 30
+        while httpx.get(f"{server.base_url}/health/ready").json()["storage"] != "ok":
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+        assert httpx.post(f"{server.base_url}/galleries", json={"id": "built"}).status_code == 201
     assert tree(built) == before  # serving wrote nothing: a read-only root filesystem suffices
