@@ -18,7 +18,7 @@ from fastapi import Depends, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
 from app.api.deps import require_api_key
-from app.api.routes import embed, enrolment, galleries, health, info, metrics, verify
+from app.api.routes import demo, embed, enrolment, galleries, health, info, metrics, verify
 from app.errors import install_error_handlers
 from app.limiter import InferenceLimiter
 from app.logging import REQUEST_ID_HEADER, configure_logging, get_logger
@@ -129,6 +129,8 @@ def create_app(
 
     install_error_handlers(app)
     app.include_router(health.router)
+    if settings.demo:
+        app.include_router(demo.router)
     protected = [Depends(require_api_key)]
     for module in (verify, embed, info, metrics):
         app.include_router(module.router, dependencies=protected)

@@ -56,6 +56,7 @@ class Settings(BaseSettings):
         "point to be enrolled (unless the request sets allow_mismatch)",
     )
     max_templates_per_subject: int = Field(100, ge=1, le=10_000, description="templates one subject may hold")
+    demo: bool = Field(True, description="serve the demo page at /demo (the Kubernetes manifest turns it off)")
     cors_origins: CommaSeparated = Field((), description="origins allowed by CORS; empty = CORS off")
     # One inference at a time on all cores: as many verifies per second as two on one core each,
     # and a single request twice as fast (bench/latency.py; README, Speed).

@@ -220,3 +220,10 @@ def side_by_side(lfw_dir: Path, *names: str) -> bytes:
     buffer = io.BytesIO()
     canvas.save(buffer, "JPEG", quality=92)
     return buffer.getvalue()
+
+
+async def test_subject_full(storage_url, lfw_dir) -> None:
+    async with real_service(storage_url=storage_url, max_templates_per_subject=2) as (_, client):
+        await new_subject(client, "full", "alice")
+        assert (await enrol(client, "full", "alice", read(lfw_dir, ALICE[0]), read(lfw_dir, ALICE[1]))).status_code == 201
+        refused(await enrol(client, "full", "alice", read(lfw_dir, ALICE[2])), 409, "subject_full", "at most 2")
