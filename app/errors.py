@@ -46,6 +46,7 @@ STATUS_BY_CODE: dict[str, int] = {
     "incompatible_embedding": 422,
     "no_face_detected": 422,
     "multiple_faces": 422,
+    "low_quality": 422,
     "internal_error": 500,
     "not_ready": 503,
     "overloaded": 503,

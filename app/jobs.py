@@ -57,17 +57,26 @@ def verify_uploads(
     decoded = iter(photos)
     first, second = (embedding if embedding is not None else next(decoded) for embedding in given)
     result = verifier.verify(first, second, decision, policy=uploads.options.face_policy,
-                             labels=(sides[0].label, sides[1].label), max_faces=settings.max_faces)
+                             labels=(sides[0].label, sides[1].label), max_faces=settings.max_faces,
+                             min_quality=quality_floor(verifier, uploads.options.min_quality, settings.min_quality))
     return result, decode_ms
+
+
+def quality_floor(verifier: Verifier, requested: float | str | None, configured: float | str | None) -> float | None:
+    """The quality score a request's faces must reach: its own min_quality (refused where the encoder
+    has no quality model), else the service's, where the encoder has one."""
+    if requested is not None:
+        return verifier.quality_floor(requested)
+    return verifier.quality_floor(configured) if verifier.card.quality is not None else None
 
 
 def embed_images(
     verifier: Verifier, images: Sequence[bytes], policy: str | None, max_pixels: int,
-    labels: Sequence[str] | None = None,
+    labels: Sequence[str] | None = None, min_quality: float | None = None,
 ) -> tuple[list[FaceEmbedding], dict[str, float]]:
     """Decode and embed all images (in passes of two); returns the FaceEmbeddings and the stage
     timings. Errors name each image by `labels` (default images[0], images[1], ...)."""
     labels = labels or [f"images[{index}]" for index in range(len(images))]
     photos, decode_ms = _decode_all(list(zip(labels, images)), max_pixels, verifier.detection_side)
-    faces, timings = verifier.embed(photos, policy=policy, labels=labels)
+    faces, timings = verifier.embed(photos, policy=policy, labels=labels, min_quality=min_quality)
     return faces, {"decode": decode_ms, **timings}

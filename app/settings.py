@@ -33,6 +33,13 @@ class Settings(BaseSettings):
     face_policy: SelectionPolicy = Field(
         "subject", description="which face of an image to use when it has several (a request may ask for another)"
     )
+    min_quality: float | Literal["low", "medium", "high"] | None = Field(
+        None, description="refuse probe faces (/verify, /embed, subject verification) below this quality score "
+        "or level; a request may set its own",
+    )
+    enrol_min_quality: float | Literal["low", "medium", "high"] | None = Field(
+        "medium", description="refuse enrolling faces below this quality score or level; a request may set its own",
+    )
     max_faces: int = Field(32, ge=1, le=256, description="most faces face_policy=all compares (the largest)")
     min_face_size: int = Field(20, ge=12, le=4096, description="smallest face (pixels) the detector looks for")
     max_upload_bytes: int = Field(10 * 1024 * 1024, gt=0, description="largest request body accepted")

@@ -181,6 +181,50 @@ class SubjectCalibration(_Data):
         return self.templates[self.calibrated_k(k)]
 
 
+class QualityReason(_Data):
+    """A reason code's rule: the measure (model.faces.quality.QualityMeasures) past a threshold."""
+
+    measure: str
+    index: int | None = Field(None, description="which value of a measure that has several (embedding_norms)")
+    below: float | None = None
+    above: float | None = None
+    absolute: bool = False  # compare the magnitude (pose angles)
+    fitted: bool = Field(True, description="chosen on data; false: a fixed value the data could not set")
+
+    def applies(self, measures: Any) -> bool:
+        value = getattr(measures, self.measure)
+        if value is not None and self.index is not None:
+            value = value[self.index] if self.index < len(value) else None
+        if value is None:
+            return False
+        value = abs(value) if self.absolute else value
+        return (self.below is not None and value < self.below) or (self.above is not None and value > self.above)
+
+
+class QualityModel(_Data):
+    """The face-quality combination (model.faces.quality.assess): standardised features, logistic
+    weights, the score's level thresholds and the reason codes' rules, and how they were fitted."""
+
+    version: str
+    features: list[str]
+    mean: list[float]
+    scale: list[float]
+    weights: list[float]
+    bias: float
+    levels: dict[Literal["high", "medium"], float] = Field(description="lowest score of each level")
+    reasons: dict[str, list[QualityReason]] = Field(description="a code applies where any of its rules does")
+    fitted_on: str | None = None
+    inference: InferenceMode | None = None
+    command: str | None = None
+    date: str | None = None
+
+    @model_validator(mode="after")
+    def _one_value_per_feature(self) -> QualityModel:
+        if not len(self.features) == len(self.mean) == len(self.scale) == len(self.weights):
+            raise ValueError("features, mean, scale and weights must have one value per feature")
+        return self
+
+
 class EncoderCard(_Data):
     """One weights folder's card; `folder` is where it was read from (never written into it)."""
 
@@ -210,6 +254,7 @@ class EncoderCard(_Data):
     subjects: dict[InferenceMode, SubjectCalibration] | None = Field(
         None, description="the decision against an enrolled subject of k templates, per inference mode"
     )
+    quality: QualityModel | None = Field(None, description="the face-quality model fitted for this encoder")
 
     @field_validator("input", "alignment", mode="before")
     @classmethod

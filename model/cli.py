@@ -1,7 +1,7 @@
 """`facever` command line: one entry point for serving and for every model task.
 
     facever serve [--host H] [--port P] [--workers N]
-    facever train | evaluate | calibrate | calibrate-subjects | fuse | quantize [options]
+    facever train | evaluate | calibrate | calibrate-subjects | calibrate-quality | fuse | quantize [options]
     facever convert-dlib | convert-sface | convert-yunet | fetch-mtcnn [options]
 """
 
@@ -16,6 +16,7 @@ TASKS = {
     "evaluate": "model.evaluation.evaluate",
     "calibrate": "model.evaluation.calibrate",
     "calibrate-subjects": "model.evaluation.subjects",
+    "calibrate-quality": "model.evaluation.quality",
     "train": "model.training.trainer",
     "convert-dlib": "model.convert.dlib",
     "convert-sface": "model.convert.sface",

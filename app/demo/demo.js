@@ -83,8 +83,9 @@ function caption(summary) {
   const parts = [`${summary.faces_detected} face${summary.faces_detected === 1 ? "" : "s"} found`,
     `detection score ${summary.detection_score.toFixed(3)}`];
   if (summary.ambiguous) parts.push("ambiguous: another face is nearly as likely the photo's subject");
-  if (summary.quality && summary.quality.reasons && summary.quality.reasons.length) {
-    parts.push(`quality ${summary.quality.level}: ${summary.quality.reasons.join(", ")}`);
+  if (summary.quality) {
+    const reasons = summary.quality.reasons.length ? ` (${summary.quality.reasons.join(", ")})` : "";
+    parts.push(`quality ${summary.quality.level} ${summary.quality.score.toFixed(2)}${reasons}`);
   }
   return parts.join(" · ");
 }

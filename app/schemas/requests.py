@@ -5,7 +5,7 @@ in the query string), an embedding given back, and the validated uploads a reque
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -14,6 +14,12 @@ from model.types import SelectionPolicy, VerifyPolicy
 
 # The largest embedding accepted: well above any encoder's (256 for the default).
 MAX_EMBEDDING_VALUES = 4096
+
+QualityFloor = Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)] | Literal["low", "medium", "high"]
+MIN_QUALITY = Field(
+    None, description="refuse (422 low_quality) a face whose quality score is below this (0..1) or below this "
+    "level's lowest score (see /info); default: the service's",
+)
 
 
 class VerifyOptions(BaseModel):
@@ -37,6 +43,8 @@ class VerifyOptions(BaseModel):
         "`all`: the chosen face of image1 against every face of image2 (of image1 where image2 is an embedding)",
     )
 
+    min_quality: QualityFloor | None = MIN_QUALITY
+
     @model_validator(mode="after")
     def _one_threshold_source(self) -> VerifyOptions:
         if self.threshold is not None and self.operating_point is not None:
@@ -50,6 +58,7 @@ class EmbedOptions(BaseModel):
     face_policy: SelectionPolicy | None = Field(
         None, description="which face of an image to use when it has several (default: the service's, see /info)"
     )
+    min_quality: QualityFloor | None = MIN_QUALITY
 
 
 class EmbeddingInput(BaseModel):

@@ -8,6 +8,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from model.card import EncoderCard, InferenceMode, OperatingPoint
+from model.faces.quality import FaceQuality
 from model.types import LANDMARK_NAMES, Face, SelectionPolicy
 from model.verify.decision import Verdict
 from model.verify.results import EmbeddingModel, FaceEmbedding, Verification
@@ -34,6 +35,34 @@ def _landmarks(face: Face) -> dict[str, Point]:
     return {name: Point(x=round(float(x), 2), y=round(float(y), 2)) for name, (x, y) in zip(LANDMARK_NAMES, face.landmarks)}
 
 
+class QualityResponse(BaseModel):
+    """How far the face can be trusted (model.faces.quality): the chance a genuine comparison with a
+    good photo is accepted at far_1e-3, its level, what is wrong, and the measures behind it."""
+
+    score: float
+    level: Literal["low", "medium", "high"]
+    reasons: list[str] = Field(description="small_face, extreme_pose, blurry, dark, overexposed, low_confidence, "
+                               "weak_identity")
+    eye_distance: float = Field(description="pixels between the eyes, in the uploaded image")
+    yaw: float = Field(description="degrees, estimated from the landmarks")
+    pitch: float = Field(description="degrees, estimated from the landmarks")
+    roll: float = Field(description="degrees")
+    sharpness: float | None = Field(description="variance of the aligned face's Laplacian")
+    brightness: float | None = Field(description="mean grey level of the aligned face, 0..1")
+    detection_score: float
+
+    @classmethod
+    def of(cls, quality: FaceQuality | None) -> QualityResponse | None:
+        if quality is None:
+            return None
+        m = quality.measures
+        return cls(score=quality.score, level=quality.level, reasons=list(quality.reasons),
+                   eye_distance=round(m.eye_distance, 2), yaw=round(m.yaw, 1), pitch=round(m.pitch, 1),
+                   roll=round(m.roll, 1), sharpness=None if m.sharpness is None else round(m.sharpness, 1),
+                   brightness=None if m.brightness is None else round(m.brightness, 3),
+                   detection_score=round(m.detection_score, 4))
+
+
 class FaceSummary(BaseModel):
     """The face an answer is about, in the uploaded image's (upright) pixel coordinates."""
 
@@ -44,6 +73,7 @@ class FaceSummary(BaseModel):
     ambiguous: bool = Field(False, description="another face was nearly as likely the person the photo is of "
                             "(its box is runner_up); face_policy=reject refuses such images")
     runner_up: Box | None = Field(None, description="of the other faces, the one most likely the photo's subject")
+    quality: QualityResponse | None = Field(None, description="null where the encoder has no quality model")
 
     @classmethod
     def of(cls, chosen: FaceEmbedding) -> FaceSummary:
@@ -55,6 +85,7 @@ class FaceSummary(BaseModel):
             faces_detected=int(chosen.faces_detected),
             ambiguous=chosen.ambiguous,
             runner_up=_box(chosen.runner_up) if chosen.runner_up else None,
+            quality=QualityResponse.of(chosen.quality),
         )
 
 
@@ -67,11 +98,13 @@ class FaceMatch(BaseModel):
     distance: float
     same: bool
     probability_same: float | None
+    quality: QualityResponse | None = None
 
     @classmethod
-    def of(cls, face: Face, verdict: Verdict) -> FaceMatch:
+    def of(cls, face: Face, verdict: Verdict, quality: FaceQuality | None = None) -> FaceMatch:
         return cls(box=_box(face), landmarks=_landmarks(face), detection_score=round(float(face.score), 4),
-                   distance=round(verdict.distance, 6), same=verdict.same, probability_same=verdict.probability_same)
+                   distance=round(verdict.distance, 6), same=verdict.same, probability_same=verdict.probability_same,
+                   quality=QualityResponse.of(quality))
 
 
 class EmbeddingModelRef(BaseModel):
@@ -119,6 +152,7 @@ class Timings(BaseModel):
     detect: float
     align: float
     embed: float
+    quality: float = 0.0
     total: float
 
 
@@ -164,7 +198,8 @@ class VerifyResponse(BaseModel):
             probability_same=verdict.probability_same,
             faces=VerifyFaces(image1=first, image2=second),
             matches_in=None if result.matches_in is None else ("image1", "image2")[result.matches_in],
-            matches=None if result.matches is None else [FaceMatch.of(m.face, m.verdict) for m in result.matches],
+            matches=None if result.matches is None else [FaceMatch.of(m.face, m.verdict, m.quality)
+                                                         for m in result.matches],
             model=ModelRef.of(card),
             timings_ms=Timings(decode=decode_ms, **result.timings_ms, total=elapsed_ms(state.started)),
             request_id=state.request_id,
@@ -216,6 +251,14 @@ class ReadyResponse(BaseModel):
     )
 
 
+class QualityInfo(BaseModel):
+    version: str
+    levels: dict[str, float] = Field(description="the lowest score of each level (low: below medium)")
+    reasons: dict[str, list[dict[str, Any]]] = Field(description="each reason code's rules: a measure past a threshold")
+    min_quality: float | None = Field(description="the service's floor for probes (/verify, /embed); null: none")
+    enrol_min_quality: float | None = Field(description="the floor for enrolment")
+
+
 class SubjectPointInfo(OperatingPointInfo):
     templates: int = Field(description="calibrated for a subject of this many templates (and more, up to the next)")
 
@@ -247,6 +290,7 @@ class ServiceInfo(BaseModel):
     max_image_pixels: int
     max_embed_images: int
     subjects: SubjectsInfo | None = Field(description="null where storage is off")
+    quality: QualityInfo | None = Field(description="null where the encoder has no quality model")
 
 
 class InfoResponse(BaseModel):
@@ -274,6 +318,13 @@ class InfoResponse(BaseModel):
                 max_upload_bytes=settings.max_upload_bytes,
                 max_image_pixels=settings.max_image_pixels,
                 max_embed_images=settings.max_embed_images,
+                quality=None if verifier.card.quality is None else QualityInfo(
+                    version=verifier.card.quality.version, levels=verifier.card.quality.levels,
+                    reasons={code: [rule.model_dump(exclude_none=True) for rule in rules]
+                             for code, rules in verifier.card.quality.reasons.items()},
+                    min_quality=verifier.quality_floor(settings.min_quality),
+                    enrol_min_quality=verifier.quality_floor(settings.enrol_min_quality),
+                ),
                 subjects=None if storage is None else SubjectsInfo(
                     storage=storage.url_scheme,
                     rule=subjects.rule if subjects else None,

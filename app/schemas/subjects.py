@@ -10,7 +10,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from app.schemas.requests import EmbeddingInput, VerifyOptions, VerifySide
+from app.schemas.requests import EmbeddingInput, QualityFloor, VerifyOptions, VerifySide
 from app.schemas.responses import Box, FaceSummary, ModelRef, OperatingPointInfo, Point, Timings, elapsed_ms
 from app.storage.base import ID_PATTERN, Deleted, Gallery, Page, Subject, Template
 from model.card import EncoderCard, SubjectRule
@@ -65,6 +65,10 @@ class EnrolOptions(BaseModel):
     allow_mismatch: bool = Field(
         False, description="enrol even where a new face does not match the subject's other templates at the "
         "enrolment operating point (see /info)",
+    )
+    min_quality: QualityFloor | None = Field(
+        None, description="refuse (422 low_quality) a face whose quality is below this score or level; default: "
+        "the service's enrolment floor (see /info), stricter than for probes",
     )
 
 

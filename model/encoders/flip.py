@@ -1,4 +1,5 @@
-"""Flip test-time augmentation: a face's embedding and its mirror image's, from one encoder pass."""
+"""Flip test-time augmentation: a face's embedding and its mirror image's, from one encoder pass;
+and the raw norms beside the embeddings, which face quality uses."""
 
 from __future__ import annotations
 
@@ -16,6 +17,14 @@ def encode_with_mirror(encoder: nn.Module, chips: Sequence[torch.Tensor]) -> tup
     count = len(chips[0])
     both = encoder(*[torch.cat([batch, batch.flip(-1)]) for batch in chips])
     return both[:count], both[count:]
+
+
+def encode_with_norms(encoder: nn.Module, chips: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Raw embeddings and the raw norm of each member's (N, members; one member unless fused)."""
+    if hasattr(encoder, "embed_with_norms"):
+        return encoder.embed_with_norms(*chips)
+    raw = encoder(*chips)
+    return raw, raw.float().norm(dim=-1, keepdim=True)
 
 
 def flip_mean(plain: Embeddings, mirrored: Embeddings) -> Embeddings:

@@ -42,12 +42,13 @@ class FusedEncoder(nn.Module):
         return fused
 
     def forward(self, *chips: torch.Tensor) -> torch.Tensor:
+        return self.embed_with_norms(*chips)[0]
+
+    def embed_with_norms(self, *chips: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The fused embeddings, and each member's raw embedding norm (N, members): a face the
+        networks find little identity in gets small norms (model.faces.quality)."""
         if len(chips) != len(self.members):
             raise ValueError(f"expected {len(self.members)} chip batches, got {len(chips)}")
-        return torch.cat(
-            [
-                weight * F.normalize(member(batch).float(), dim=-1)
-                for member, batch, weight in zip(self.members, chips, self.weights)
-            ],
-            dim=-1,
-        )
+        raw = [member(batch).float() for member, batch in zip(self.members, chips)]
+        fused = torch.cat([weight * F.normalize(out, dim=-1) for out, weight in zip(raw, self.weights)], dim=-1)
+        return fused, torch.stack([out.norm(dim=-1) for out in raw], dim=-1)

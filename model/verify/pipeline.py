@@ -18,11 +18,12 @@ from torch import nn
 
 from model.card import EncoderCard, load_card
 from model.encoders import load_encoder
-from model.encoders.flip import encode_with_mirror, flip_mean
+from model.encoders.flip import encode_with_mirror, encode_with_norms, flip_mean
 from model.engines.precision import default_precision, usable_precision
 from model.errors import InputError
 from model.faces.align import align_faces
 from model.faces.detectors import Detector, build_detector
+from model.faces.quality import ChipSignals, chip_signals
 from model.faces.select import select_face
 from model.types import AlignmentTemplate, Face
 from model.verify.verifier import Stopwatch, Verifier
@@ -131,13 +132,27 @@ class FaceVerifier(Verifier):
     def detect(self, images: Sequence[np.ndarray]) -> list[list[Face]]:
         return self.detector.detect(images)
 
-    def encode(self, views: Sequence[tuple[np.ndarray, Face]]) -> tuple[np.ndarray, dict[str, float]]:
+    def encode(
+        self, views: Sequence[tuple[np.ndarray, Face]]
+    ) -> tuple[np.ndarray, dict[str, float], list[ChipSignals]]:
         watch = Stopwatch()
         chips = self.align([array for array, _ in views], [face for _, face in views])
         watch.lap("align")
-        embeddings = l2_normalise(self.encode_chips(chips)).numpy()
+        raw, norms = self.encode_chips_with_norms(chips)
+        embeddings = l2_normalise(raw).numpy()
         watch.lap("embed")
-        return embeddings, watch.ms
+        signals = [chip_signals(chip, tuple(row)) for chip, row in zip(chips[0].numpy(), norms.tolist())]
+        watch.lap("quality")
+        return embeddings, watch.ms, signals
+
+    @torch.inference_mode()
+    def encode_chips_with_norms(self, chips: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """encode_chips, and each face's raw member norms (of the face itself, not its mirror)."""
+        if not self.flip_tta:
+            return encode_with_norms(self.encoder, chips)
+        count = len(chips[0])
+        both, norms = encode_with_norms(self.encoder, [torch.cat([batch, batch.flip(-1)]) for batch in chips])
+        return flip_mean(both[:count], both[count:]), norms[:count]
 
     def locate(
         self, arrays: Sequence[np.ndarray], policy: str | None = None, labels: Sequence[str] | None = None

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from model.card import InferenceMode
+from model.faces.quality import FaceQuality
 from model.types import Face
 from model.verify.decision import Verdict
 
@@ -31,6 +32,7 @@ class FaceEmbedding:
     faces_detected: int | None = None
     runner_up: Face | None = None  # of the other faces, the one most likely the photo's subject
     ambiguous: bool = False  # the runner-up is nearly as likely the subject (model.faces.select)
+    quality: FaceQuality | None = None  # None where the card has no quality model, or for one given back
 
 
 @dataclass(frozen=True)
@@ -39,6 +41,7 @@ class FaceMatch:
 
     face: Face
     verdict: Verdict
+    quality: FaceQuality | None = None
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,7 @@ from PIL import Image
 
 from model.card import Calibration, EncoderCard, SubjectRule, tta_mode
 from model.errors import IncompatibleEmbedding, InputError, InvalidEmbedding, NoFaceDetected
+from model.faces.quality import ChipSignals, FaceQuality, assess, measure
 from model.faces.select import FaceChoice, choose_face, rank_faces
 from model.images import Photo
 from model.types import SELECTION_POLICIES, Face
@@ -99,8 +100,11 @@ class Verifier:
         """Faces in each image (uint8 HxWx3 RGB), in its pixels."""
         raise NotImplementedError
 
-    def encode(self, views: Sequence[tuple[np.ndarray, Face]]) -> tuple[np.ndarray, dict[str, float]]:
-        """L2-normalised embeddings (N, dim) of each face in its image, and the stage timings."""
+    def encode(
+        self, views: Sequence[tuple[np.ndarray, Face]]
+    ) -> tuple[np.ndarray, dict[str, float], Sequence[ChipSignals] | None]:
+        """L2-normalised embeddings (N, dim) of each face in its image, the stage timings, and
+        what each face's chip and raw embedding say of its quality (None: nothing)."""
         raise NotImplementedError
 
     def warm_up(self) -> None:
@@ -136,6 +140,21 @@ class Verifier:
     def embedding_model(self) -> EmbeddingModel:
         return EmbeddingModel(self.card.name, self.card.version, tta_mode(self.flip_tta))
 
+    def quality_floor(self, min_quality: float | str | None) -> float | None:
+        """A request's min_quality as a score: a number, or a level's lowest score (low: none)."""
+        if min_quality is None:
+            return None
+        if self.card.quality is None:
+            raise InputError("this encoder has no quality model; leave min_quality out", "invalid_request")
+        if isinstance(min_quality, str):
+            return 0.0 if min_quality == "low" else self.card.quality.levels[min_quality]
+        return float(min_quality)
+
+    def _quality(self, face: Face, signals: ChipSignals | None) -> FaceQuality | None:
+        if self.card.quality is None:
+            return None
+        return assess(measure(face, signals, self.card.alignment[0].points), self.card.quality)
+
     def accept_embedding(self, values: Sequence[float], made_by: EmbeddingModel, label: str) -> FaceEmbedding:
         """An embedding a caller gives back, if this service can compare it: made by this very model
         and inference mode (IncompatibleEmbedding otherwise), of its dimension, finite and of unit
@@ -159,10 +178,11 @@ class Verifier:
 
     def embed(
         self, images: Sequence[Photo | Image.Image | np.ndarray], policy: str | None = None,
-        labels: Sequence[str] | None = None,
+        labels: Sequence[str] | None = None, min_quality: float | None = None,
     ) -> tuple[list[FaceEmbedding], dict[str, float]]:
         """Embeddings of the chosen face of each image, and the stage timings (summed over passes
-        of EMBED_PASS images: a request of many images needs the working memory of a few)."""
+        of EMBED_PASS images: a request of many images needs the working memory of a few). A face
+        whose quality score is below `min_quality` is refused (low_quality)."""
         photos = [_photo(image) for image in images]
         labels = labels or [f"image {i + 1}" for i in range(len(photos))]
         policy = policy or self.face_policy
@@ -173,9 +193,11 @@ class Verifier:
             found = self._find(part)
             watch.lap("detect")
             choices = [_chosen(faces, photo, policy, label) for faces, photo, label in zip(found, part, part_labels)]
-            vectors = self._encode([(photo, choice.face) for photo, choice in zip(part, choices)], watch)
-            results += [FaceEmbedding(vector, choice.face, len(faces), choice.runner_up, choice.ambiguous)
-                        for vector, choice, faces in zip(vectors, choices, found)]
+            vectors, qualities = self._encode([(photo, choice.face) for photo, choice in zip(part, choices)], watch)
+            for quality, label in zip(qualities, part_labels):
+                _check_quality(quality, min_quality, label)
+            results += [FaceEmbedding(vector, choice.face, len(faces), choice.runner_up, choice.ambiguous, quality)
+                        for vector, choice, faces, quality in zip(vectors, choices, found, qualities)]
         return results, _stages(watch)
 
     def verify(
@@ -187,6 +209,7 @@ class Verifier:
         policy: str | None = None,
         labels: Sequence[str] = ("image1", "image2"),
         max_faces: int = MAX_FACES,
+        min_quality: float | None = None,
     ) -> Verification:
         """Each side an image (its chosen face under `policy`) or a FaceEmbedding given back.
 
@@ -219,12 +242,15 @@ class Verifier:
             candidates = [face for face, _ in rank_faces(found[searched], "largest")[:max_faces]]
         views = [(sides[index], chosen[index].face) for index in sorted(chosen)]
         views += [(sides[searched], face) for face in candidates]
-        vectors = iter(self._encode(views, watch) if views else [])
+        encoded, qualities = self._encode(views, watch) if views else ([], [])
+        vectors, assessed = iter(encoded), iter(qualities)
         embedded: dict[int, FaceEmbedding] = {}
         for index in sorted(chosen):
             choice = chosen[index]
+            quality = next(assessed)
+            _check_quality(quality, min_quality, labels[index])
             embedded[index] = FaceEmbedding(next(vectors), choice.face, len(found[index]), choice.runner_up,
-                                            choice.ambiguous)
+                                            choice.ambiguous, quality)
         for index, side in enumerate(sides):
             if isinstance(side, FaceEmbedding):
                 embedded[index] = side
@@ -232,13 +258,13 @@ class Verifier:
             verdict = decision.judge(embedding_distance(embedded[0].embedding, embedded[1].embedding))
             return Verification(verdict, (embedded[0], embedded[1]), _stages(watch))
         probe = embedded[1 - searched]
-        scored = [(face, vector, decision.judge(embedding_distance(probe.embedding, vector)))
-                  for face, vector in zip(candidates, vectors)]
+        scored = [(face, vector, decision.judge(embedding_distance(probe.embedding, vector)), quality)
+                  for face, vector, quality in zip(candidates, vectors, assessed)]
         scored.sort(key=lambda match: match[2].distance)
-        best_face, best_vector, best_verdict = scored[0]
-        embedded[searched] = FaceEmbedding(best_vector, best_face, len(found[searched]))
+        best_face, best_vector, best_verdict, best_quality = scored[0]
+        embedded[searched] = FaceEmbedding(best_vector, best_face, len(found[searched]), quality=best_quality)
         return Verification(best_verdict, (embedded[0], embedded[1]), _stages(watch),
-                            tuple(FaceMatch(face, verdict) for face, _, verdict in scored), searched)
+                            tuple(FaceMatch(face, verdict, quality) for face, _, verdict, quality in scored), searched)
 
     # -- the stages, on photos ----------------------------------------------------------------
 
@@ -249,10 +275,13 @@ class Verifier:
         found = self.detect([photo.pixels for photo in photos])
         return [[photo.face_in_full(face) for face in faces] for photo, faces in zip(photos, found)]
 
-    def _encode(self, faces: Sequence[tuple[Photo, Face]], watch: Stopwatch) -> np.ndarray:
-        """Embeddings of faces (full-image coordinates) of photos, in one batch. A face small in
-        what detection saw is aligned from its region decoded again, with its landmarks found again
-        there: found on the coarse pixels, they are what limits the alignment."""
+    def _encode(
+        self, faces: Sequence[tuple[Photo, Face]], watch: Stopwatch
+    ) -> tuple[np.ndarray, list[FaceQuality | None]]:
+        """Embeddings of faces (full-image coordinates) of photos, in one batch, and their quality.
+        A face small in what detection saw is aligned from its region decoded again, with its
+        landmarks found again there: found on the coarse pixels, they are what limits the
+        alignment. Quality is measured on the face as found in the full photo's pixels."""
         views = []
         for photo, face in faces:
             pixels, local = photo.view(face, self.align_side)
@@ -262,9 +291,19 @@ class Verifier:
                     local = found
             views.append((pixels, local))
         watch.lap("align")  # the finer pixels and landmarks of small faces are found here
-        vectors, stages = self.encode(views)
+        vectors, stages, signals = self.encode(views)
         watch.add(stages)
-        return vectors
+        started = time.perf_counter()
+        qualities = [self._quality(face, chip) for (_, face), chip in zip(faces, signals or [None] * len(faces))]
+        watch.add({"quality": (time.perf_counter() - started) * 1000})
+        return vectors, qualities
+
+
+def _check_quality(quality: FaceQuality | None, min_quality: float | None, label: str) -> None:
+    if min_quality is not None and quality is not None and quality.score < min_quality:
+        reasons = ", ".join(quality.reasons) or "no single measure is to blame"
+        raise InputError(f"the face's quality {quality.score:.2f} ({quality.level}) is below the required "
+                         f"{min_quality:.2f}: {reasons}", "low_quality").about(label)
 
 
 def _chosen(faces: list[Face], photo: Photo, policy: str, label: str) -> FaceChoice:
@@ -275,4 +314,4 @@ def _chosen(faces: list[Face], photo: Photo, policy: str, label: str) -> FaceCho
 
 
 def _stages(watch: Stopwatch) -> dict[str, float]:
-    return {stage: watch.ms.get(stage, 0.0) for stage in ("detect", "align", "embed")}
+    return {stage: watch.ms.get(stage, 0.0) for stage in ("detect", "align", "embed", "quality")}

@@ -96,14 +96,14 @@ class FakeVerifier(Verifier):
             raise self.error
         return [[fake_face(column) for column in range(image.shape[1] // 100)] for image in images]
 
-    def encode(self, views: Sequence[tuple[np.ndarray, Face]]) -> tuple[np.ndarray, dict[str, float]]:
+    def encode(self, views: Sequence[tuple[np.ndarray, Face]]) -> tuple[np.ndarray, dict[str, float], None]:
         vectors = []
         for image, face in views:
             x1, y1, x2, y2 = (int(round(value)) for value in face.box)
             mean = image[max(y1, 0) : y2, max(x1, 0) : x2].reshape(-1, 3).mean(axis=0)
             vector = np.append(mean, 1.0)
             vectors.append(vector / np.linalg.norm(vector))
-        return np.asarray(vectors, dtype=np.float32).reshape(-1, 4), {"align": 0.5, "embed": 2.0}
+        return np.asarray(vectors, dtype=np.float32).reshape(-1, 4), {"align": 0.5, "embed": 2.0}, None
 
 
 def make_settings(**overrides: Any) -> Settings:

@@ -23,7 +23,7 @@ async def test_multipart_images_in_order(client):
     assert first[0] > first[2] and second[2] > second[0]  # red first, blue second
     assert body["embeddings"][0]["face"]["faces_detected"] == 1
     assert body["model"] == {"name": "fake-encoder", "version": "0.0-test"}
-    assert set(body["timings_ms"]) == {"decode", "detect", "align", "embed", "total"}
+    assert set(body["timings_ms"]) == {"decode", "detect", "align", "embed", "quality", "total"}
     assert body["request_id"] == response.headers["X-Request-ID"]
 
 

@@ -29,7 +29,7 @@ async def test_same_person_by_default_operating_point(client):
     assert body["probability_same"] == pytest.approx(1 / (1 + math.exp(10 * body["distance"] - 5)))
     assert body["model"] == {"name": "fake-encoder", "version": "0.0-test"}
     assert body["request_id"] == response.headers["X-Request-ID"]
-    assert set(body["timings_ms"]) == {"decode", "detect", "align", "embed", "total"}
+    assert set(body["timings_ms"]) == {"decode", "detect", "align", "embed", "quality", "total"}
     assert body["timings_ms"]["total"] >= body["timings_ms"]["decode"]
     face = body["faces"]["image1"]
     assert face["box"] == {"x1": 10.0, "y1": 10.0, "x2": 90.0, "y2": 90.0}

@@ -256,12 +256,12 @@ async def test_openapi_documents_the_query_options_and_the_embedding_inputs(clie
     schema = (await client.get("/openapi.json")).json()
     operation = schema["paths"]["/verify"]["post"]
     assert {p["name"] for p in operation["parameters"] if p["in"] == "query"} == {"threshold", "operating_point",
-                                                                                   "face_policy"}
+                                                                                   "face_policy", "min_quality"}
     content = operation["requestBody"]["content"]
     assert {"embedding1", "embedding2"} <= set(content["multipart/form-data"]["schema"]["properties"])
     assert "embedding1" in content["application/json"]["schema"]["properties"]
     assert "$ref" not in json.dumps(content) or "#/components/" in json.dumps(content)
-    assert {p["name"] for p in schema["paths"]["/embed"]["post"]["parameters"]} == {"face_policy"}
+    assert {p["name"] for p in schema["paths"]["/embed"]["post"]["parameters"]} == {"face_policy", "min_quality"}
 
 
 # -- a small face in a large photo ----------------------------------------------------------------

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Request
 
 from app.api.bodies import read_embed_request, request_docs
 from app.api.deps import LimiterDep, MetricsDep, SettingsDep, VerifierDep
-from app.jobs import embed_images
+from app.jobs import embed_images, quality_floor
 from app.schemas.requests import EmbedJSON, EmbedOptions
 from app.schemas.responses import EmbedResponse
 
@@ -27,7 +27,9 @@ async def embed(
     the distance /verify reports; each item, sent back unchanged as embedding1 or embedding2, lets
     /verify decide on it."""
     uploads = await read_embed_request(request, settings.max_upload_bytes, settings.max_embed_images)
+    floor = quality_floor(verifier, uploads.options.min_quality, settings.min_quality)
     faces, timings = await limiter.run("embed", partial(embed_images, verifier, uploads.images,
-                                                        uploads.options.face_policy, settings.max_image_pixels))
+                                                        uploads.options.face_policy, settings.max_image_pixels,
+                                                        min_quality=floor))
     metrics.count_faces("embed", faces)
     return EmbedResponse.of(faces, timings, verifier.card, verifier.embedding_model, request.state)

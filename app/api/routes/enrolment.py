@@ -11,7 +11,7 @@ from app.api.bodies import read_enrol_request, read_probe_request, request_docs
 from app.api.deps import LimiterDep, SettingsDep, StorageDep, VerifierDep, WriteKey
 from app.api.routes.galleries import GalleryId, SubjectId
 from app.errors import ServiceError
-from app.jobs import embed_images
+from app.jobs import embed_images, quality_floor
 from app.schemas.responses import FaceSummary, Timings, elapsed_ms
 from app.schemas.subjects import (
     DeletedResponse,
@@ -28,7 +28,7 @@ from app.subjects import EnrolmentCheckResult, enrolment_check, judge_probe, new
 
 router = APIRouter(prefix="/galleries/{gallery_id}/subjects/{subject_id}", tags=["subjects"])
 
-NO_TIMINGS = {"decode": 0.0, "detect": 0.0, "align": 0.0, "embed": 0.0}
+NO_TIMINGS = {"decode": 0.0, "detect": 0.0, "align": 0.0, "embed": 0.0, "quality": 0.0}
 
 
 @router.post(
@@ -49,9 +49,11 @@ async def enrol(
     given = [verifier.accept_embedding(item.embedding, item.model.to_model(), f"embeddings[{index}]")
              for index, item in enumerate(uploads.embeddings)]
     faces, timings = [], dict(NO_TIMINGS)
+    floor = quality_floor(verifier, uploads.options.min_quality, settings.enrol_min_quality)
     if uploads.images:
         faces, timings = await limiter.run("enrol", partial(embed_images, verifier, uploads.images,
-                                                            uploads.options.face_policy, settings.max_image_pixels))
+                                                            uploads.options.face_policy, settings.max_image_pixels,
+                                                            min_quality=floor))
     salt = request.app.state.storage.salt
     templates = new_templates(verifier, faces + given, [upload_hash(salt, data) for data in uploads.images]
                               + [None] * len(given))
@@ -105,8 +107,10 @@ async def verify_subject(
         probe = verifier.accept_embedding(uploads.probe.embedding.embedding, uploads.probe.embedding.model.to_model(),
                                           "embedding")
     else:
+        floor = quality_floor(verifier, options.min_quality, settings.min_quality)
         faces, timings = await limiter.run("verify", partial(embed_images, verifier, [uploads.probe.image],
-                                                             options.face_policy, settings.max_image_pixels, ["image"]))
+                                                             options.face_policy, settings.max_image_pixels, ["image"],
+                                                             floor))
         probe = faces[0]
     verdict, distances = judge_probe(verifier, probe, compared, decision)
     calibration = verifier.card.subjects_for(verifier.flip_tta)

@@ -51,7 +51,7 @@ class HandMade(Verifier):
 
     def encode(self, views):
         self.encoded.append(len(views))
-        return np.stack([at_angle(local.box[0]) for _, local in views]), {"align": 1.0, "embed": 2.0}
+        return np.stack([at_angle(local.box[0]) for _, local in views]), {"align": 1.0, "embed": 2.0}, None
 
 
 def scene(index: int, width: int = 1000, height: int = 400) -> Photo:
@@ -70,7 +70,7 @@ def test_one_face_each_side_and_the_distance_by_hand():
     assert result.verdict.distance == pytest.approx(chord(30), abs=1e-6)  # 0.5176 > 0.5
     assert result.verdict.same is False and result.matches is None
     assert verifier.encoded == [2]  # both faces in one batch
-    assert set(result.timings_ms) == {"detect", "align", "embed"}
+    assert set(result.timings_ms) == {"detect", "align", "embed", "quality"}
 
 
 def test_all_compares_with_every_face_best_first_and_keeps_the_largest():
@@ -107,7 +107,7 @@ def test_two_embeddings_need_no_network():
     verifier = HandMade([])
     result = verifier.verify(FaceEmbedding(at_angle(0)), FaceEmbedding(at_angle(60)), DECISION)
     assert result.verdict.distance == pytest.approx(1.0, abs=1e-6) and verifier.encoded == []
-    assert result.timings_ms == {"detect": 0.0, "align": 0.0, "embed": 0.0}
+    assert result.timings_ms == {"detect": 0.0, "align": 0.0, "embed": 0.0, "quality": 0.0}
 
 
 def test_the_chosen_face_carries_the_runner_up_and_ambiguity():
