@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed-stamp
 HOST   ?= 127.0.0.1
 PORT   ?= 8000
 
-.PHONY: install serve test evaluate calibrate calibrate-subjects calibrate-quality bench convert-dlib convert-sface convert-yunet fetch-mtcnn quantize clean
+.PHONY: install serve test evaluate calibrate calibrate-subjects calibrate-quality calibrate-search bench convert-dlib convert-sface convert-yunet fetch-mtcnn quantize clean
 
 install: $(STAMP)
 
@@ -32,6 +32,9 @@ calibrate-subjects: $(STAMP)
 
 calibrate-quality: $(STAMP)
 	$(BIN)/facever calibrate-quality
+
+calibrate-search: $(STAMP)
+	$(BIN)/facever calibrate-search
 
 bench: $(STAMP)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[bench]'

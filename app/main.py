@@ -18,12 +18,13 @@ from fastapi import Depends, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
 from app.api.deps import require_api_key
-from app.api.routes import demo, embed, enrolment, galleries, health, info, metrics, verify
+from app.api.routes import demo, embed, enrolment, galleries, health, info, metrics, search, verify
 from app.errors import install_error_handlers
 from app.limiter import InferenceLimiter
 from app.logging import REQUEST_ID_HEADER, configure_logging, get_logger
 from app.metrics import ServiceMetrics
 from app.middleware import RequestMiddleware
+from app.search import SearchIndex
 from app.settings import Settings
 from app.storage import open_storage
 from app.storage.keeper import StorageKeeper
@@ -126,6 +127,7 @@ def create_app(
     app.state.startup_error = None
     # Subjects are served where a store is configured; opening connects to nothing yet.
     app.state.storage = None if settings.storage_url == "off" else StorageKeeper(open_storage(settings.storage_url))
+    app.state.search_index = SearchIndex()
 
     install_error_handlers(app)
     app.include_router(health.router)
@@ -135,7 +137,7 @@ def create_app(
     for module in (verify, embed, info, metrics):
         app.include_router(module.router, dependencies=protected)
     if app.state.storage is not None:
-        for module in (galleries, enrolment):
+        for module in (galleries, enrolment, search):
             app.include_router(module.router, dependencies=protected)
 
     app.add_middleware(RequestMiddleware, max_body_bytes=settings.max_upload_bytes, metrics=service_metrics)

@@ -12,6 +12,7 @@ calibrator, the trainer and the converters all read it with `load_card` and writ
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Any, Literal
 
@@ -147,6 +148,10 @@ class SubjectCalibration(_Data):
     rule: SubjectRule
     default: str
     templates: dict[int, dict[str, OperatingPoint]] = Field(description="k -> operating points")
+    far_curves: dict[int, list[tuple[float, float]]] | None = Field(
+        None, description="k -> [false-accept rate, threshold] on the choosing half, FAR descending: the 1:N "
+        "search's thresholds for a gallery's size come from these (model.verify.search)"
+    )
     rules_compared: dict[str, Any] | None = None
     trials: dict[int, dict[str, Any]] | None = None
     protocol: str | None = None
@@ -179,6 +184,31 @@ class SubjectCalibration(_Data):
 
     def points_for(self, k: int) -> dict[str, OperatingPoint]:
         return self.templates[self.calibrated_k(k)]
+
+
+class SearchCalibration(_Data):
+    """1:N search of one inference mode: the FPIR targets by name, the rule that turns a target and
+    a gallery's size into thresholds (model.verify.search), and what it gave on LFW galleries."""
+
+    default: str
+    targets: dict[str, float] = Field(description="name -> the false-positive identification rate aimed at")
+    rule: str
+    measured: list[dict[str, Any]] = Field(description="per gallery size: rank-1, and per target the threshold, "
+                                           "FPIR and FNIR measured")
+    protocol: str | None = None
+    command: str | None = None
+    date: str | None = None
+
+    @model_validator(mode="after")
+    def _default_exists(self) -> SearchCalibration:
+        if self.default not in self.targets:
+            raise ValueError(f"the default target {self.default!r} is not among the targets")
+        return self
+
+    def measured_nearest(self, gallery_size: int) -> dict[str, Any] | None:
+        """The measured gallery closest in size (on a log scale) to `gallery_size`."""
+        return min(self.measured, key=lambda row: abs(math.log(row["gallery_size"]) - math.log(max(gallery_size, 1))),
+                   default=None)
 
 
 class QualityReason(_Data):
@@ -255,6 +285,9 @@ class EncoderCard(_Data):
         None, description="the decision against an enrolled subject of k templates, per inference mode"
     )
     quality: QualityModel | None = Field(None, description="the face-quality model fitted for this encoder")
+    search: dict[InferenceMode, SearchCalibration] | None = Field(
+        None, description="1:N search's FPIR targets and their measured error rates, per inference mode"
+    )
 
     @field_validator("input", "alignment", mode="before")
     @classmethod
@@ -294,6 +327,9 @@ class EncoderCard(_Data):
 
     def subjects_for(self, flip_tta: bool) -> SubjectCalibration | None:
         return (self.subjects or {}).get(tta_mode(flip_tta))
+
+    def search_for(self, flip_tta: bool) -> SearchCalibration | None:
+        return (self.search or {}).get(tta_mode(flip_tta))
 
     def network_files(self) -> list[Path]:
         """Every file the encoder's numbers come from: its weights (own and borrowed) and any

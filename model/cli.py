@@ -1,7 +1,7 @@
 """`facever` command line: one entry point for serving and for every model task.
 
     facever serve [--host H] [--port P] [--workers N]
-    facever train | evaluate | calibrate | calibrate-subjects | calibrate-quality | fuse | quantize [options]
+    facever train | evaluate | calibrate | calibrate-subjects | calibrate-quality | calibrate-search | fuse | quantize [options]
     facever convert-dlib | convert-sface | convert-yunet | fetch-mtcnn [options]
 """
 
@@ -17,6 +17,7 @@ TASKS = {
     "calibrate": "model.evaluation.calibrate",
     "calibrate-subjects": "model.evaluation.subjects",
     "calibrate-quality": "model.evaluation.quality",
+    "calibrate-search": "model.evaluation.search",
     "train": "model.training.trainer",
     "convert-dlib": "model.convert.dlib",
     "convert-sface": "model.convert.sface",

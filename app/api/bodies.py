@@ -252,13 +252,17 @@ async def read_enrol_request(request: Request, max_body_bytes: int, max_images: 
     return EnrolUploads(images, embeddings, _options(EnrolOptions, request, options))
 
 
-async def read_probe_request(request: Request, max_body_bytes: int) -> ProbeUploads:
-    """One probe, an `image` or an `embedding` from /embed, and the decision options."""
+async def read_probe_request(
+    request: Request, max_body_bytes: int, json_model: type[BaseModel] = SubjectVerifyJSON,
+    options_model: type[BaseModel] = SubjectVerifyOptions,
+) -> ProbeUploads:
+    """One probe, an `image` or an `embedding` from /embed, and the options (a subject
+    verification's, or a search's)."""
     if _body_kind(request) == "json":
-        body: SubjectVerifyJSON = _validated(SubjectVerifyJSON, await request.body(), from_json=True)
+        body = _validated(json_model, await request.body(), from_json=True)
         image = decode_base64_image(body.image, "image") if body.image is not None else None
         embedding = body.embedding
-        options = body.model_dump(include=set(SubjectVerifyOptions.model_fields), exclude_unset=True)
+        options = body.model_dump(include=set(options_model.model_fields), exclude_unset=True)
     else:
         files, fields = await _read_multipart(request, max_files=2, max_body_bytes=max_body_bytes)
         _file_fields_as_text(fields, {"image"})
@@ -277,7 +281,7 @@ async def read_probe_request(request: Request, max_body_bytes: int) -> ProbeUplo
     if (image is None) == (embedding is None):
         raise invalid_request("send image or embedding (one of them)")
     probe = VerifySide("image" if image is not None else "embedding", image=image, embedding=embedding)
-    return ProbeUploads(probe, _options(SubjectVerifyOptions, request, options))
+    return ProbeUploads(probe, _options(options_model, request, options))
 
 
 def _inlined(schema: Any, definitions: dict[str, Any]) -> Any:

@@ -306,6 +306,26 @@ async function verifySubject() {
   ]);
 }
 
+async function searchGallery() {
+  needPhotos("image1");
+  const gallery = subjectPath().gallery;
+  const form = new FormData();
+  form.append("image", state.files.image1.blob, state.files.image1.name);
+  showCurl(`${gallery}/search`, [["image", state.files.image1.name, true]]);
+  const result = await call("POST", `${gallery}/search`, form);
+  if (result.face) drawFaces("image1", facesOf(result.face, "probe"), caption(result.face));
+  showVerdict(result.match !== null, result.match ? `This is ${result.match.subject}` : "Nobody enrolled");
+  const point = result.operating_point;
+  showDetails([
+    ["candidates", result.candidates.map((c) => `${c.subject} ${c.score.toFixed(4)} (threshold ${c.threshold.toFixed(4)})`).join("; ") || "none"],
+    ["operating point", point ? `${point.name} for a gallery of ${result.gallery_size}` +
+      (point.measured ? `; measured on ${point.measured.gallery_size}: FNIR ${(point.measured.fnir * 100).toFixed(1)}%, rank-1 ${(point.measured.rank1 * 100).toFixed(1)}%` : "") +
+      (point.extrapolated ? " (gallery larger than calibrated)" : "") : "explicit threshold"],
+    ["timings", timings(result.timings_ms)],
+    ["request id", result.request_id],
+  ]);
+}
+
 async function deleteSubject() {
   const result = await call("DELETE", subjectPath().subject);
   showVerdict(true, `Deleted: ${result.deleted.subjects} subject, ${result.deleted.templates} face(s)`);
@@ -341,6 +361,7 @@ document.addEventListener("DOMContentLoaded", () => {
   $("#enrol").addEventListener("click", () => busy(enrol));
   $("#verify-subject").addEventListener("click", () => busy(verifySubject));
   $("#delete-subject").addEventListener("click", () => busy(deleteSubject));
+  $("#search").addEventListener("click", () => busy(searchGallery));
   $("#copy-curl").addEventListener("click", copyCurl);
   $("#api-key").addEventListener("change", loadInfo);
   loadInfo();

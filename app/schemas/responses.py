@@ -272,6 +272,8 @@ class SubjectsInfo(BaseModel):
     enrol_operating_point: str = Field(description="a new face must match the subject's others at this point")
     operating_points: list[SubjectPointInfo] = Field(description="per number of templates, with held-out rates")
     max_templates_per_subject: int
+    search: dict[str, Any] | None = Field(description="1:N search: FPIR targets, the rule for a gallery's size, and "
+                                          "FNIR/FPIR/rank-1 measured on LFW galleries; null: uncalibrated")
 
 
 class ServiceInfo(BaseModel):
@@ -334,6 +336,8 @@ class InfoResponse(BaseModel):
                                       for k, points in (subjects.templates.items() if subjects else ())
                                       for point in points.values()],
                     max_templates_per_subject=settings.max_templates_per_subject,
+                    search=None if verifier.card.search_for(verifier.flip_tta) is None
+                    else verifier.card.search_for(verifier.flip_tta).model_dump(mode="json"),
                 ),
             ),
         )

@@ -83,7 +83,44 @@ class SubjectVerifyOptions(VerifyOptions):
     )
 
 
+MAX_IMPORT_SUBJECTS = 1000
+
+
+class ImportedSubject(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    id: str = ID_FIELD
+    embeddings: list[EmbeddingInput] = Field(min_length=1, max_length=100)
+
+
+class ImportJSON(BaseModel):
+    """Subjects with their embeddings from /embed of this model, stored in one transaction without
+    enrolment checks: moving a gallery over, or filling one in bulk."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    subjects: list[ImportedSubject] = Field(min_length=1, max_length=MAX_IMPORT_SUBJECTS)
+
+
+class ImportResponse(BaseModel):
+    subjects: int
+    templates: int
+    request_id: str
+
+
 class SubjectVerifyJSON(SubjectVerifyOptions):
+    image: str | None = Field(None, description="base64 image (a data: URL prefix is accepted)")
+    embedding: EmbeddingInput | None = Field(None, description="in place of image: an embedding from /embed")
+
+
+class SearchOptions(SubjectVerifyOptions):
+    top_k: int = Field(5, ge=1, le=100, description="candidates to return, nearest first")
+    operating_point: str | None = Field(
+        None, min_length=1, max_length=64, description="an FPIR target by name (see /info); default fpir_1e-3"
+    )
+
+
+class SearchJSON(SearchOptions):
     image: str | None = Field(None, description="base64 image (a data: URL prefix is accepted)")
     embedding: EmbeddingInput | None = Field(None, description="in place of image: an embedding from /embed")
 
@@ -98,7 +135,7 @@ class EnrolUploads:
 @dataclass(frozen=True)
 class ProbeUploads:
     probe: VerifySide
-    options: SubjectVerifyOptions
+    options: Any  # SubjectVerifyOptions or SearchOptions
 
 
 # -- responses ---------------------------------------------------------------------------------
@@ -258,3 +295,43 @@ class SubjectVerifyResponse(BaseModel):
             face=face, model=ModelRef.of(card),
             timings_ms=Timings(**timings, total=elapsed_ms(state.started)), request_id=state.request_id,
         )
+
+
+class SearchCandidate(BaseModel):
+    subject: str
+    score: float = Field(description="the distance to the subject's centroid (lower = more alike)")
+    threshold: float = Field(description="this subject's threshold: its number of templates and the gallery's size")
+    same: bool = Field(description="score at or below threshold")
+    templates: int
+
+
+class SearchMatch(BaseModel):
+    subject: str
+    score: float
+
+
+class MeasuredSearch(BaseModel):
+    gallery_size: int
+    fpir: float
+    fnir: float
+    rank1: float
+
+
+class SearchOperatingPoint(BaseModel):
+    name: str
+    fpir: float = Field(description="the false-positive identification rate aimed at, for this gallery's size")
+    extrapolated: bool = Field(description="true where the gallery is too large for the calibration to hold the "
+                               "target: the strictest measured thresholds are used and the FPIR may be higher")
+    measured: MeasuredSearch | None = Field(description="LFW's gallery of the nearest size: FPIR, FNIR, rank-1")
+
+
+class SearchResponse(BaseModel):
+    match: SearchMatch | None = Field(description="the nearest subject at or below its threshold; null: nobody enrolled")
+    candidates: list[SearchCandidate]
+    gallery: str
+    gallery_size: int = Field(description="subjects with templates of the model serving")
+    operating_point: SearchOperatingPoint | None = Field(description="null when an explicit threshold was given")
+    face: FaceSummary | None
+    model: ModelRef
+    timings_ms: Timings
+    request_id: str

@@ -19,7 +19,7 @@ import numpy as np
 # Ids name galleries and subjects in URLs and logs: a conservative alphabet keeps them safe to echo.
 ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 # The schema version this code writes; a database of a newer one is refused (SchemaTooNew).
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 
 class StorageError(Exception):
@@ -187,6 +187,21 @@ class Storage(ABC):
 
     @abstractmethod
     def delete_template(self, gallery_id: str, subject_id: str, template_id: str) -> Deleted: ...
+
+    @abstractmethod
+    def import_subjects(self, gallery_id: str, subjects: Sequence[tuple[str, Sequence[NewTemplate]]]) -> int:
+        """New subjects with their templates, in one transaction, without enrolment checks (moving a
+        gallery from another system, or a benchmark's); all or none: Conflict for a taken id.
+        Returns the templates stored."""
+
+    @abstractmethod
+    def gallery_revision(self, gallery_id: str) -> int:
+        """A number every write to the gallery's templates changes (NotFound for no gallery)."""
+
+    @abstractmethod
+    def gallery_templates(self, gallery_id: str, model: TemplateModel) -> tuple[int, list[str], np.ndarray]:
+        """The gallery's revision, and its templates of `model` (name, version, inference; any
+        precision): each one's subject id (sorted) and the embeddings (N, dim), in one transaction."""
 
     @abstractmethod
     def close(self) -> None: ...

@@ -32,6 +32,10 @@ class _Connection:
         cursor = self.connection.execute(sql.replace("?", "%s"), params)
         return cursor.fetchall() if cursor.description is not None else []
 
+    def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        with self.connection.cursor() as cursor:
+            cursor.executemany(sql.replace("?", "%s"), rows)
+
 
 class PostgresStorage(SQLStorage):
     url_scheme = "postgresql"

@@ -65,6 +65,9 @@ MIGRATIONS: list[list[str]] = [
             UNIQUE (gallery_id, upload_hash))""",
         "CREATE INDEX templates_by_subject ON templates (gallery_id, subject_id, seq)",
     ],
+    [  # 2: a revision per gallery, which every template write moves on, for the search index
+        "ALTER TABLE galleries ADD COLUMN revision BIGINT NOT NULL DEFAULT 0",
+    ],
 ]
 assert len(MIGRATIONS) == SCHEMA_VERSION
 
@@ -76,6 +79,8 @@ class Database(Protocol):
     """A transaction's statements: rows as tuples."""
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> list[tuple]: ...
+
+    def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None: ...
 
 
 def _template(row: tuple) -> Template:
@@ -224,6 +229,7 @@ class SQLStorage(Storage):
             removed = db.execute("DELETE FROM templates WHERE gallery_id = ? AND subject_id = ? RETURNING id",
                                  (gallery_id, subject_id))
             db.execute("DELETE FROM subjects WHERE gallery_id = ? AND id = ?", (gallery_id, subject_id))
+            self._next_revision(db, gallery_id)
         self._after_delete()
         return Deleted(subjects=1, templates=len(removed))
 
@@ -250,20 +256,12 @@ class SQLStorage(Storage):
                     raise Conflict("duplicate_face", "this very file is already enrolled in the gallery")
             check(stored)
             created = now()
-            added = []
-            for template in templates:
-                row = Template(**vars(template), id=uuid.uuid4().hex, subject_id=subject_id, created_at=created)
-                vector = np.ascontiguousarray(template.embedding, dtype="<f4")
-                db.execute(
-                    f"INSERT INTO templates (gallery_id, {_TEMPLATE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (gallery_id, row.id, subject_id, template.model.name, template.model.version,
-                     template.model.inference, template.model.precision, vector.size, vector.tobytes(),
-                     _face_json(template), json.dumps(template.quality) if template.quality else None,
-                     template.upload_hash, created),
-                )
-                added.append(row)
+            added = [Template(**vars(t), id=uuid.uuid4().hex, subject_id=subject_id, created_at=created)
+                     for t in templates]
+            _insert_templates(db, gallery_id, added)
             db.execute("UPDATE subjects SET updated_at = ? WHERE gallery_id = ? AND id = ?",
                        (created, gallery_id, subject_id))
+            self._next_revision(db, gallery_id)
         return added
 
     def delete_template(self, gallery_id: str, subject_id: str, template_id: str) -> Deleted:
@@ -275,11 +273,60 @@ class SQLStorage(Storage):
                 raise NotFound("template", f"no template {template_id!r} of subject {subject_id!r}")
             db.execute("UPDATE subjects SET updated_at = ? WHERE gallery_id = ? AND id = ?",
                        (now(), gallery_id, subject_id))
+            self._next_revision(db, gallery_id)
         self._after_delete()
         return Deleted(templates=1)
 
+    def import_subjects(self, gallery_id: str, subjects: Sequence[tuple[str, Sequence[NewTemplate]]]) -> int:
+        created = now()
+        rows = [Template(**vars(t), id=uuid.uuid4().hex, subject_id=subject_id, created_at=created)
+                for subject_id, templates in subjects for t in templates]
+        with self._transaction(write=True) as db:
+            if not db.execute("SELECT 1 FROM galleries WHERE id = ?", (gallery_id,)):
+                raise NotFound("gallery", f"no gallery {gallery_id!r}")
+            db.executemany("INSERT INTO subjects (gallery_id, id, created_at, updated_at) VALUES (?, ?, ?, ?)",
+                           [(gallery_id, subject_id, created, created) for subject_id, _ in subjects])
+            _insert_templates(db, gallery_id, rows)
+            self._next_revision(db, gallery_id)
+        return len(rows)
+
+    def _next_revision(self, db: Database, gallery_id: str) -> None:
+        db.execute("UPDATE galleries SET revision = revision + 1 WHERE id = ?", (gallery_id,))
+
+    def gallery_revision(self, gallery_id: str) -> int:
+        with self._transaction(write=False) as db:
+            rows = db.execute("SELECT revision FROM galleries WHERE id = ?", (gallery_id,))
+        if not rows:
+            raise NotFound("gallery", f"no gallery {gallery_id!r}")
+        return int(rows[0][0])
+
+    def gallery_templates(self, gallery_id: str, model: TemplateModel) -> tuple[int, list[str], np.ndarray]:
+        with self._transaction(write=False) as db:
+            rows = db.execute("SELECT revision FROM galleries WHERE id = ?", (gallery_id,))
+            if not rows:
+                raise NotFound("gallery", f"no gallery {gallery_id!r}")
+            templates = db.execute(
+                "SELECT subject_id, dim, embedding FROM templates WHERE gallery_id = ? AND model_name = ? "
+                "AND model_version = ? AND inference = ? ORDER BY subject_id, seq",
+                (gallery_id, model.name, model.version, model.inference))
+        dims = {dim for _, dim, _ in templates}
+        if len(dims) > 1:
+            raise Conflict("conflict", f"templates of one model with several dimensions: {sorted(dims)}")
+        dim = dims.pop() if dims else 0
+        matrix = np.frombuffer(b"".join(bytes(blob) for _, _, blob in templates), "<f4").reshape(len(templates), dim)
+        return int(rows[0][0]), [subject for subject, _, _ in templates], matrix.astype(np.float32)
+
     def _after_delete(self) -> None:
         """Where the back-end keeps deleted rows' bytes around (SQLite's write-ahead log), drop them."""
+
+
+def _insert_templates(db: Database, gallery_id: str, templates: Sequence[Template]) -> None:
+    db.executemany(
+        f"INSERT INTO templates (gallery_id, {_TEMPLATE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        [(gallery_id, t.id, t.subject_id, t.model.name, t.model.version, t.model.inference, t.model.precision,
+          len(t.embedding), np.ascontiguousarray(t.embedding, dtype="<f4").tobytes(), _face_json(t),
+          json.dumps(t.quality) if t.quality else None, t.upload_hash, t.created_at) for t in templates],
+    )
 
 
 def _page(items: list, limit: int) -> Page:

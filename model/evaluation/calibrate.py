@@ -12,10 +12,8 @@ millions of impostor pairs. A logistic map distance -> p(same) (equal priors) is
 
 from __future__ import annotations
 
-import argparse
 import datetime as dt
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -23,9 +21,9 @@ import numpy as np
 from model.card import Calibration, tta_mode, write_card
 from model.engines.cpu import describe_cpu, isa_caps, isa_suffix
 from model.evaluation import metrics
+from model.evaluation.arguments import calibration_parser, command_line
 from model.evaluation.embeddings import embed_lfw
 from model.evaluation.protocols import MAX_IMAGES_PER_IDENTITY, PairDistances, all_pair_distances, split_identities
-from model.paths import DEFAULT_DATA_DIR, DEFAULT_ENCODER_DIR, REPORTS_DIR
 from model.verify.pipeline import FaceVerifier
 
 TARGET_FARS = {"far_1e-2": 1e-2, "far_1e-3": 1e-3, "far_1e-4": 1e-4}
@@ -176,19 +174,15 @@ def print_table(modes: dict) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="facever calibrate", description=__doc__.split("\n")[0])
-    parser.add_argument("--weights", type=Path, default=DEFAULT_ENCODER_DIR, help="encoder weights folder")
-    parser.add_argument("--data", type=Path, default=DEFAULT_DATA_DIR, help="folder holding lfw/")
-    parser.add_argument("--reports", type=Path, default=REPORTS_DIR, help="where the JSON goes")
-    parser.add_argument("--threads", type=int, default=2, help="each inference's threads")
+    parser = calibration_parser("facever calibrate", __doc__)
     parser.add_argument("--check", action="store_true",
                         help="measure the card's operating points again in this run's numerics; write nothing into it")
     args = parser.parse_args(argv)
-    command = "facever calibrate " + " ".join(sys.argv[1:] if argv is None else argv)
+    command = command_line("facever calibrate", argv)
     if args.check:
-        print_check(check(args.weights, args.data, args.reports, command.strip(), args.threads))
+        print_check(check(args.weights, args.data, args.reports, command, args.threads))
     else:
-        print_table(calibrate(args.weights, args.data, args.reports, command.strip(), args.threads))
+        print_table(calibrate(args.weights, args.data, args.reports, command, args.threads))
 
 
 if __name__ == "__main__":

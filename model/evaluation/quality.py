@@ -16,7 +16,6 @@ LFW hardly varies), a fixed default is kept and marked fitted: false.
 
 from __future__ import annotations
 
-import argparse
 import datetime as dt
 import json
 import sys
@@ -29,12 +28,12 @@ from PIL import Image
 from model.card import QualityModel, QualityReason, tta_mode, write_card
 from model.distance import pair_distances
 from model.errors import InputError
+from model.evaluation.arguments import calibration_parser, command_line
 from model.evaluation.calibrate import DEFAULT_OPERATING_POINT
 from model.evaluation.degrade import KINDS, degrade
 from model.evaluation.protocols import Pair, development_pairs
 from model.faces.quality import QualityMeasures, features, measure
 from model.faces.select import choose_face
-from model.paths import DEFAULT_DATA_DIR, DEFAULT_ENCODER_DIR, REPORTS_DIR
 
 VERSION = "1.0.0"
 FEATURES = ["log_eye_distance", "abs_yaw", "abs_pitch", "detection_score", "log1p_sharpness",
@@ -204,13 +203,9 @@ def fit_quality(weights: Path, data_dir: Path, reports_dir: Path, command: str, 
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="facever calibrate-quality", description=__doc__.split("\n")[0])
-    parser.add_argument("--weights", type=Path, default=DEFAULT_ENCODER_DIR, help="encoder weights folder")
-    parser.add_argument("--data", type=Path, default=DEFAULT_DATA_DIR, help="folder holding lfw/")
-    parser.add_argument("--reports", type=Path, default=REPORTS_DIR, help="where the JSON goes")
-    parser.add_argument("--threads", type=int, default=2, help="each inference's threads")
+    parser = calibration_parser("facever calibrate-quality", __doc__)
     args = parser.parse_args(argv)
-    command = ("facever calibrate-quality " + " ".join(sys.argv[1:] if argv is None else argv)).strip()
+    command = command_line("facever calibrate-quality", argv)
     report = fit_quality(args.weights, args.data, args.reports, command, args.threads)
     for kind, row in report["samples"].items():
         print(f"{kind:<10} {row['comparisons']:>5} comparisons, accepted {row['accepted']:.1%}, "

@@ -14,11 +14,9 @@ the naive rule does to false accepts. Written into the card, per inference mode.
 
 from __future__ import annotations
 
-import argparse
 import datetime as dt
 import hashlib
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -26,18 +24,22 @@ import numpy as np
 from model.card import SubjectCalibration, tta_mode, write_card
 from model.engines.cpu import describe_cpu, isa_caps
 from model.evaluation import metrics
+from model.evaluation.arguments import calibration_parser, command_line
 from model.evaluation.calibrate import DEFAULT_OPERATING_POINT, TARGET_FARS
 from model.evaluation.embeddings import embed_lfw
 from model.evaluation.protocols import MAX_IMAGES_PER_IDENTITY, PairDistances, split_identities
-from model.paths import DEFAULT_DATA_DIR, DEFAULT_ENCODER_DIR, REPORTS_DIR
 from model.verify.subjects import RULES, subject_scores
 
 K_VALUES = (1, 2, 3, 4, 5)
+# The false-accept rates at which each k's threshold is tabled, for the 1:N search's thresholds
+# (model.verify.search): down to where at least MIN_EVENTS impostor probes are accepted.
+CURVE_FARS = np.logspace(-1, -7, 25)
+MIN_EVENTS = 5
 DESCRIPTIONS = {name: f"at most 1 false accept in {round(1 / far):,} impostor probes against a subject"
                 for name, far in TARGET_FARS.items()}
 
 
-def _seed(name: str) -> int:
+def name_seed(name: str) -> int:
     return int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "little")
 
 
@@ -48,7 +50,7 @@ def subject_trials(embeddings: np.ndarray, identities: dict[str, list[int]], k: 
     for name, rows in identities.items():
         if len(rows) <= k:
             continue
-        order = np.random.default_rng(_seed(name)).permutation(rows)
+        order = np.random.default_rng(name_seed(name)).permutation(rows)
         templates.append(embeddings[order[:k]])
         genuine_rows += list(order[k:])
         genuine_subject += [len(subjects)] * (len(order) - k)
@@ -79,8 +81,11 @@ def calibrate_mode(embeddings: np.ndarray, choose_ids: dict, held_out_ids: dict,
     held_out = {k: subject_trials(embeddings, held_out_ids, k) for k in K_VALUES}
     compared = {rule: {k: _tar_at(choose[k][rule], 1e-3) for k in K_VALUES} for rule in RULES}
     rule = max(RULES, key=lambda name: np.mean([compared[name][k] for k in K_VALUES if k >= 2]))
-    templates, trials = {}, {}
+    templates, trials, curves = {}, {}, {}
     for k in K_VALUES:
+        impostor = choose[k][rule].impostor
+        curves[k] = [[float(far), metrics.threshold_at_far(impostor, far)] for far in CURVE_FARS
+                     if far * impostor.size >= MIN_EVENTS]
         templates[k] = {}
         for name, far in TARGET_FARS.items():
             threshold = metrics.threshold_at_far(choose[k][rule].impostor, far)
@@ -99,6 +104,7 @@ def calibrate_mode(embeddings: np.ndarray, choose_ids: dict, held_out_ids: dict,
         "rule": rule,
         "default": DEFAULT_OPERATING_POINT,
         "templates": templates,
+        "far_curves": curves,
         "rules_compared": {"what": "TAR at FAR 1e-3 on the choose half, per k", **compared},
         "trials": trials,
     }
@@ -158,13 +164,9 @@ def print_table(modes: dict) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="facever calibrate-subjects", description=__doc__.split("\n")[0])
-    parser.add_argument("--weights", type=Path, default=DEFAULT_ENCODER_DIR, help="encoder weights folder")
-    parser.add_argument("--data", type=Path, default=DEFAULT_DATA_DIR, help="folder holding lfw/")
-    parser.add_argument("--reports", type=Path, default=REPORTS_DIR, help="where the JSON goes")
-    parser.add_argument("--threads", type=int, default=2, help="each inference's threads")
+    parser = calibration_parser("facever calibrate-subjects", __doc__)
     args = parser.parse_args(argv)
-    command = ("facever calibrate-subjects " + " ".join(sys.argv[1:] if argv is None else argv)).strip()
+    command = command_line("facever calibrate-subjects", argv)
     print_table(calibrate_subjects(args.weights, args.data, args.reports, command, args.threads))
 
 

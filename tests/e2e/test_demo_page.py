@@ -162,9 +162,13 @@ def test_enrol_verify_and_delete_a_subject(browser, service, lfw_dir) -> None:
     click(browser, "verify-subject")
     shown = result(browser)
     assert shown["verdict"] == "This is aaron" and shown["ticks"] == 3  # the points calibrated for 1 template
+    click(browser, "search")
+    assert result(browser)["verdict"] == "This is aaron"
     choose(browser, 1, lfw_dir / "images" / OTHER)
     click(browser, "verify-subject")
     assert result(browser)["verdict"] == "Not aaron"
+    click(browser, "search")
+    assert result(browser)["verdict"] == "Nobody enrolled"
     click(browser, "delete-subject")
     assert result(browser)["verdict"] == "Deleted: 1 subject, 1 face(s)"
     click(browser, "verify-subject")

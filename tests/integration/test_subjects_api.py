@@ -227,3 +227,85 @@ async def test_subject_full(storage_url, lfw_dir) -> None:
         await new_subject(client, "full", "alice")
         assert (await enrol(client, "full", "alice", read(lfw_dir, ALICE[0]), read(lfw_dir, ALICE[1]))).status_code == 201
         refused(await enrol(client, "full", "alice", read(lfw_dir, ALICE[2])), 409, "subject_full", "at most 2")
+
+
+# -- 1:N search -----------------------------------------------------------------------------------
+
+PEOPLE = {"colin": "Colin_Powell", "george": "George_W_Bush", "tony": "Tony_Blair", "gerhard": "Gerhard_Schroeder",
+          "donald": "Donald_Rumsfeld"}
+STRANGER = "Aaron_Peirsol/Aaron_Peirsol_0001.jpg"
+
+
+def lfw_photo(lfw_dir: Path, person: str, number: int) -> bytes:
+    return (lfw_dir / "images" / person / f"{person}_{number:04d}.jpg").read_bytes()
+
+
+async def search(client, gallery: str, image: bytes, **data):
+    return await client.post(f"/galleries/{gallery}/search", files={"image": ("p.jpg", image)}, data=data)
+
+
+async def test_search_finds_the_enrolled_and_nobody_for_a_stranger(client, lfw_dir, storage_url) -> None:
+    assert (await client.post("/galleries", json={"id": "people"})).status_code == 201
+    empty = (await search(client, "people", lfw_photo(lfw_dir, "Colin_Powell", 5))).json()
+    assert empty["match"] is None and empty["candidates"] == [] and empty["gallery_size"] == 0
+    for subject, person in PEOPLE.items():
+        await client.post("/galleries/people/subjects", json={"id": subject})
+        enrolled = await enrol(client, "people", subject, lfw_photo(lfw_dir, person, 1), lfw_photo(lfw_dir, person, 2))
+        assert enrolled.status_code == 201, enrolled.text
+
+    found = (await search(client, "people", lfw_photo(lfw_dir, "Colin_Powell", 5), top_k="3")).json()
+    assert found["match"]["subject"] == "colin" and found["gallery_size"] == 5 and len(found["candidates"]) == 3
+    assert found["candidates"][0]["subject"] == "colin" and found["candidates"][0]["templates"] == 2
+    assert [c["same"] for c in found["candidates"]] == [True, False, False]
+    point = found["operating_point"]
+    assert point["name"] == "fpir_1e-3" and point["measured"]["gallery_size"] == 100 and not point["extrapolated"]
+
+    stranger = (await search(client, "people", (lfw_dir / "images" / STRANGER).read_bytes())).json()
+    assert stranger["match"] is None and all(not c["same"] for c in stranger["candidates"])
+
+    embedded = (await client.post("/embed", files={"images": ("t.jpg", lfw_photo(lfw_dir, "Tony_Blair", 7))})).json()
+    by_embedding = await client.post("/galleries/people/search", json={"embedding": embedded["embeddings"][0]})
+    assert by_embedding.json()["match"]["subject"] == "tony"
+
+    # A subject deleted, by this replica or another writing to the same database, is never found again.
+    assert (await client.delete("/galleries/people/subjects/colin")).status_code == 200
+    gone = (await search(client, "people", lfw_photo(lfw_dir, "Colin_Powell", 5))).json()
+    assert gone["match"] is None or gone["match"]["subject"] != "colin"
+    assert "colin" not in {c["subject"] for c in gone["candidates"]} and gone["gallery_size"] == 4
+    other_replica = open_storage(storage_url)
+    other_replica.delete_subject("people", "tony")
+    other_replica.close()
+    after = (await client.post("/galleries/people/search", json={"embedding": embedded["embeddings"][0]})).json()
+    assert "tony" not in {c["subject"] for c in after["candidates"]} and after["match"] is None
+
+
+async def test_search_refusals(client, lfw_dir) -> None:
+    photo = lfw_photo(lfw_dir, "Colin_Powell", 5)
+    refused(await search(client, "nobody-here", photo), 404, "gallery_not_found")
+    await client.post("/galleries", json={"id": "refuse"})
+    refused(await search(client, "refuse", photo, operating_point="fpir_1e-9"), 422, "invalid_request", "fpir_1e-9")
+    refused(await search(client, "refuse", photo, top_k="0"), 422, "invalid_request", "top_k")
+    refused(await search(client, "refuse", photo, threshold="0.5", operating_point="fpir_1e-2"), 422, "invalid_request")
+    refused(await search(client, "refuse", b"not an image"), 400, "invalid_image")
+    explicit = (await search(client, "refuse", photo, threshold="0.5")).json()
+    assert explicit["operating_point"] is None and explicit["match"] is None
+    info = (await client.get("/info")).json()["service"]["subjects"]["search"]
+    assert info["default"] == "fpir_1e-3" and [row["gallery_size"] for row in info["measured"]] == [100, 1000, 1680]
+
+
+async def test_import_in_bulk(client, lfw_dir) -> None:
+    await client.post("/galleries", json={"id": "bulk"})
+    embedded = (await client.post("/embed", files=[("images", ("a.jpg", lfw_photo(lfw_dir, "Colin_Powell", n)))
+                                                   for n in (1, 2, 3)])).json()["embeddings"]
+    body = {"subjects": [{"id": "colin", "embeddings": embedded[:2]}, {"id": "c2", "embeddings": embedded[2:]}]}
+    imported = await client.post("/galleries/bulk/import", json=body)
+    assert imported.status_code == 201 and imported.json()["templates"] == 3
+    assert (await client.get("/galleries/bulk")).json()["templates"] == 3
+    refused(await client.post("/galleries/bulk/import", json=body), 409, "conflict")  # all or nothing
+    assert (await client.get("/galleries/bulk")).json()["subjects"] == 2
+    foreign = {**embedded[0], "model": {**embedded[0]["model"], "name": "other"}}
+    refused(await client.post("/galleries/bulk/import", json={"subjects": [{"id": "x", "embeddings": [foreign]}]}),
+            422, "incompatible_embedding", "subjects[0].embeddings[0]")
+    refused(await client.post("/galleries/bulk/import", json={"subjects": [{"id": "y", "embeddings": [embedded[0]]},
+                                                                          {"id": "y", "embeddings": [embedded[1]]}]}),
+            422, "invalid_request", "twice")

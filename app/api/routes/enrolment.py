@@ -12,19 +12,24 @@ from app.api.deps import LimiterDep, SettingsDep, StorageDep, VerifierDep, Write
 from app.api.routes.galleries import GalleryId, SubjectId
 from app.errors import ServiceError
 from app.jobs import embed_images, quality_floor
+from app.limiter import InferenceLimiter
 from app.schemas.responses import FaceSummary, Timings, elapsed_ms
 from app.schemas.subjects import (
     DeletedResponse,
     EnrolJSON,
     EnrolOptions,
     EnrolResponse,
+    ProbeUploads,
     SubjectResponse,
     SubjectVerifyJSON,
     SubjectVerifyOptions,
     SubjectVerifyResponse,
     TemplateResponse,
 )
+from app.settings import Settings
 from app.subjects import EnrolmentCheckResult, enrolment_check, judge_probe, new_templates, upload_hash, usable
+from model.verify.results import FaceEmbedding
+from model.verify.verifier import Verifier
 
 router = APIRouter(prefix="/galleries/{gallery_id}/subjects/{subject_id}", tags=["subjects"])
 
@@ -80,6 +85,21 @@ async def delete_face(gallery_id: GalleryId, subject_id: SubjectId, template_id:
                               request.state)
 
 
+async def probe_embedding(
+    uploads: ProbeUploads, verifier: Verifier, limiter: InferenceLimiter, settings: Settings
+) -> tuple[FaceEmbedding, dict[str, float]]:
+    """The probe's embedding: given back (checked against the model serving), or of its image's face."""
+    if uploads.probe.embedding is not None:
+        given = uploads.probe.embedding
+        return verifier.accept_embedding(given.embedding, given.model.to_model(), "embedding"), dict(NO_TIMINGS)
+    options = uploads.options
+    floor = quality_floor(verifier, options.min_quality, settings.min_quality)
+    faces, timings = await limiter.run("verify", partial(embed_images, verifier, [uploads.probe.image],
+                                                         options.face_policy, settings.max_image_pixels, ["image"],
+                                                         floor))
+    return faces[0], timings
+
+
 @router.post(
     "/verify", response_model=SubjectVerifyResponse,
     openapi_extra=request_docs(SubjectVerifyJSON, SubjectVerifyOptions, {"image": "the probe image"},
@@ -102,16 +122,7 @@ async def verify_subject(
                            "inference mode; enrol new photos of it")
     options = uploads.options
     decision = verifier.subject_decision(len(compared), options.threshold, options.operating_point)
-    timings = dict(NO_TIMINGS)
-    if uploads.probe.embedding is not None:
-        probe = verifier.accept_embedding(uploads.probe.embedding.embedding, uploads.probe.embedding.model.to_model(),
-                                          "embedding")
-    else:
-        floor = quality_floor(verifier, options.min_quality, settings.min_quality)
-        faces, timings = await limiter.run("verify", partial(embed_images, verifier, [uploads.probe.image],
-                                                             options.face_policy, settings.max_image_pixels, ["image"],
-                                                             floor))
-        probe = faces[0]
+    probe, timings = await probe_embedding(uploads, verifier, limiter, settings)
     verdict, distances = judge_probe(verifier, probe, compared, decision)
     calibration = verifier.card.subjects_for(verifier.flip_tta)
     calibrated_for = calibration.calibrated_k(len(compared)) if calibration and verdict.operating_point else None

@@ -16,13 +16,16 @@ from app.schemas.subjects import (
     DeletedResponse,
     GalleryList,
     GalleryResponse,
+    ImportJSON,
+    ImportResponse,
     SubjectList,
     SubjectResponse,
     SubjectSummary,
     after_cursor,
     cursor_of,
 )
-from app.subjects import usable
+from app.storage.base import NewTemplate
+from app.subjects import template_model, usable
 
 router = APIRouter(prefix="/galleries", tags=["subjects"])
 
@@ -59,7 +62,27 @@ async def get_gallery(gallery_id: GalleryId, storage: StorageDep) -> GalleryResp
 async def delete_gallery(gallery_id: GalleryId, storage: StorageDep, request: Request) -> DeletedResponse:
     """Deletes the gallery, its subjects and their templates in one transaction; nothing of them
     is readable afterwards."""
-    return DeletedResponse.of(await run_in_threadpool(storage.delete_gallery, gallery_id), request.state)
+    deleted = await run_in_threadpool(storage.delete_gallery, gallery_id)
+    request.app.state.search_index.forget(gallery_id)
+    return DeletedResponse.of(deleted, request.state)
+
+
+@router.post("/{gallery_id}/import", status_code=201, response_model=ImportResponse, dependencies=[WriteKey])
+async def import_subjects(gallery_id: GalleryId, body: ImportJSON, storage: StorageDep, verifier: VerifierDep,
+                          request: Request) -> ImportResponse:
+    """New subjects with embeddings from /embed, all in one transaction (a taken id refuses the
+    whole request: 409 conflict); each embedding is checked against the model serving."""
+    model = template_model(verifier)
+    subjects = [
+        (subject.id, [NewTemplate(verifier.accept_embedding(item.embedding, item.model.to_model(),
+                                                            f"subjects[{i}].embeddings[{j}]").embedding, model)
+                      for j, item in enumerate(subject.embeddings)])
+        for i, subject in enumerate(body.subjects)
+    ]
+    if len({subject_id for subject_id, _ in subjects}) != len(subjects):
+        raise invalid_request("a subject id is given twice in the import")
+    stored = await run_in_threadpool(storage.import_subjects, gallery_id, subjects)
+    return ImportResponse(subjects=len(subjects), templates=stored, request_id=request.state.request_id)
 
 
 @router.post("/{gallery_id}/subjects", status_code=201, response_model=SubjectSummary, dependencies=[WriteKey])

@@ -222,3 +222,28 @@ def test_ids_and_urls() -> None:
     assert redacted("postgresql://u:secret@h:5432/d") == "postgresql://u:***@h:5432/d"
     with pytest.raises(ValueError, match="storage URL"):
         open_storage("mysql://x")
+
+
+def test_import_and_the_gallery_revision(store: SQLStorage) -> None:
+    store.create_gallery("g")
+    before = store.gallery_revision("g")
+    assert store.import_subjects("g", [("a", [template(1, 0), template(1, 1)]), ("b", [template(0, 1)])]) == 3
+    after = store.gallery_revision("g")
+    revision, subjects, embeddings = store.gallery_templates("g", MODEL)
+    assert after > before and revision == after and subjects == ["a", "a", "b"] and embeddings.shape == (3, 2)
+    np.testing.assert_array_equal(embeddings[2], unit(0, 1))
+    assert store.gallery_templates("g", TemplateModel("other", "1.0", "plain", "int8"))[1] == []
+    with pytest.raises(Conflict):  # all or nothing
+        store.import_subjects("g", [("c", [template(1, 0)]), ("a", [template(1, 0)])])
+    assert store.get_gallery("g").subject_count == 2
+    store.delete_subject("g", "b")
+    assert store.gallery_revision("g") > after
+
+
+def test_a_closed_store_opens_again_when_used(tmp_path) -> None:
+    store = open_storage(f"sqlite:///{tmp_path}/facever.sqlite3")
+    store.migrate()
+    store.create_gallery("g")
+    store.close()
+    assert store.get_gallery("g").id == "g"
+    store.close()

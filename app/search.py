@@ -1,0 +1,87 @@
+"""1:N search of a gallery: the subjects' centroids held as one matrix per gallery and model, exact.
+
+The matrix is checked against the gallery's revision (which every template write in the database
+moves on) at the start of every search, and rebuilt from the database when it differs: a search
+never answers from a gallery older than the writes answered before it began, whichever replica
+made them. A subject's score is its centroid's distance (the card's subject rule, centroid), its
+threshold the one that holds the gallery's FPIR at the target for its size and its number of
+templates (model.verify.search).
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+
+import numpy as np
+
+from app.storage.base import Storage, TemplateModel
+
+
+@dataclass(frozen=True)
+class GalleryMatrix:
+    revision: int
+    subjects: np.ndarray  # (S,) ids
+    counts: np.ndarray  # (S,) templates of each
+    centroids: np.ndarray  # (S, dim) float32, unit length
+
+
+@dataclass(frozen=True)
+class Candidate:
+    subject: str
+    score: float
+    templates: int
+
+
+def gallery_matrix(revision: int, subject_ids: list[str], embeddings: np.ndarray) -> GalleryMatrix:
+    """Each subject's templates (rows grouped by subject id, as gallery_templates gives them)
+    averaged and normalised."""
+    if not subject_ids:
+        return GalleryMatrix(revision, np.array([], dtype=object), np.array([], dtype=np.int64),
+                             np.zeros((0, 0), np.float32))
+    ids = np.array(subject_ids, dtype=object)
+    starts = np.flatnonzero(np.r_[True, ids[1:] != ids[:-1]])
+    sums = np.add.reduceat(embeddings.astype(np.float64), starts, axis=0)
+    centroids = (sums / np.linalg.norm(sums, axis=1, keepdims=True)).astype(np.float32)
+    return GalleryMatrix(revision, ids[starts], np.diff(np.r_[starts, len(ids)]), centroids)
+
+
+class SearchIndex:
+    """The galleries' matrices, by (gallery, model), rebuilt when their revision moves on."""
+
+    def __init__(self) -> None:
+        self._matrices: dict[tuple, GalleryMatrix] = {}
+        self._lock = threading.Lock()
+
+    def matrix(self, storage: Storage, gallery_id: str, model: TemplateModel) -> GalleryMatrix:
+        key = (gallery_id, model.name, model.version, model.inference)
+        revision = storage.gallery_revision(gallery_id)
+        held = self._matrices.get(key)
+        if held is not None and held.revision == revision:
+            return held
+        with self._lock:  # one rebuild at a time; a search that waited finds it done
+            held = self._matrices.get(key)
+            if held is None or held.revision != revision:
+                held = gallery_matrix(*storage.gallery_templates(gallery_id, model))
+                self._matrices[key] = held
+        return held
+
+    def search(self, storage: Storage, gallery_id: str, model: TemplateModel, probe: np.ndarray,
+               top: int) -> tuple[int, list[Candidate]]:
+        """The gallery's size (subjects with templates of `model`) and its `top` nearest subjects, nearest first."""
+        held = self.matrix(storage, gallery_id, model)
+        size = len(held.subjects)
+        if not size:
+            return 0, []
+        similarity = held.centroids @ np.asarray(probe, np.float32)
+        top = min(top, size)
+        nearest = np.argpartition(-similarity, top - 1)[:top]
+        nearest = nearest[np.argsort(-similarity[nearest], kind="stable")]
+        scores = np.sqrt(np.clip(2.0 - 2.0 * similarity[nearest].astype(np.float64), 0.0, 4.0))
+        return size, [Candidate(str(held.subjects[i]), float(score), int(held.counts[i]))
+                      for i, score in zip(nearest, scores)]
+
+    def forget(self, gallery_id: str) -> None:
+        """Drop a deleted gallery's matrices (memory only: a stale one would be rebuilt anyway)."""
+        for key in [key for key in self._matrices if key[0] == gallery_id]:
+            self._matrices.pop(key, None)

@@ -1,0 +1,158 @@
+"""1:N search at scale: galleries of 10^4, 10^5 and 10^6 templates in the embedded store (SQLite),
+searched exactly by the service's own index (app/search.py).
+
+Each gallery holds one template per subject: LFW's 13,233 real templates (the default encoder's, plain),
+then random unit vectors of the same dimension as fillers. Reported per size: the import rate (one
+transaction per 10,000 subjects), the rate of enrolling subjects one at a time as the API does
+(two transactions each: create, enrol), POST /galleries/{g}/import through a served `facever serve`
+(1,000 subjects a request), the first search's build of the matrix from the database,
+the RSS it adds, and the p50/p99 of searches with probes that are other LFW photos of enrolled
+people (the revision check, the matrix product and the top-k included), with their rank-1 hits.
+
+    python -m bench.search [--sizes 10000 100000 1000000]   -> bench/results/search.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from app.search import SearchIndex
+from app.storage import open_storage
+from app.storage.base import NewTemplate, TemplateModel
+from bench.machine import write_report
+from bench.server import memory_mib
+from model.paths import DEFAULT_DATA_DIR, DEFAULT_ENCODER_DIR, REPORTS_DIR
+
+IMPORT_CHUNK = 10_000
+ONE_BY_ONE = 2_000
+SEARCHES = 300
+TOP_K = 10
+
+
+def lfw_templates(weights: Path, data_dir: Path) -> tuple[list[str], np.ndarray, TemplateModel]:
+    from model.evaluation.embeddings import embed_lfw
+    from model.verify.pipeline import FaceVerifier
+
+    verifier = FaceVerifier.from_folders(weights)
+    embeddings = embed_lfw(verifier, data_dir)
+    made_by = verifier.embedding_model
+    model = TemplateModel(made_by.name, made_by.version, made_by.inference, verifier.precision)
+    return embeddings.paths, embeddings.normalised(verifier.flip_tta).astype(np.float32), model
+
+
+def gallery_vectors(real: np.ndarray, size: int, rng: np.random.Generator) -> np.ndarray:
+    fillers = rng.standard_normal((max(size - len(real), 0), real.shape[1])).astype(np.float32)
+    fillers /= np.linalg.norm(fillers, axis=1, keepdims=True)
+    return np.concatenate([real[:size], fillers])
+
+
+def measure(size: int, paths: list[str], real: np.ndarray, model: TemplateModel, folder: Path) -> dict:
+    rng = np.random.default_rng(size)
+    # Real templates: the first image of each LFW identity; probes: the second image of the first
+    # SEARCHES identities that have one, with the subject their first image was enrolled as.
+    rows_of: dict[str, list[int]] = {}
+    for row, path in enumerate(paths):
+        rows_of.setdefault(path.split("/")[0], []).append(row)
+    first_rows = [rows[0] for rows in rows_of.values()]
+    probe_rows = [(rows[1], subject) for subject, rows in enumerate(rows_of.values()) if len(rows) > 1][:SEARCHES]
+    vectors = gallery_vectors(real[first_rows], size, rng)
+    store = open_storage(f"sqlite:///{folder}/search-{size}.sqlite3")
+    store.migrate()
+    store.create_gallery("bench")
+    started = time.perf_counter()
+    for start in range(0, size, IMPORT_CHUNK):
+        store.import_subjects("bench", [(f"s{i:07d}", [NewTemplate(vectors[i], model)])
+                                        for i in range(start, min(start + IMPORT_CHUNK, size))])
+    import_s = time.perf_counter() - started
+    store.create_gallery("one-by-one")
+    started = time.perf_counter()
+    for i in range(ONE_BY_ONE):
+        store.create_subject("one-by-one", f"s{i:07d}")
+        store.add_templates("one-by-one", f"s{i:07d}", [NewTemplate(vectors[i], model)], lambda stored: None, 100)
+    one_by_one_s = time.perf_counter() - started
+
+    index = SearchIndex()
+    rss_before = memory_mib(os.getpid())
+    started = time.perf_counter()
+    index.matrix(store, "bench", model)
+    build_s = time.perf_counter() - started
+    rss_after = memory_mib(os.getpid())
+    matrix_mib = index.matrix(store, "bench", model).centroids.nbytes / 2**20
+    times, hits = [], 0
+    for row, enrolled_at in probe_rows:
+        started = time.perf_counter()
+        _, candidates = index.search(store, "bench", model, real[row], TOP_K)
+        times.append((time.perf_counter() - started) * 1000)
+        hits += candidates[0].subject == f"s{enrolled_at:07d}"
+    store.close()
+    return {
+        "templates": size, "real_templates": int(min(size, len(first_rows))),
+        "import_templates_per_s": round(size / import_s), "import_s": round(import_s, 1),
+        "one_by_one_templates_per_s": round(ONE_BY_ONE / one_by_one_s),
+        "one_by_one_seconds_for_1e5": round(100_000 * one_by_one_s / ONE_BY_ONE, 1),
+        "first_search_build_s": round(build_s, 2), "index_rss_mib": round(rss_after - rss_before, 1),
+        "index_matrix_mib": round(matrix_mib, 1),
+        "search_ms": {"p50": round(float(np.percentile(times, 50)), 2), "p99": round(float(np.percentile(times, 99)), 2)},
+        "searches": len(times), "rank1_hits": hits,
+        "database_mib": round((folder / f"search-{size}.sqlite3").stat().st_size / 2**20, 1),
+    }
+
+
+def http_import(real: np.ndarray, model: TemplateModel, folder: Path, requests: int = 20) -> dict:
+    """Templates per second through POST /galleries/{g}/import of a served `facever serve`, in
+    requests of MAX_IMPORT_SUBJECTS subjects of one embedding each (LFW's real ones, over again)."""
+    import httpx
+
+    from app.schemas.subjects import MAX_IMPORT_SUBJECTS
+    from bench.server import running_server
+
+    made_by = {"name": model.name, "version": model.version, "inference": model.inference}
+    env = {"FACEVER_STORAGE_URL": f"sqlite:///{folder}/http-import.sqlite3"}
+    with running_server(env) as server, httpx.Client(base_url=server.base_url, timeout=120) as client:
+        assert client.post("/galleries", json={"id": "bulk"}).status_code == 201
+        started = time.perf_counter()
+        for request in range(requests):
+            subjects = [{"id": f"r{request}-{i}", "embeddings": [{"embedding": real[(request * MAX_IMPORT_SUBJECTS + i)
+                                                                                     % len(real)].tolist(),
+                                                                   "model": made_by}]}
+                        for i in range(MAX_IMPORT_SUBJECTS)]
+            response = client.post("/galleries/bulk/import", json={"subjects": subjects})
+            assert response.status_code == 201, response.text
+        seconds = time.perf_counter() - started
+    templates = requests * MAX_IMPORT_SUBJECTS
+    return {"templates": templates, "seconds": round(seconds, 1), "templates_per_s": round(templates / seconds),
+            "seconds_for_1e5": round(100_000 * seconds / templates, 1)}
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000, 1_000_000])
+    parser.add_argument("--weights", type=Path, default=DEFAULT_ENCODER_DIR)
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA_DIR)
+    parser.add_argument("--out", type=Path, default=REPORTS_DIR / "search.json")
+    args = parser.parse_args(argv)
+    paths, real, model = lfw_templates(args.weights, args.data)
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="facever-search-") as folder:
+        for size in args.sizes:
+            rows.append(measure(size, paths, real, model, Path(folder)))
+            row = rows[-1]
+            print(f"{size:>9,} templates: import {row['import_templates_per_s']:,}/s, one by one "
+                  f"{row['one_by_one_templates_per_s']:,}/s ({row['one_by_one_seconds_for_1e5']} s for 10^5), "
+                  f"first search {row['first_search_build_s']} s, +{row['index_rss_mib']} MiB, "
+                  f"search p50 {row['search_ms']['p50']} ms p99 {row['search_ms']['p99']} ms, "
+                  f"rank-1 {row['rank1_hits']}/{row['searches']}")
+        imported = http_import(real, model, Path(folder))
+    print(f"HTTP import: {imported['templates_per_s']:,} templates/s ({imported['seconds_for_1e5']} s for 10^5)")
+    write_report(args.out, {"engine": "numpy float32 (exact), SQLite", "top_k": TOP_K, "sizes": rows,
+                            "http_import": imported}, threads=2)
+
+
+if __name__ == "__main__":
+    main()
