@@ -1,4 +1,5 @@
-"""1:N search of a gallery: the subjects' centroids held as one matrix per gallery and model, exact.
+"""1:N search of a gallery: the subjects' centroids held as one matrix per gallery and model, exact;
+or the database's own index where it has one (PostgreSQL with pgvector: app.storage.postgres).
 
 The matrix is checked against the gallery's revision (which every template write in the database
 moves on) at the start of every search, and rebuilt from the database when it differs: a search
@@ -15,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from app.storage.base import Storage, TemplateModel
+from app.storage.base import Candidate, Storage, TemplateModel
 
 
 @dataclass(frozen=True)
@@ -24,13 +25,6 @@ class GalleryMatrix:
     subjects: np.ndarray  # (S,) ids
     counts: np.ndarray  # (S,) templates of each
     centroids: np.ndarray  # (S, dim) float32, unit length
-
-
-@dataclass(frozen=True)
-class Candidate:
-    subject: str
-    score: float
-    templates: int
 
 
 def gallery_matrix(revision: int, subject_ids: list[str], embeddings: np.ndarray) -> GalleryMatrix:
@@ -68,7 +62,11 @@ class SearchIndex:
 
     def search(self, storage: Storage, gallery_id: str, model: TemplateModel, probe: np.ndarray,
                top: int) -> tuple[int, list[Candidate]]:
-        """The gallery's size (subjects with templates of `model`) and its `top` nearest subjects, nearest first."""
+        """The gallery's size (subjects with templates of `model`) and its `top` nearest subjects,
+        nearest first: by the database's own index where it has one (pgvector), else exactly here."""
+        found = storage.nearest(gallery_id, model, probe, top)
+        if found is not None:
+            return found
         held = self.matrix(storage, gallery_id, model)
         size = len(held.subjects)
         if not size:

@@ -9,7 +9,11 @@ transaction per 10,000 subjects), the rate of enrolling subjects one at a time a
 the RSS it adds, and the p50/p99 of searches with probes that are other LFW photos of enrolled
 people (the revision check, the matrix product and the top-k included), with their rank-1 hits.
 
-    python -m bench.search [--sizes 10000 100000 1000000]   -> bench/results/search.json
+Then the same galleries in PostgreSQL with pgvector (HNSW, re-ranked exactly): import rate, search
+p50/p99 and recall@1/@10 against exact search.
+
+    python -m bench.search [--sizes 10000 100000 1000000] [--pgvector-sizes 10000 100000]
+        -> bench/results/search.json
 """
 
 from __future__ import annotations
@@ -104,6 +108,44 @@ def measure(size: int, paths: list[str], real: np.ndarray, model: TemplateModel,
     }
 
 
+def measure_pgvector(size: int, paths: list[str], real: np.ndarray, model: TemplateModel, server) -> dict:
+    """The same gallery in PostgreSQL with pgvector: the import rate (the HNSW index maintained in
+    each transaction), search p50/p99 through the index with its exact re-rank, and recall@1 and
+    @10 against the exact search of the same vectors."""
+    from app.storage.postgres import PostgresStorage
+
+    rows_of: dict[str, list[int]] = {}
+    for row, path in enumerate(paths):
+        rows_of.setdefault(path.split("/")[0], []).append(row)
+    vectors = gallery_vectors(real[[rows[0] for rows in rows_of.values()]], size, np.random.default_rng(size))
+    probes = [rows[1] for rows in rows_of.values() if len(rows) > 1][:SEARCHES]
+    store = PostgresStorage(server.fresh_database(f"search_{size}"))
+    store.migrate()
+    assert store.vectors, "the PostgreSQL server has no pgvector"
+    store.create_gallery("bench")
+    started = time.perf_counter()
+    for start in range(0, size, IMPORT_CHUNK):
+        store.import_subjects("bench", [(f"s{i:07d}", [NewTemplate(vectors[i], model)])
+                                        for i in range(start, min(start + IMPORT_CHUNK, size))])
+    import_s = time.perf_counter() - started
+    times, recall1, recall10 = [], 0, 0.0
+    exact_all = vectors.astype(np.float64)
+    for row in probes:
+        started = time.perf_counter()
+        _, candidates = store.nearest("bench", model, real[row], TOP_K)
+        times.append((time.perf_counter() - started) * 1000)
+        exact = np.argsort(-(exact_all @ real[row].astype(np.float64)))[:TOP_K]
+        truth = [f"s{i:07d}" for i in exact]
+        recall1 += candidates[0].subject == truth[0]
+        recall10 += len({c.subject for c in candidates} & set(truth)) / TOP_K
+    store.close()
+    return {"templates": size, "import_templates_per_s": round(size / import_s), "import_s": round(import_s, 1),
+            "search_ms": {"p50": round(float(np.percentile(times, 50)), 2),
+                          "p99": round(float(np.percentile(times, 99)), 2)},
+            "recall_at_1": recall1 / len(probes), "recall_at_10": round(recall10 / len(probes), 4),
+            "searches": len(probes)}
+
+
 def http_import(real: np.ndarray, model: TemplateModel, folder: Path, requests: int = 20) -> dict:
     """Templates per second through POST /galleries/{g}/import of a served `facever serve`, in
     requests of MAX_IMPORT_SUBJECTS subjects of one embedding each (LFW's real ones, over again)."""
@@ -133,6 +175,8 @@ def http_import(real: np.ndarray, model: TemplateModel, folder: Path, requests: 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000, 1_000_000])
+    parser.add_argument("--pgvector-sizes", type=int, nargs="*", default=[10_000, 100_000],
+                        help="the same galleries in PostgreSQL with pgvector (bench/postgres.py starts one)")
     parser.add_argument("--weights", type=Path, default=DEFAULT_ENCODER_DIR)
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA_DIR)
     parser.add_argument("--out", type=Path, default=REPORTS_DIR / "search.json")
@@ -150,8 +194,22 @@ def main(argv: list[str] | None = None) -> None:
                   f"rank-1 {row['rank1_hits']}/{row['searches']}")
         imported = http_import(real, model, Path(folder))
     print(f"HTTP import: {imported['templates_per_s']:,} templates/s ({imported['seconds_for_1e5']} s for 10^5)")
+    pgvector = []
+    if args.pgvector_sizes:
+        from bench.postgres import postgres_server
+
+        with postgres_server() as server:
+            for size in args.pgvector_sizes:
+                pgvector.append(measure_pgvector(size, paths, real, model, server))
+                row = pgvector[-1]
+                print(f"{size:>9,} templates, pgvector: import {row['import_templates_per_s']:,}/s, search p50 "
+                      f"{row['search_ms']['p50']} ms p99 {row['search_ms']['p99']} ms, recall@1 "
+                      f"{row['recall_at_1']:.3f} @10 {row['recall_at_10']:.3f}")
     write_report(args.out, {"engine": "numpy float32 (exact), SQLite", "top_k": TOP_K, "sizes": rows,
-                            "http_import": imported}, threads=2)
+                            "http_import": imported,
+                            "pgvector": {"engine": "PostgreSQL 18, pgvector HNSW (inner product, ef_search 200), "
+                                                   "exact re-rank of max(4 x top_k, 40)", "sizes": pgvector}},
+                  threads=2)
 
 
 if __name__ == "__main__":

@@ -36,11 +36,18 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 @pytest.fixture(scope="session")
 def postgres_server():
-    """One real PostgreSQL server for the session (tests.postgres); each test gets its own database."""
-    from tests.postgres import postgres_server as start
+    """One real PostgreSQL server for the session (bench/postgres.py); each test gets its own database."""
+    from bench.postgres import NoPostgres, postgres_server
 
-    with start() as server:
+    try:
+        started = postgres_server()
+        server = started.__enter__()
+    except NoPostgres as reason:
+        pytest.skip(str(reason))
+    try:
         yield server
+    finally:
+        started.__exit__(None, None, None)
 
 
 @pytest.fixture

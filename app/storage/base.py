@@ -124,6 +124,15 @@ class Page:
     next_after: str | None
 
 
+@dataclass(frozen=True)
+class Candidate:
+    """A subject found by a search: its score (distance to its centroid) and number of templates."""
+
+    subject: str
+    score: float
+    templates: int
+
+
 # Called inside the enrolment's transaction with the subject's stored templates; raises to refuse.
 EnrolmentCheck = Callable[[Sequence[Template]], None]
 
@@ -202,6 +211,13 @@ class Storage(ABC):
     def gallery_templates(self, gallery_id: str, model: TemplateModel) -> tuple[int, list[str], np.ndarray]:
         """The gallery's revision, and its templates of `model` (name, version, inference; any
         precision): each one's subject id (sorted) and the embeddings (N, dim), in one transaction."""
+
+    def nearest(self, gallery_id: str, model: TemplateModel, probe: np.ndarray,
+                top: int) -> tuple[int, list[Candidate]] | None:
+        """A search by the database's own index, where it has one: the gallery's size and its `top`
+        subjects nearest `probe`, nearest first, exact. None: it has none (the service searches
+        its own matrix of gallery_templates, app.search)."""
+        return None
 
     @abstractmethod
     def close(self) -> None: ...

@@ -13,15 +13,38 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
+import numpy as np
 import psycopg
 from psycopg_pool import ConnectionPool, PoolTimeout
 
-from app.storage.base import Conflict, StorageError, StorageUnavailable
+from app.storage.base import Candidate, Conflict, StorageError, StorageUnavailable, TemplateModel
 from app.storage.sql import Database, SQLStorage
 
 # How long a request waits for a connection before it is told storage_unavailable.
 CONNECT_TIMEOUT_S = 5.0
 MIGRATION_LOCK = 0x66616365  # "face": pg_advisory_xact_lock's key for schema changes
+# pgvector's HNSW search: the candidates it visits (recall), and how many nearest it hands the exact
+# re-rank, per result asked for.
+EF_SEARCH = 200
+CANDIDATES_PER_RESULT = 4
+MIN_CANDIDATES = 40
+CENTROIDS = """CREATE TABLE IF NOT EXISTS subject_centroids (
+    gallery_id TEXT NOT NULL,
+    subject_id TEXT NOT NULL,
+    model_key TEXT NOT NULL,
+    dim INTEGER NOT NULL,
+    templates INTEGER NOT NULL,
+    centroid vector NOT NULL,
+    PRIMARY KEY (gallery_id, model_key, subject_id),
+    FOREIGN KEY (gallery_id, subject_id) REFERENCES subjects (gallery_id, id) ON DELETE CASCADE)"""
+
+
+def model_key(name: str, version: str, inference: str) -> str:
+    return f"{name}\x1f{version}\x1f{inference}"
+
+
+def vector_text(vector: np.ndarray) -> str:
+    return "[" + ",".join(f"{value:.9g}" for value in np.asarray(vector, np.float64)) + "]"
 
 
 class _Connection:
@@ -44,6 +67,8 @@ class PostgresStorage(SQLStorage):
 
     def __init__(self, url: str, max_connections: int = 4):
         self.url = url
+        self.vectors = False  # pgvector installed here: set by migrate()
+        self._sizes: dict[tuple[str, str], tuple[int, int]] = {}  # (gallery, model) -> (revision, subjects)
         self.pool = ConnectionPool(
             url, min_size=1, max_size=max_connections, open=False, timeout=CONNECT_TIMEOUT_S,
             check=ConnectionPool.check_connection,
@@ -62,6 +87,93 @@ class PostgresStorage(SQLStorage):
             raise Conflict("conflict", f"the write conflicts with stored data: {error.diag.message_primary}") from None
         except (psycopg.OperationalError, psycopg.InterfaceError, PoolTimeout) as error:
             raise StorageUnavailable(f"PostgreSQL is unreachable: {str(error).splitlines()[0]}") from None
+
+    def migrate(self) -> None:
+        """The schema, and where the server has pgvector, each subject's centroid per model in a
+        vector column with an HNSW index per dimension (made as centroids of a dimension appear):
+        kept in step inside every template write's transaction, searched by nearest()."""
+        super().migrate()
+        with self._transaction(write=True) as db:
+            self._lock_schema(db)
+            if not db.execute("SELECT 1 FROM pg_available_extensions WHERE name = 'vector'"):
+                return
+            db.execute("CREATE EXTENSION IF NOT EXISTS vector")
+            new = not db.execute("SELECT 1 FROM pg_tables WHERE tablename = 'subject_centroids'")
+            db.execute(CENTROIDS)
+            if new:  # a database from before pgvector: its subjects' centroids, once
+                for (gallery_id,) in db.execute("SELECT id FROM galleries"):
+                    subjects = [row[0] for row in db.execute("SELECT id FROM subjects WHERE gallery_id = ?",
+                                                             (gallery_id,))]
+                    self._centroids(db, gallery_id, subjects)
+        self.vectors = True
+
+    def _templates_changed(self, db: Database, gallery_id: str, subject_ids) -> None:
+        if self.vectors:
+            self._centroids(db, gallery_id, list(subject_ids))
+
+    def _centroids(self, db: Database, gallery_id: str, subject_ids: list[str]) -> None:
+        """The subjects' centroids (one per model they have templates of) computed afresh."""
+        if not subject_ids:
+            return
+        db.execute("DELETE FROM subject_centroids WHERE gallery_id = ? AND subject_id = ANY(?)", (gallery_id, subject_ids))
+        rows = db.execute("SELECT subject_id, model_name, model_version, inference, dim, embedding FROM templates "
+                          "WHERE gallery_id = ? AND subject_id = ANY(?)", (gallery_id, subject_ids))
+        groups: dict[tuple, list[np.ndarray]] = {}
+        for subject_id, name, version, inference, dim, blob in rows:
+            groups.setdefault((subject_id, model_key(name, version, inference), dim), []).append(
+                np.frombuffer(bytes(blob), "<f4", count=dim))
+        for dim in {key[2] for key in groups}:
+            db.execute(f"CREATE INDEX IF NOT EXISTS subject_centroids_hnsw_{int(dim)} ON subject_centroids "
+                       f"USING hnsw ((centroid::vector({int(dim)})) vector_ip_ops) WHERE dim = {int(dim)}")
+        values = []
+        for (subject_id, key, dim), vectors in groups.items():
+            centre = np.mean(vectors, axis=0)
+            values.append((gallery_id, subject_id, key, dim, len(vectors), vector_text(centre / np.linalg.norm(centre))))
+        db.executemany("INSERT INTO subject_centroids (gallery_id, subject_id, model_key, dim, templates, centroid) "
+                       "VALUES (?, ?, ?, ?, ?, ?::vector)", values)
+
+    def import_subjects(self, gallery_id, subjects) -> int:
+        """As every back-end's, then fresh planner statistics where centroids were added in bulk:
+        with stale ones PostgreSQL sorts the whole gallery rather than walk the HNSW index."""
+        stored = super().import_subjects(gallery_id, subjects)
+        if self.vectors:
+            with self._transaction(write=True) as db:
+                db.execute("ANALYZE subject_centroids")
+        return stored
+
+    def nearest(self, gallery_id: str, model: TemplateModel, probe: np.ndarray,
+                top: int) -> tuple[int, list[Candidate]] | None:
+        """pgvector's HNSW index (inner product) proposes max(4 x top, 40) centroids; they are
+        re-ranked by their exact distance, so the answer matches an exact search wherever the
+        true nearest are among the proposed (recall, bench/search.py)."""
+        if not self.vectors:
+            return None
+        dim = int(np.asarray(probe).size)
+        key = model_key(model.name, model.version, model.inference)
+        with self._transaction(write=False) as db:
+            revision = db.execute("SELECT revision FROM galleries WHERE id = ?", (gallery_id,))
+            if not revision:
+                self.gallery_revision(gallery_id)  # raises the NotFound
+            known = self._sizes.get((gallery_id, key))
+            if known is None or known[0] != revision[0][0]:  # counted again only after a write
+                count = db.execute("SELECT count(*) FROM subject_centroids WHERE gallery_id = ? AND model_key = ?",
+                                   (gallery_id, key))[0][0]
+                known = self._sizes[(gallery_id, key)] = (revision[0][0], int(count))
+            size = known[1]
+            # The HNSW index, filtered by gallery and model as it walks (pgvector's iterative scan).
+            db.execute(f"SET LOCAL hnsw.ef_search = {EF_SEARCH}")
+            db.execute("SET LOCAL hnsw.iterative_scan = relaxed_order")
+            rows = db.execute(
+                f"SELECT subject_id, templates, centroid::text FROM subject_centroids "
+                f"WHERE gallery_id = ? AND model_key = ? AND dim = {dim} "
+                f"ORDER BY centroid::vector({dim}) <#> ?::vector({dim}) LIMIT ?",
+                (gallery_id, key, vector_text(probe), max(CANDIDATES_PER_RESULT * top, MIN_CANDIDATES)))
+        if not rows:
+            return int(size), []
+        centroids = np.array([np.array(text[1:-1].split(","), dtype=np.float64) for _, _, text in rows])
+        scores = np.sqrt(np.clip(2.0 - 2.0 * centroids @ np.asarray(probe, np.float64), 0.0, 4.0))
+        order = np.argsort(scores, kind="stable")[:top]
+        return int(size), [Candidate(rows[i][0], float(scores[i]), int(rows[i][1])) for i in order]
 
     def _lock_schema(self, db: Database) -> None:
         db.execute("SELECT pg_advisory_xact_lock(?)", (MIGRATION_LOCK,))

@@ -259,6 +259,7 @@ class SQLStorage(Storage):
             added = [Template(**vars(t), id=uuid.uuid4().hex, subject_id=subject_id, created_at=created)
                      for t in templates]
             _insert_templates(db, gallery_id, added)
+            self._templates_changed(db, gallery_id, [subject_id])
             db.execute("UPDATE subjects SET updated_at = ? WHERE gallery_id = ? AND id = ?",
                        (created, gallery_id, subject_id))
             self._next_revision(db, gallery_id)
@@ -271,6 +272,7 @@ class SQLStorage(Storage):
             if not db.execute("DELETE FROM templates WHERE gallery_id = ? AND subject_id = ? AND id = ? RETURNING id",
                               (gallery_id, subject_id, template_id)):
                 raise NotFound("template", f"no template {template_id!r} of subject {subject_id!r}")
+            self._templates_changed(db, gallery_id, [subject_id])
             db.execute("UPDATE subjects SET updated_at = ? WHERE gallery_id = ? AND id = ?",
                        (now(), gallery_id, subject_id))
             self._next_revision(db, gallery_id)
@@ -287,8 +289,13 @@ class SQLStorage(Storage):
             db.executemany("INSERT INTO subjects (gallery_id, id, created_at, updated_at) VALUES (?, ?, ?, ?)",
                            [(gallery_id, subject_id, created, created) for subject_id, _ in subjects])
             _insert_templates(db, gallery_id, rows)
+            self._templates_changed(db, gallery_id, [subject_id for subject_id, _ in subjects])
             self._next_revision(db, gallery_id)
         return len(rows)
+
+    def _templates_changed(self, db: Database, gallery_id: str, subject_ids: Sequence[str]) -> None:
+        """In the write's transaction, after these subjects' templates changed: where the back-end
+        keeps an index of its own (pgvector's centroids), bring it up to date."""
 
     def _next_revision(self, db: Database, gallery_id: str) -> None:
         db.execute("UPDATE galleries SET revision = revision + 1 WHERE id = ?", (gallery_id,))

