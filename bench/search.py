@@ -56,24 +56,33 @@ def gallery_vectors(real: np.ndarray, size: int, rng: np.random.Generator) -> np
     return np.concatenate([real[:size], fillers])
 
 
-def measure(size: int, paths: list[str], real: np.ndarray, model: TemplateModel, folder: Path) -> dict:
-    rng = np.random.default_rng(size)
-    # Real templates: the first image of each LFW identity; probes: the second image of the first
-    # SEARCHES identities that have one, with the subject their first image was enrolled as.
+def gallery(paths: list[str], real: np.ndarray, size: int) -> tuple[np.ndarray, list[tuple[int, int]]]:
+    """The gallery's vectors (subject i is s{i:07d}): the first image of each LFW identity, then
+    fillers; and the probes: the second image of the first SEARCHES identities that have one, with
+    the subject their first image was enrolled as."""
     rows_of: dict[str, list[int]] = {}
     for row, path in enumerate(paths):
         rows_of.setdefault(path.split("/")[0], []).append(row)
-    first_rows = [rows[0] for rows in rows_of.values()]
-    probe_rows = [(rows[1], subject) for subject, rows in enumerate(rows_of.values()) if len(rows) > 1][:SEARCHES]
-    vectors = gallery_vectors(real[first_rows], size, rng)
-    store = open_storage(f"sqlite:///{folder}/search-{size}.sqlite3")
+    vectors = gallery_vectors(real[[rows[0] for rows in rows_of.values()]], size, np.random.default_rng(size))
+    probes = [(rows[1], subject) for subject, rows in enumerate(rows_of.values()) if len(rows) > 1][:SEARCHES]
+    return vectors, probes
+
+
+def imported(store, vectors: np.ndarray, model: TemplateModel) -> float:
+    """The gallery `bench` created and filled, one transaction per IMPORT_CHUNK; the seconds it took."""
     store.migrate()
     store.create_gallery("bench")
     started = time.perf_counter()
-    for start in range(0, size, IMPORT_CHUNK):
+    for start in range(0, len(vectors), IMPORT_CHUNK):
         store.import_subjects("bench", [(f"s{i:07d}", [NewTemplate(vectors[i], model)])
-                                        for i in range(start, min(start + IMPORT_CHUNK, size))])
-    import_s = time.perf_counter() - started
+                                        for i in range(start, min(start + IMPORT_CHUNK, len(vectors)))])
+    return time.perf_counter() - started
+
+
+def measure(size: int, paths: list[str], real: np.ndarray, model: TemplateModel, folder: Path) -> dict:
+    vectors, probe_rows = gallery(paths, real, size)
+    store = open_storage(f"sqlite:///{folder}/search-{size}.sqlite3")
+    import_s = imported(store, vectors, model)
     store.create_gallery("one-by-one")
     started = time.perf_counter()
     for i in range(ONE_BY_ONE):
@@ -96,7 +105,7 @@ def measure(size: int, paths: list[str], real: np.ndarray, model: TemplateModel,
         hits += candidates[0].subject == f"s{enrolled_at:07d}"
     store.close()
     return {
-        "templates": size, "real_templates": int(min(size, len(first_rows))),
+        "templates": size, "real_templates": min(size, len({path.split("/")[0] for path in paths})),
         "import_templates_per_s": round(size / import_s), "import_s": round(import_s, 1),
         "one_by_one_templates_per_s": round(ONE_BY_ONE / one_by_one_s),
         "one_by_one_seconds_for_1e5": round(100_000 * one_by_one_s / ONE_BY_ONE, 1),
@@ -114,20 +123,11 @@ def measure_pgvector(size: int, paths: list[str], real: np.ndarray, model: Templ
     @10 against the exact search of the same vectors."""
     from app.storage.postgres import PostgresStorage
 
-    rows_of: dict[str, list[int]] = {}
-    for row, path in enumerate(paths):
-        rows_of.setdefault(path.split("/")[0], []).append(row)
-    vectors = gallery_vectors(real[[rows[0] for rows in rows_of.values()]], size, np.random.default_rng(size))
-    probes = [rows[1] for rows in rows_of.values() if len(rows) > 1][:SEARCHES]
+    vectors, probe_rows = gallery(paths, real, size)
+    probes = [row for row, _ in probe_rows]
     store = PostgresStorage(server.fresh_database(f"search_{size}"))
-    store.migrate()
+    import_s = imported(store, vectors, model)
     assert store.vectors, "the PostgreSQL server has no pgvector"
-    store.create_gallery("bench")
-    started = time.perf_counter()
-    for start in range(0, size, IMPORT_CHUNK):
-        store.import_subjects("bench", [(f"s{i:07d}", [NewTemplate(vectors[i], model)])
-                                        for i in range(start, min(start + IMPORT_CHUNK, size))])
-    import_s = time.perf_counter() - started
     times, recall1, recall10 = [], 0, 0.0
     exact_all = vectors.astype(np.float64)
     for row in probes:
