@@ -9,6 +9,8 @@ storage_unavailable and nothing after it. Replicas migrating at once take turns 
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -17,14 +19,19 @@ import numpy as np
 import psycopg
 from psycopg_pool import ConnectionPool, PoolTimeout
 
+from app.logging import get_logger
 from app.storage.base import Candidate, Conflict, StorageError, StorageUnavailable, TemplateModel
 from app.storage.sql import Database, SQLStorage
 
 # How long a request waits for a connection before it is told storage_unavailable.
 CONNECT_TIMEOUT_S = 5.0
+logger = get_logger("storage")
 MIGRATION_LOCK = 0x66616365  # "face": pg_advisory_xact_lock's key for schema changes
 # pgvector's HNSW search: the candidates it visits (recall), and how many nearest it hands the exact
-# re-rank, per result asked for.
+# re-rank, per result asked for. The index's build: its memory (a graph that fits builds fast), and
+# how long a replica waits for another's build before it takes over.
+INDEX_BUILD_MEMORY = "1GB"
+INDEX_RECHECK_S = 30.0
 EF_SEARCH = 200
 CANDIDATES_PER_RESULT = 4
 MIN_CANDIDATES = 40
@@ -69,6 +76,9 @@ class PostgresStorage(SQLStorage):
         self.url = url
         self.vectors = False  # pgvector installed here: set by migrate()
         self._sizes: dict[tuple[str, str], tuple[int, int]] = {}  # (gallery, model) -> (revision, subjects)
+        self._ready_dims: set[int] = set()  # dimensions whose HNSW index is built and valid
+        self._building: set[int] = set()
+        self._build_lock = threading.Lock()
         self.pool = ConnectionPool(
             url, min_size=1, max_size=max_connections, open=False, timeout=CONNECT_TIMEOUT_S,
             check=ConnectionPool.check_connection,
@@ -90,7 +100,7 @@ class PostgresStorage(SQLStorage):
 
     def migrate(self) -> None:
         """The schema, and where the server has pgvector, each subject's centroid per model in a
-        vector column with an HNSW index per dimension (made as centroids of a dimension appear):
+        vector column with an HNSW index per dimension (built when a search first needs it):
         kept in step inside every template write's transaction, searched by nearest()."""
         super().migrate()
         with self._transaction(write=True) as db:
@@ -122,9 +132,6 @@ class PostgresStorage(SQLStorage):
         for subject_id, name, version, inference, dim, blob in rows:
             groups.setdefault((subject_id, model_key(name, version, inference), dim), []).append(
                 np.frombuffer(bytes(blob), "<f4", count=dim))
-        for dim in {key[2] for key in groups}:
-            db.execute(f"CREATE INDEX IF NOT EXISTS subject_centroids_hnsw_{int(dim)} ON subject_centroids "
-                       f"USING hnsw ((centroid::vector({int(dim)})) vector_ip_ops) WHERE dim = {int(dim)}")
         values = []
         for (subject_id, key, dim), vectors in groups.items():
             centre = np.mean(vectors, axis=0)
@@ -141,14 +148,59 @@ class PostgresStorage(SQLStorage):
                 db.execute("ANALYZE subject_centroids")
         return stored
 
+    def _index_ready(self, dim: int) -> bool:
+        """Whether the HNSW index of this dimension is built; if it is not, its build is started in
+        the background (CONCURRENTLY: writes go on meanwhile; replicas starting it too find it
+        there). Built after the centroids are in, it is built in bulk, far faster than row by row."""
+        if dim in self._ready_dims:
+            return True
+        name = f"subject_centroids_hnsw_{dim}"
+        with self._transaction(write=False) as db:
+            state = db.execute("SELECT i.indisvalid FROM pg_class c JOIN pg_index i ON i.indexrelid = c.oid "
+                               "WHERE c.relname = ?", (name,))
+        if state and state[0][0]:
+            self._ready_dims.add(dim)
+            return True
+        with self._build_lock:
+            if dim in self._building:
+                return False
+            self._building.add(dim)
+        threading.Thread(target=self._build_index, args=(dim, bool(state)), daemon=True,
+                         name=f"hnsw-{dim}").start()
+        return False
+
+    def _build_index(self, dim: int, exists: bool) -> None:
+        name = f"subject_centroids_hnsw_{dim}"
+        try:
+            with self.pool.connection() as connection:  # autocommit: CONCURRENTLY needs no transaction
+                if exists:  # another process is building it, or a build died and left it invalid
+                    time.sleep(INDEX_RECHECK_S)
+                    valid = connection.execute("SELECT i.indisvalid FROM pg_class c JOIN pg_index i ON "
+                                               "i.indexrelid = c.oid WHERE c.relname = %s", (name,)).fetchone()
+                    if valid and valid[0]:
+                        return
+                    connection.execute(f"DROP INDEX CONCURRENTLY IF EXISTS {name}")
+                connection.execute(f"SET maintenance_work_mem = '{INDEX_BUILD_MEMORY}'")
+                connection.execute(f"CREATE INDEX CONCURRENTLY IF NOT EXISTS {name} ON subject_centroids USING hnsw "
+                                   f"((centroid::vector({dim})) vector_ip_ops) WHERE dim = {dim}")
+                connection.execute("ANALYZE subject_centroids")
+        except (psycopg.Error, PoolTimeout):
+            logger.exception("building the search index %s failed; searches stay exact", name)
+        finally:
+            with self._build_lock:
+                self._building.discard(dim)
+
     def nearest(self, gallery_id: str, model: TemplateModel, probe: np.ndarray,
                 top: int) -> tuple[int, list[Candidate]] | None:
         """pgvector's HNSW index (inner product) proposes max(4 x top, 40) centroids; they are
         re-ranked by their exact distance, so the answer matches an exact search wherever the
-        true nearest are among the proposed (recall, bench/search.py)."""
+        true nearest are among the proposed (recall, bench/search.py). None (the service searches
+        exactly itself) until the index of this dimension is built."""
         if not self.vectors:
             return None
         dim = int(np.asarray(probe).size)
+        if not self._index_ready(dim):
+            return None
         key = model_key(model.name, model.version, model.inference)
         with self._transaction(write=False) as db:
             revision = db.execute("SELECT revision FROM galleries WHERE id = ?", (gallery_id,))

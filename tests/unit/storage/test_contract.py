@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -265,6 +266,13 @@ def test_the_database_index_finds_what_an_exact_search_finds(store: SQLStorage) 
     if store.url_scheme == "sqlite":
         assert found is None
         return
+    # The index is built in the background when a search first needs it; until then, None (exact
+    # search in the service).
+    deadline = time.monotonic() + 60
+    while found is None:
+        assert time.monotonic() < deadline, "the HNSW index was never built"
+        time.sleep(0.1)
+        found = store.nearest("g", MODEL, probe, 10)
     size, candidates = found
     matrix = gallery_matrix(*store.gallery_templates("g", MODEL))
     exact = np.sqrt(np.clip(2 - 2 * matrix.centroids.astype(np.float64) @ probe, 0, 4))
