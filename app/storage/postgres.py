@@ -28,9 +28,10 @@ CONNECT_TIMEOUT_S = 5.0
 logger = get_logger("storage")
 MIGRATION_LOCK = 0x66616365  # "face": pg_advisory_xact_lock's key for schema changes
 # pgvector's HNSW search: the candidates it visits (recall), and how many nearest it hands the exact
-# re-rank, per result asked for. The index's build: its memory (a graph that fits builds fast), and
-# how long a replica waits for another's build before it takes over.
-INDEX_BUILD_MEMORY = "1GB"
+# re-rank, per result asked for. The index's build: its memory (a graph that fits builds fast; 10^6
+# centroids of 256 dimensions in half precision take about 1.2 GB), and how long a replica waits for
+# another's build before it takes over.
+INDEX_BUILD_MEMORY = "2GB"
 INDEX_RECHECK_S = 30.0
 EF_SEARCH = 200
 CANDIDATES_PER_RESULT = 4
@@ -48,6 +49,12 @@ CENTROIDS = """CREATE TABLE IF NOT EXISTS subject_centroids (
 
 def model_key(name: str, version: str, inference: str) -> str:
     return f"{name}\x1f{version}\x1f{inference}"
+
+
+def index_name(dim: int) -> str:
+    """The HNSW index of centroids of `dim` dimensions: in half precision, half the memory and build
+    time of float32, and the exact re-rank reads the float32 centroids."""
+    return f"subject_centroids_halfvec_{dim}"
 
 
 def vector_text(vector: np.ndarray) -> str:
@@ -154,7 +161,7 @@ class PostgresStorage(SQLStorage):
         there). Built after the centroids are in, it is built in bulk, far faster than row by row."""
         if dim in self._ready_dims:
             return True
-        name = f"subject_centroids_hnsw_{dim}"
+        name = index_name(dim)
         with self._transaction(write=False) as db:
             state = db.execute("SELECT i.indisvalid FROM pg_class c JOIN pg_index i ON i.indexrelid = c.oid "
                                "WHERE c.relname = ?", (name,))
@@ -170,7 +177,7 @@ class PostgresStorage(SQLStorage):
         return False
 
     def _build_index(self, dim: int, exists: bool) -> None:
-        name = f"subject_centroids_hnsw_{dim}"
+        name = index_name(dim)
         try:
             with self.pool.connection() as connection:  # autocommit: CONCURRENTLY needs no transaction
                 if exists:  # another process is building it, or a build died and left it invalid
@@ -180,10 +187,21 @@ class PostgresStorage(SQLStorage):
                     if valid and valid[0]:
                         return
                     connection.execute(f"DROP INDEX CONCURRENTLY IF EXISTS {name}")
-                connection.execute(f"SET maintenance_work_mem = '{INDEX_BUILD_MEMORY}'")
-                connection.execute(f"CREATE INDEX CONCURRENTLY IF NOT EXISTS {name} ON subject_centroids USING hnsw "
-                                   f"((centroid::vector({dim})) vector_ip_ops) WHERE dim = {dim}")
-                connection.execute("ANALYZE subject_centroids")
+                # The float32 index of schema 2's first release, replaced by the half-precision one.
+                connection.execute(f"DROP INDEX CONCURRENTLY IF EXISTS subject_centroids_hnsw_{dim}")
+                # pgvector says so where the graph outgrows the build's memory (and the build slows).
+                def warn(notice: psycopg.errors.Diagnostic) -> None:
+                    logger.warning("building %s: %s", name, notice.message_primary)
+
+                connection.add_notice_handler(warn)
+                try:
+                    connection.execute(f"SET maintenance_work_mem = '{INDEX_BUILD_MEMORY}'")
+                    connection.execute(f"CREATE INDEX CONCURRENTLY IF NOT EXISTS {name} ON subject_centroids "
+                                       f"USING hnsw ((centroid::halfvec({dim})) halfvec_ip_ops) WHERE dim = {dim}")
+                    connection.execute("ANALYZE subject_centroids")
+                finally:  # the connection goes back to the pool as it came
+                    connection.remove_notice_handler(warn)
+                    connection.execute("RESET maintenance_work_mem")
         except (psycopg.Error, PoolTimeout):
             logger.exception("building the search index %s failed; searches stay exact", name)
         finally:
@@ -192,7 +210,7 @@ class PostgresStorage(SQLStorage):
 
     def nearest(self, gallery_id: str, model: TemplateModel, probe: np.ndarray,
                 top: int) -> tuple[int, list[Candidate]] | None:
-        """pgvector's HNSW index (inner product) proposes max(4 x top, 40) centroids; they are
+        """pgvector's HNSW index (inner product, half precision) proposes max(4 x top, 40) centroids; they are
         re-ranked by their exact distance, so the answer matches an exact search wherever the
         true nearest are among the proposed (recall, bench/search.py). None (the service searches
         exactly itself) until the index of this dimension is built."""
@@ -218,7 +236,7 @@ class PostgresStorage(SQLStorage):
             rows = db.execute(
                 f"SELECT subject_id, templates, centroid::text FROM subject_centroids "
                 f"WHERE gallery_id = ? AND model_key = ? AND dim = {dim} "
-                f"ORDER BY centroid::vector({dim}) <#> ?::vector({dim}) LIMIT ?",
+                f"ORDER BY centroid::halfvec({dim}) <#> ?::halfvec({dim}) LIMIT ?",
                 (gallery_id, key, vector_text(probe), max(CANDIDATES_PER_RESULT * top, MIN_CANDIDATES)))
         if not rows:
             return int(size), []
