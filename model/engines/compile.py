@@ -37,16 +37,20 @@ def compile_network(
 
 
 def load_compiled(
-    path: Path, *, precision: str, threads: int = 1, streams: int = 1, outputs: Any = None
+    path: Path, *, precision: str, threads: int = 1, streams: int = 1, outputs: Any = None,
+    image_channels: str | None = None,
 ) -> nn.Module:
     """A network saved as an OpenVINO model (e.g. quantized to int8), compiled for this CPU. Its
     outputs come back in the structure `outputs` has (any nesting of tuples and lists, with anything
-    at the leaves), or as one tensor."""
+    at the leaves), or as one tensor. With `image_channels` (the channel order its network takes,
+    "RGB" or "BGR") it takes uint8 NHWC RGB images instead (openvino.with_image_input)."""
     from model.engines import openvino
 
     spec = None if outputs is None else tree_flatten(outputs)[1]
-    compiled = openvino.compile_model(openvino.read_model(path), precision, threads, streams)
-    return openvino.OpenVINONetwork(compiled, spec)
+    model = openvino.read_model(path)
+    if image_channels:
+        model = openvino.with_image_input(model, image_channels)
+    return openvino.OpenVINONetwork(openvino.compile_model(model, precision, threads, streams), spec)
 
 
 def save_compiled(

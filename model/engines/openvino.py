@@ -92,6 +92,20 @@ def read_model(path: Path) -> ov.Model:
     return core().read_model(path)
 
 
+def with_image_input(model: ov.Model, channels: str) -> ov.Model:
+    """`model`, taking what a decoded image is (uint8, NHWC, RGB) in place of the float32 NCHW
+    tensor in `channels` order ("RGB" or "BGR") its network takes: the conversion, the channel
+    order and the layout are done in the compiled graph, exactly, instead of in NumPy beforehand."""
+    from openvino.preprocess import ColorFormat, PrePostProcessor
+
+    steps = PrePostProcessor(model)
+    steps.input().tensor().set_element_type(ov.Type.u8).set_layout(ov.Layout("NHWC")).set_color_format(
+        ColorFormat.RGB)
+    steps.input().model().set_layout(ov.Layout("NCHW"))
+    steps.input().preprocess().convert_element_type(ov.Type.f32).convert_color(getattr(ColorFormat, channels))
+    return steps.build()
+
+
 def save_model(model: ov.Model, path: Path) -> None:
     ov.save_model(model, path, compress_to_fp16=False)
 
@@ -113,10 +127,15 @@ class OpenVINONetwork(nn.Module):
         return request
 
     def forward(self, *inputs: Tensor) -> Any:
-        arrays = [np.ascontiguousarray(tensor.detach().float().numpy()) for tensor in inputs]
-        results = self._request().infer(arrays)
-        flat = [torch.from_numpy(np.array(results[output])) for output in self.compiled.outputs]
+        flat = [torch.from_numpy(array) for array in
+                self.infer_arrays(*(tensor.detach().float().numpy() for tensor in inputs))]
         return tree_unflatten(flat, self.outputs) if self.outputs is not None else flat[0]
+
+    def infer_arrays(self, *inputs: np.ndarray) -> list[np.ndarray]:
+        """The outputs, flat, for inputs as NumPy arrays of the compiled model's own types (e.g.
+        uint8 images, see with_image_input); copies, as the request reuses its buffers."""
+        results = self._request().infer([np.ascontiguousarray(array) for array in inputs])
+        return [np.array(results[output]) for output in self.compiled.outputs]
 
     def primitives(self) -> dict[str, int]:
         """How many nodes of the compiled graph each kernel runs (e.g. 'brgconv_avx2_f32'), to see

@@ -28,7 +28,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch import Tensor
 
 from model.engines.compile import load_compiled
 from model.faces.detection import Detection, FaceDetector, load_network, nms, shipped_weights
@@ -42,15 +41,14 @@ COMPILED_FILE = "yunet.xml"
 # What a traced network is shown: one padded image; batch, height and width stay free.
 EXAMPLE_INPUT = (1, 3, 128, 128)
 DYNAMIC_AXES = ((0, 2, 3),)
-# The network's outputs: per stride, (class, objectness, box, landmarks).
-OUTPUTS = [tuple(range(4))] * 3
+MAPS_PER_STRIDE = 4  # the network's outputs per stride: class, objectness, box, landmarks
 
 PAD_MULTIPLE = 32  # the coarsest stride: every level's map then covers the padded input exactly
 TOP_K = 5000  # candidates per image entering NMS, best first (the reference's FaceDetectorYN top_k)
 
 
 def _decode(
-    levels: list[tuple[Tensor, Tensor, Tensor, Tensor]], score_threshold: float
+    levels: list[list[np.ndarray]], score_threshold: float
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Boxes (N, 4) as (x, y, w, h), landmarks (N, 5, 2), scores (N,) and image index (N,) of
     every cell scoring at least `score_threshold`, in OpenCV's order: stride, then row, then
@@ -58,7 +56,7 @@ def _decode(
     operations per level, which cost a fraction of torch's."""
     boxes, landmarks, scores, image = [], [], [], []
     for stride, maps in zip(STRIDES, levels):
-        cls, obj, bbox, kps = (level.numpy() for level in maps)
+        cls, obj, bbox, kps = maps
         # The sigmoids already lie in [0, 1], so OpenCV's clamp before the product changes nothing.
         score = np.sqrt(cls[:, 0] * obj[:, 0])
         index, rows, cols = np.nonzero(score >= score_threshold)
@@ -116,7 +114,7 @@ class YuNet(FaceDetector):
         # float32 on every engine: bfloat16 was no faster here and moved landmarks by pixels.
         if engine == "openvino":
             self.network = load_compiled(Path(weights_dir) / COMPILED_FILE, precision="float32", threads=threads,
-                                         streams=streams, outputs=OUTPUTS)
+                                         streams=streams, image_channels="BGR")
         else:
             self.network = load_network(YuNetNetwork(), Path(weights_dir) / WEIGHTS_FILE)
         self.engine = engine
@@ -132,8 +130,8 @@ class YuNet(FaceDetector):
             batches.setdefault(_padded_size(*image.shape[:2]), []).append(index)
         found: list[list[Detection]] = [[] for _ in working]
         for size, indices in batches.items():
-            batch = _network_input([working[index] for index in indices], size)
-            boxes, landmarks, scores, image = _decode(self.network(batch), self.score_threshold)
+            batch = _padded([working[index] for index in indices], size)
+            boxes, landmarks, scores, image = _decode(self._levels(batch), self.score_threshold)
             for i in _suppress(boxes, scores, image, self.nms_threshold).tolist():
                 x, y, w, h = boxes[i].astype(np.float64)
                 corners = np.array([[x, y], [x + w, y + h]])
@@ -141,16 +139,28 @@ class YuNet(FaceDetector):
         return found
 
 
+    def _levels(self, batch: np.ndarray) -> list[list[np.ndarray]]:
+        """The network's maps per stride, (class, objectness, box, landmarks), for padded images.
+        The compiled network takes them as they are; torch's as float32 BGR (the network's own
+        input, as OpenCV feeds it), channels-last in memory: the whole network then runs
+        channels-last, its fast layout on CPU."""
+        if self.engine == "openvino":
+            flat = self.network.infer_arrays(batch)
+        else:
+            bgr = torch.from_numpy(np.ascontiguousarray(batch[..., ::-1], dtype=np.float32)).permute(0, 3, 1, 2)
+            flat = [level.numpy() for maps in self.network(bgr) for level in maps]
+        return [flat[start : start + MAPS_PER_STRIDE] for start in range(0, len(flat), MAPS_PER_STRIDE)]
+
+
 def _padded_size(height: int, width: int) -> tuple[int, int]:
     """Height and width rounded up to a multiple of PAD_MULTIPLE, as OpenCV pads."""
     return tuple(-(-side // PAD_MULTIPLE) * PAD_MULTIPLE for side in (height, width))
 
 
-def _network_input(images: Sequence[np.ndarray], size: tuple[int, int]) -> Tensor:
-    """The images as the network was trained on them (and OpenCV feeds it): BGR values 0..255,
-    zero-padded at the bottom and right to `size`. (N, 3, H, W), channels-last in memory: the
-    whole network then runs channels-last, its fast layout on CPU."""
-    batch = np.zeros((len(images), *size, 3), dtype=np.float32)
+def _padded(images: Sequence[np.ndarray], size: tuple[int, int]) -> np.ndarray:
+    """The images (uint8 RGB) zero-padded at the bottom and right to `size`, as OpenCV pads:
+    (N, H, W, 3) uint8."""
+    batch = np.zeros((len(images), *size, 3), dtype=np.uint8)
     for slot, image in zip(batch, images):
-        slot[: image.shape[0], : image.shape[1]] = image[:, :, ::-1]
-    return torch.from_numpy(batch).permute(0, 3, 1, 2)
+        slot[: image.shape[0], : image.shape[1]] = image
+    return batch
