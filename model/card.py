@@ -123,6 +123,7 @@ class Calibration(_Data):
     protocol: str | None = None
     precision: Precision | None = None
     engine: Engine | None = None
+    cpu: dict[str, Any] | None = None  # the CPU it was made on (int8 kernels round differently by ISA)
     command: str | None = None
     date: str | None = None
 

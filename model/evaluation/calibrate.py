@@ -15,6 +15,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -92,18 +93,7 @@ def calibrate(weights: Path, data_dir: Path, reports_dir: Path, command: str, th
                          "which this CPU does not compute natively")
     embeddings = embed_lfw(verifier, data_dir)
     choose_ids, held_out_ids = split_identities(embeddings.paths)
-    report = {
-        "protocol": (
-            "LFW identities split in two by sha256(name); at most "
-            f"{MAX_IMAGES_PER_IDENTITY} images per identity; thresholds chosen on all pairs of the "
-            "'choose' half, error rates measured on all pairs of the disjoint 'held-out' half"
-        ),
-        "precision": verifier.precision,
-        "engine": verifier.engine,
-        "cpu": describe_cpu(),
-        "command": command,
-        "date": dt.date.today().isoformat(),
-    }
+    report = provenance(verifier.precision, verifier.engine, command)
     modes = {}
     for flip_tta in (False, True):
         normalised = embeddings.normalised(flip_tta)
@@ -126,6 +116,22 @@ def calibrate(weights: Path, data_dir: Path, reports_dir: Path, command: str, th
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "calibration.json").write_text(json.dumps(modes, indent=2) + "\n")
     return modes
+
+
+def provenance(precision: str, engine: str, command: str) -> dict[str, Any]:
+    """How a calibration was made, as the card records it beside its operating points."""
+    return {
+        "protocol": (
+            "LFW identities split in two by sha256(name); at most "
+            f"{MAX_IMAGES_PER_IDENTITY} images per identity; thresholds chosen on all pairs of the "
+            "'choose' half, error rates measured on all pairs of the disjoint 'held-out' half"
+        ),
+        "precision": precision,
+        "engine": engine,
+        "cpu": describe_cpu(),
+        "command": command,
+        "date": dt.date.today().isoformat(),
+    }
 
 
 def check(weights: Path, data_dir: Path, reports_dir: Path, command: str, threads: int = 2) -> dict:

@@ -3,7 +3,16 @@
 import numpy as np
 import pytest
 
-from model.evaluation.calibrate import PairDistances, all_pair_distances, calibrate_mode, fit_logistic, split_identities
+from model.card import Calibration
+from model.engines.cpu import describe_cpu
+from model.evaluation.calibrate import (
+    PairDistances,
+    all_pair_distances,
+    calibrate_mode,
+    fit_logistic,
+    provenance,
+    split_identities,
+)
 
 
 def test_split_is_disjoint_deterministic_and_capped():
@@ -40,3 +49,12 @@ def test_operating_points_are_ordered_and_measured_on_held_out():
     assert points["far_1e-3"]["chosen_on"]["far"] <= 1e-3
     assert points["far_1e-3"]["held_out"]["far"] == pytest.approx(1e-3, abs=5e-4)
     assert result["default"] in points
+
+
+def test_a_calibration_with_its_provenance_is_what_the_card_holds():
+    rng = np.random.default_rng(3)
+    pairs = PairDistances(rng.normal(0.6, 0.1, 2000), rng.normal(1.1, 0.1, 50_000))
+    made = {**calibrate_mode(pairs, pairs), **provenance("int8", "openvino", "facever calibrate")}
+    calibration = Calibration.model_validate(made)
+    assert calibration.cpu == describe_cpu() and calibration.engine == "openvino"
+    assert Calibration.model_validate(calibration.model_dump(mode="json")) == calibration
