@@ -91,7 +91,8 @@ def detect_dataset(
 ) -> tuple[list[Face | None], list[tuple[int, int]]]:
     """The chosen face (None where none was found) and the size of each image, cached."""
     settings = json.dumps(detector.settings, sort_keys=True)
-    cache_file = cache_dir / f"faces-{_digest(settings, policy, *paths)}.json" if cache_dir else None
+    cpu = json.dumps(describe_cpu(), sort_keys=True)  # a compiled detector's kernels round by ISA too
+    cache_file = cache_dir / f"faces-{_digest(settings, cpu, policy, *paths)}.json" if cache_dir else None
     if cache_file and cache_file.exists():
         stored = json.loads(cache_file.read_text())
         faces = [Face(tuple(f["box"]), f["score"], tuple(map(tuple, f["landmarks"]))) if f else None
