@@ -63,16 +63,16 @@ class FaceQuality:
 
 def chip_signals(chip: np.ndarray, embedding_norms: tuple[float, ...]) -> ChipSignals:
     """Signals of one aligned chip, (3, size, size) or (size, size, 3) RGB with values 0..255."""
-    chip = np.asarray(chip, np.float64)
-    if chip.shape[0] == 3:
-        chip = chip.transpose(1, 2, 0)
-    grey = chip @ np.array([0.299, 0.587, 0.114])
+    chip = np.asarray(chip, np.float32)
+    red, green, blue = chip if chip.shape[0] == 3 else chip.transpose(2, 0, 1)
+    # float32, channel by channel: a few hundred microseconds less per face than a float64 product.
+    grey = np.float32(0.299) * red + np.float32(0.587) * green + np.float32(0.114) * blue
     laplacian = (grey[1:-1, :-2] + grey[1:-1, 2:] + grey[:-2, 1:-1] + grey[2:, 1:-1] - 4 * grey[1:-1, 1:-1])
     size = grey.shape[0]
     middle = grey[size // 4 : size - size // 4, size // 4 : size - size // 4]
     return ChipSignals(
-        sharpness=float(laplacian.var()),
-        brightness=float(middle.mean() / 255.0),
+        sharpness=float(laplacian.var(dtype=np.float64)),
+        brightness=float(middle.mean(dtype=np.float64) / 255.0),
         dark_fraction=float(np.mean(middle <= DARK_LEVEL)),
         bright_fraction=float(np.mean(middle >= BRIGHT_LEVEL)),
         embedding_norms=tuple(float(norm) for norm in embedding_norms),
