@@ -2,11 +2,13 @@
 or the database's own index where it has one (PostgreSQL with pgvector: app.storage.postgres).
 
 The matrix is checked against the gallery's revision (which every template write in the database
-moves on) at the start of every search, and rebuilt from the database when it differs: a search
-never answers from a gallery older than the writes answered before it began, whichever replica
-made them. A subject's score is its centroid's distance (the card's subject rule, centroid), its
-threshold the one that holds the gallery's FPIR at the target for its size and its number of
-templates (model.verify.search).
+moves on) at the start of every search, and brought up to it when it differs: a search never
+answers from a gallery older than the writes answered before it began, whichever replica made
+them. Each write logs the subjects it changed, so the matrix is patched with theirs (a second at
+10^6 templates, where reading the whole gallery takes about thirty); it is read whole where the log
+cannot tell (bench/search.py). A subject's score is its centroid's distance (the card's subject
+rule, centroid), its threshold the one that holds the gallery's FPIR at the target for its size and
+its number of templates (model.verify.search).
 """
 
 from __future__ import annotations
@@ -16,32 +18,51 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from app.storage.base import Candidate, Storage, TemplateModel
+from app.storage.base import Candidate, Conflict, GalleryTemplates, Storage, TemplateModel
 
 
 @dataclass(frozen=True)
 class GalleryMatrix:
+    created_at: float
     revision: int
     subjects: np.ndarray  # (S,) ids
     counts: np.ndarray  # (S,) templates of each
     centroids: np.ndarray  # (S, dim) float32, unit length
 
 
-def gallery_matrix(revision: int, subject_ids: list[str], embeddings: np.ndarray) -> GalleryMatrix:
-    """Each subject's templates (rows grouped by subject id, as gallery_templates gives them)
-    averaged and normalised."""
-    if not subject_ids:
-        return GalleryMatrix(revision, np.array([], dtype=object), np.array([], dtype=np.int64),
-                             np.zeros((0, 0), np.float32))
-    ids = np.array(subject_ids, dtype=object)
+def gallery_matrix(templates: GalleryTemplates) -> GalleryMatrix:
+    """Each subject's templates (rows grouped by subject id, as the storage gives them) averaged
+    and normalised."""
+    if not templates.subject_ids:
+        return GalleryMatrix(templates.created_at, templates.revision, np.array([], dtype=object),
+                             np.array([], dtype=np.int64), np.zeros((0, 0), np.float32))
+    ids = np.array(templates.subject_ids, dtype=object)
     starts = np.flatnonzero(np.r_[True, ids[1:] != ids[:-1]])
-    sums = np.add.reduceat(embeddings.astype(np.float64), starts, axis=0)
+    sums = np.add.reduceat(templates.embeddings.astype(np.float64), starts, axis=0)
     centroids = (sums / np.linalg.norm(sums, axis=1, keepdims=True)).astype(np.float32)
-    return GalleryMatrix(revision, ids[starts], np.diff(np.r_[starts, len(ids)]), centroids)
+    return GalleryMatrix(templates.created_at, templates.revision, ids[starts], np.diff(np.r_[starts, len(ids)]),
+                         centroids)
+
+
+def patched(held: GalleryMatrix, changes: GalleryTemplates) -> GalleryMatrix:
+    """`held` with the changed subjects' rows replaced by their centroids now, or dropped where they
+    have no templates of the model left. A new matrix: searches still reading `held` are unaffected."""
+    fresh = gallery_matrix(changes)
+    changed = set(changes.changed or ())
+    keep = np.fromiter((subject not in changed for subject in held.subjects), bool, len(held.subjects))
+    if not keep.any():
+        return fresh
+    if len(fresh.subjects) and fresh.centroids.shape[1] != held.centroids.shape[1]:
+        raise Conflict("conflict", f"templates of one model with several dimensions: "
+                                   f"{sorted({fresh.centroids.shape[1], held.centroids.shape[1]})}")
+    return GalleryMatrix(changes.created_at, changes.revision,
+                         np.concatenate([held.subjects[keep], fresh.subjects]),
+                         np.concatenate([held.counts[keep], fresh.counts]),
+                         np.concatenate([held.centroids[keep], fresh.centroids.reshape(-1, held.centroids.shape[1])]))
 
 
 class SearchIndex:
-    """The galleries' matrices, by (gallery, model), rebuilt when their revision moves on."""
+    """The galleries' matrices, by (gallery, model), brought up to their revision at each search."""
 
     def __init__(self) -> None:
         self._matrices: dict[tuple, GalleryMatrix] = {}
@@ -53,10 +74,13 @@ class SearchIndex:
         held = self._matrices.get(key)
         if held is not None and held.revision == revision:
             return held
-        with self._lock:  # one rebuild at a time; a search that waited finds it done
+        with self._lock:  # one update at a time; a search that waited finds it done
             held = self._matrices.get(key)
             if held is None or held.revision != revision:
-                held = gallery_matrix(*storage.gallery_templates(gallery_id, model))
+                changes = (storage.gallery_changes(gallery_id, model, held.created_at, held.revision)
+                           if held is not None else None)
+                held = patched(held, changes) if changes is not None else \
+                    gallery_matrix(storage.gallery_templates(gallery_id, model))
                 self._matrices[key] = held
         return held
 

@@ -5,7 +5,8 @@ Each gallery holds one template per subject: LFW's 13,233 real templates (the de
 then random unit vectors of the same dimension as fillers. Reported per size: the import rate (one
 transaction per 10,000 subjects), the rate of enrolling subjects one at a time as the API does
 (two transactions each: create, enrol), POST /galleries/{g}/import through a served `facever serve`
-(1,000 subjects a request), the first search's build of the matrix from the database,
+(1,000 subjects a request), the first search's build of the matrix from the database, the
+first search after one enrolment and after one deletion (the matrix patched with that subject),
 the RSS it adds, and the p50/p99 of searches with probes that are other LFW photos of enrolled
 people (the revision check, the matrix product and the top-k included), with their rank-1 hits.
 
@@ -103,6 +104,20 @@ def measure(size: int, paths: list[str], real: np.ndarray, model: TemplateModel,
         _, candidates = index.search(store, "bench", model, real[row], TOP_K)
         times.append((time.perf_counter() - started) * 1000)
         hits += candidates[0].subject == f"s{enrolled_at:07d}"
+    # One write (a new subject enrolled), then a deletion: the next searches patch the matrix with
+    # the subject each changed (app.search), where a full read takes first_search_build_s.
+    newcomer = np.random.default_rng(1).standard_normal(real.shape[1]).astype(np.float32)
+    patches, newcomer = [], newcomer / np.linalg.norm(newcomer)
+    for write in ("enrol", "delete"):
+        if write == "enrol":
+            store.create_subject("bench", "newcomer")
+            store.add_templates("bench", "newcomer", [NewTemplate(newcomer, model)], lambda stored: None, 100)
+        else:
+            store.delete_subject("bench", "newcomer")
+        started = time.perf_counter()
+        _, candidates = index.search(store, "bench", model, newcomer, TOP_K)
+        patches.append(time.perf_counter() - started)
+        assert (candidates[0].subject == "newcomer") == (write == "enrol")
     store.close()
     return {
         "templates": size, "real_templates": min(size, len({path.split("/")[0] for path in paths})),
@@ -110,6 +125,7 @@ def measure(size: int, paths: list[str], real: np.ndarray, model: TemplateModel,
         "one_by_one_templates_per_s": round(ONE_BY_ONE / one_by_one_s),
         "one_by_one_seconds_for_1e5": round(100_000 * one_by_one_s / ONE_BY_ONE, 1),
         "first_search_build_s": round(build_s, 2), "index_rss_mib": round(rss_after - rss_before, 1),
+        "search_after_one_enrolment_s": round(patches[0], 3), "search_after_one_deletion_s": round(patches[1], 3),
         "index_matrix_mib": round(matrix_mib, 1),
         "search_ms": {"p50": round(float(np.percentile(times, 50)), 2), "p99": round(float(np.percentile(times, 99)), 2)},
         "searches": len(times), "rank1_hits": hits,
@@ -196,6 +212,8 @@ def main(argv: list[str] | None = None) -> None:
             print(f"{size:>9,} templates: import {row['import_templates_per_s']:,}/s, one by one "
                   f"{row['one_by_one_templates_per_s']:,}/s ({row['one_by_one_seconds_for_1e5']} s for 10^5), "
                   f"first search {row['first_search_build_s']} s, +{row['index_rss_mib']} MiB, "
+                  f"after one enrolment / deletion {row['search_after_one_enrolment_s']} / "
+                  f"{row['search_after_one_deletion_s']} s, "
                   f"search p50 {row['search_ms']['p50']} ms p99 {row['search_ms']['p99']} ms, "
                   f"rank-1 {row['rank1_hits']}/{row['searches']}")
         imported = http_import(real, model, Path(folder))

@@ -19,7 +19,7 @@ import numpy as np
 # Ids name galleries and subjects in URLs and logs: a conservative alphabet keeps them safe to echo.
 ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 # The schema version this code writes; a database of a newer one is refused (SchemaTooNew).
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 
 class StorageError(Exception):
@@ -137,6 +137,20 @@ class Candidate:
 EnrolmentCheck = Callable[[Sequence[Template]], None]
 
 
+@dataclass(frozen=True)
+class GalleryTemplates:
+    """A gallery's templates of one model, in one transaction: each one's subject id (rows grouped
+    by subject, sorted) and the embeddings (N, dim). From gallery_changes, only those of the
+    subjects whose templates changed after a given revision (`changed` names them all, those left
+    with none too); `changed` is None for the whole gallery."""
+
+    created_at: float  # tells the gallery from one deleted and created again under its id
+    revision: int
+    subject_ids: list[str]
+    embeddings: np.ndarray
+    changed: list[str] | None = None
+
+
 def now() -> float:
     return time.time()
 
@@ -208,9 +222,17 @@ class Storage(ABC):
         """A number every write to the gallery's templates changes (NotFound for no gallery)."""
 
     @abstractmethod
-    def gallery_templates(self, gallery_id: str, model: TemplateModel) -> tuple[int, list[str], np.ndarray]:
-        """The gallery's revision, and its templates of `model` (name, version, inference; any
-        precision): each one's subject id (sorted) and the embeddings (N, dim), in one transaction."""
+    def gallery_templates(self, gallery_id: str, model: TemplateModel) -> GalleryTemplates:
+        """The gallery's templates of `model` (name, version, inference; any precision), at its
+        current revision."""
+
+    @abstractmethod
+    def gallery_changes(self, gallery_id: str, model: TemplateModel, created_at: float,
+                        since: int) -> GalleryTemplates | None:
+        """The templates of `model` of every subject whose templates changed after revision `since`
+        of the gallery created at `created_at`, at its current revision; None where that cannot be
+        told from the changes logged (the gallery was created again, the log no longer reaches back
+        that far, or so many subjects changed that reading the whole gallery is as quick)."""
 
     def nearest(self, gallery_id: str, model: TemplateModel, probe: np.ndarray,
                 top: int) -> tuple[int, list[Candidate]] | None:

@@ -23,6 +23,7 @@ from app.storage.base import (
     Deleted,
     EnrolmentCheck,
     Gallery,
+    GalleryTemplates,
     NewTemplate,
     NotFound,
     Page,
@@ -68,7 +69,19 @@ MIGRATIONS: list[list[str]] = [
     [  # 2: a revision per gallery, which every template write moves on, for the search index
         "ALTER TABLE galleries ADD COLUMN revision BIGINT NOT NULL DEFAULT 0",
     ],
+    [  # 3: the subjects each revision changed, so a search index patches them (app.search)
+        """CREATE TABLE template_changes (
+            gallery_id TEXT NOT NULL REFERENCES galleries (id) ON DELETE CASCADE,
+            revision BIGINT NOT NULL,
+            subject_id TEXT NOT NULL,
+            PRIMARY KEY (gallery_id, revision, subject_id))""",
+    ],
 ]
+# How many of a gallery's latest revisions the change log keeps; an index further behind reads the
+# gallery again. And how many changed subjects a patch fetches before reading the whole is as quick.
+CHANGES_KEPT = 256
+MAX_PATCHED_SUBJECTS = 5_000
+IN_CHUNK = 500  # ids per `IN (...)` list
 assert len(MIGRATIONS) == SCHEMA_VERSION
 
 _TEMPLATE_COLUMNS = ("id, subject_id, model_name, model_version, inference, precision, dim, embedding, face, "
@@ -229,7 +242,7 @@ class SQLStorage(Storage):
             removed = db.execute("DELETE FROM templates WHERE gallery_id = ? AND subject_id = ? RETURNING id",
                                  (gallery_id, subject_id))
             db.execute("DELETE FROM subjects WHERE gallery_id = ? AND id = ?", (gallery_id, subject_id))
-            self._next_revision(db, gallery_id)
+            self._next_revision(db, gallery_id, [subject_id])
         self._after_delete()
         return Deleted(subjects=1, templates=len(removed))
 
@@ -262,7 +275,7 @@ class SQLStorage(Storage):
             self._templates_changed(db, gallery_id, [subject_id])
             db.execute("UPDATE subjects SET updated_at = ? WHERE gallery_id = ? AND id = ?",
                        (created, gallery_id, subject_id))
-            self._next_revision(db, gallery_id)
+            self._next_revision(db, gallery_id, [subject_id])
         return added
 
     def delete_template(self, gallery_id: str, subject_id: str, template_id: str) -> Deleted:
@@ -275,7 +288,7 @@ class SQLStorage(Storage):
             self._templates_changed(db, gallery_id, [subject_id])
             db.execute("UPDATE subjects SET updated_at = ? WHERE gallery_id = ? AND id = ?",
                        (now(), gallery_id, subject_id))
-            self._next_revision(db, gallery_id)
+            self._next_revision(db, gallery_id, [subject_id])
         self._after_delete()
         return Deleted(templates=1)
 
@@ -290,15 +303,23 @@ class SQLStorage(Storage):
                            [(gallery_id, subject_id, created, created) for subject_id, _ in subjects])
             _insert_templates(db, gallery_id, rows)
             self._templates_changed(db, gallery_id, [subject_id for subject_id, _ in subjects])
-            self._next_revision(db, gallery_id)
+            self._next_revision(db, gallery_id, [subject_id for subject_id, _ in subjects])
         return len(rows)
 
     def _templates_changed(self, db: Database, gallery_id: str, subject_ids: Sequence[str]) -> None:
         """In the write's transaction, after these subjects' templates changed: where the back-end
         keeps an index of its own (pgvector's centroids), bring it up to date."""
 
-    def _next_revision(self, db: Database, gallery_id: str) -> None:
-        db.execute("UPDATE galleries SET revision = revision + 1 WHERE id = ?", (gallery_id,))
+    def _next_revision(self, db: Database, gallery_id: str, subject_ids: Sequence[str]) -> None:
+        """Move the gallery's revision on, and log the subjects whose templates this write changed:
+        an index holding an earlier revision then fetches only theirs (gallery_changes). The log
+        keeps the last CHANGES_KEPT revisions."""
+        revision = db.execute("UPDATE galleries SET revision = revision + 1 WHERE id = ? RETURNING revision",
+                              (gallery_id,))[0][0]
+        db.executemany("INSERT INTO template_changes (gallery_id, revision, subject_id) VALUES (?, ?, ?)",
+                       [(gallery_id, revision, subject_id) for subject_id in dict.fromkeys(subject_ids)])
+        db.execute("DELETE FROM template_changes WHERE gallery_id = ? AND revision <= ?",
+                   (gallery_id, revision - CHANGES_KEPT))
 
     def gallery_revision(self, gallery_id: str) -> int:
         with self._transaction(write=False) as db:
@@ -307,24 +328,55 @@ class SQLStorage(Storage):
             raise NotFound("gallery", f"no gallery {gallery_id!r}")
         return int(rows[0][0])
 
-    def gallery_templates(self, gallery_id: str, model: TemplateModel) -> tuple[int, list[str], np.ndarray]:
+    _MODEL_TEMPLATES = ("SELECT subject_id, dim, embedding FROM templates WHERE gallery_id = ? AND model_name = ? "
+                        "AND model_version = ? AND inference = ?")
+
+    def gallery_templates(self, gallery_id: str, model: TemplateModel) -> GalleryTemplates:
         with self._transaction(write=False) as db:
-            rows = db.execute("SELECT revision FROM galleries WHERE id = ?", (gallery_id,))
-            if not rows:
-                raise NotFound("gallery", f"no gallery {gallery_id!r}")
-            templates = db.execute(
-                "SELECT subject_id, dim, embedding FROM templates WHERE gallery_id = ? AND model_name = ? "
-                "AND model_version = ? AND inference = ? ORDER BY subject_id, seq",
-                (gallery_id, model.name, model.version, model.inference))
-        dims = {dim for _, dim, _ in templates}
-        if len(dims) > 1:
-            raise Conflict("conflict", f"templates of one model with several dimensions: {sorted(dims)}")
-        dim = dims.pop() if dims else 0
-        matrix = np.frombuffer(b"".join(bytes(blob) for _, _, blob in templates), "<f4").reshape(len(templates), dim)
-        return int(rows[0][0]), [subject for subject, _, _ in templates], matrix.astype(np.float32)
+            created_at, revision = self._gallery_version(db, gallery_id)
+            rows = db.execute(self._MODEL_TEMPLATES + " ORDER BY subject_id, seq",
+                              (gallery_id, model.name, model.version, model.inference))
+        return _grouped(created_at, revision, rows)
+
+    def gallery_changes(self, gallery_id: str, model: TemplateModel, created_at: float,
+                        since: int) -> GalleryTemplates | None:
+        with self._transaction(write=False) as db:
+            created, revision = self._gallery_version(db, gallery_id)
+            if created != created_at or not since <= revision <= since + CHANGES_KEPT:
+                return None
+            logged = db.execute("SELECT revision, subject_id FROM template_changes WHERE gallery_id = ? "
+                                "AND revision > ?", (gallery_id, since))
+            # Every revision logs its subjects: one missing was pruned, or made by a release before the log.
+            changed = sorted({subject_id for _, subject_id in logged})
+            if len({number for number, _ in logged}) != revision - since or len(changed) > MAX_PATCHED_SUBJECTS:
+                return None
+            rows = []
+            for start in range(0, len(changed), IN_CHUNK):
+                chunk = changed[start : start + IN_CHUNK]
+                rows += db.execute(self._MODEL_TEMPLATES + f" AND subject_id IN ({', '.join('?' * len(chunk))}) "
+                                   "ORDER BY subject_id, seq", (gallery_id, model.name, model.version,
+                                                                model.inference, *chunk))
+        return _grouped(created, revision, rows, changed)
+
+    def _gallery_version(self, db: Database, gallery_id: str) -> tuple[float, int]:
+        rows = db.execute("SELECT created_at, revision FROM galleries WHERE id = ?", (gallery_id,))
+        if not rows:
+            raise NotFound("gallery", f"no gallery {gallery_id!r}")
+        return float(rows[0][0]), int(rows[0][1])
 
     def _after_delete(self) -> None:
         """Where the back-end keeps deleted rows' bytes around (SQLite's write-ahead log), drop them."""
+
+
+def _grouped(created_at: float, revision: int, rows: list[tuple], changed: list[str] | None = None) -> GalleryTemplates:
+    """(subject_id, dim, embedding) rows, grouped by subject, as GalleryTemplates."""
+    dims = {dim for _, dim, _ in rows}
+    if len(dims) > 1:
+        raise Conflict("conflict", f"templates of one model with several dimensions: {sorted(dims)}")
+    dim = dims.pop() if dims else 0
+    matrix = np.frombuffer(b"".join(bytes(blob) for _, _, blob in rows), "<f4").reshape(len(rows), dim)
+    return GalleryTemplates(created_at, revision, [subject for subject, _, _ in rows], matrix.astype(np.float32),
+                            changed)
 
 
 def _insert_templates(db: Database, gallery_id: str, templates: Sequence[Template]) -> None:

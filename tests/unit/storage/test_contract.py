@@ -12,6 +12,7 @@ import pytest
 
 from app.storage import open_storage, redacted
 from app.storage.base import (
+    SCHEMA_VERSION,
     Conflict,
     Deleted,
     NewTemplate,
@@ -21,9 +22,10 @@ from app.storage.base import (
     TemplateModel,
     check_id,
 )
-from app.storage.sql import SQLStorage
+from app.storage.sql import CHANGES_KEPT, MIGRATIONS, SQLStorage
 
 MODEL = TemplateModel("enc", "1.0", "plain", "int8")
+OTHER = TemplateModel("enc", "2.0", "plain", "int8")
 
 
 def unit(*values: float) -> np.ndarray:
@@ -190,6 +192,37 @@ def test_migrate_is_idempotent_and_refuses_a_newer_schema(store: SQLStorage) -> 
         store.migrate()
 
 
+def test_a_database_of_the_first_schema_is_upgraded_in_place(tmp_path) -> None:
+    """Made by the first release (schema 1: no revisions, no change log), with a subject enrolled:
+    migrate() brings it to the current schema, the subject still there and searchable, and the
+    writes after it logged."""
+    from app.search import SearchIndex
+
+    path = tmp_path / "facever.sqlite3"
+    with sqlite3.connect(path) as db:
+        for statement in MIGRATIONS[0]:
+            db.execute(statement.format(blob="BLOB", serial="INTEGER PRIMARY KEY AUTOINCREMENT"))
+        db.execute("CREATE TABLE schema_version (version INTEGER NOT NULL)")
+        db.execute("INSERT INTO schema_version (version) VALUES (1)")
+        db.execute("INSERT INTO meta (key, value) VALUES ('upload_salt', '00')")
+        db.execute("INSERT INTO galleries (id, created_at) VALUES ('g', 1.0)")
+        db.execute("INSERT INTO subjects (gallery_id, id, created_at, updated_at) VALUES ('g', 'a', 1.0, 1.0)")
+        db.execute("INSERT INTO templates (id, gallery_id, subject_id, model_name, model_version, inference, "
+                   "precision, dim, embedding, created_at) VALUES ('t', 'g', 'a', ?, ?, ?, ?, 2, ?, 1.0)",
+                   (MODEL.name, MODEL.version, MODEL.inference, MODEL.precision, unit(1, 0).astype("<f4").tobytes()))
+    store = open_storage(f"sqlite:///{path}")
+    store.migrate()
+    with store._transaction(write=False) as db:
+        assert db.execute("SELECT version FROM schema_version") == [(SCHEMA_VERSION,)]
+    index = SearchIndex()
+    assert list(index.matrix(store, "g", MODEL).subjects) == ["a"]
+    store.create_subject("g", "b")
+    store.add_templates("g", "b", [template(0, 1)], lambda stored: None, 10)
+    assert store.gallery_changes("g", MODEL, 1.0, 0).changed == ["b"]
+    assert sorted(index.matrix(store, "g", MODEL).subjects) == ["a", "b"]
+    store.close()
+
+
 def test_sqlite_deleted_bytes_do_not_linger(tmp_path) -> None:
     path = tmp_path / "facever.sqlite3"
     store = open_storage(f"sqlite:///{path}")
@@ -230,15 +263,84 @@ def test_import_and_the_gallery_revision(store: SQLStorage) -> None:
     before = store.gallery_revision("g")
     assert store.import_subjects("g", [("a", [template(1, 0), template(1, 1)]), ("b", [template(0, 1)])]) == 3
     after = store.gallery_revision("g")
-    revision, subjects, embeddings = store.gallery_templates("g", MODEL)
-    assert after > before and revision == after and subjects == ["a", "a", "b"] and embeddings.shape == (3, 2)
-    np.testing.assert_array_equal(embeddings[2], unit(0, 1))
-    assert store.gallery_templates("g", TemplateModel("other", "1.0", "plain", "int8"))[1] == []
+    templates = store.gallery_templates("g", MODEL)
+    assert after > before and templates.revision == after and templates.changed is None
+    assert templates.subject_ids == ["a", "a", "b"] and templates.embeddings.shape == (3, 2)
+    assert templates.created_at == store.get_gallery("g").created_at
+    np.testing.assert_array_equal(templates.embeddings[2], unit(0, 1))
+    assert store.gallery_templates("g", TemplateModel("other", "1.0", "plain", "int8")).subject_ids == []
     with pytest.raises(Conflict):  # all or nothing
         store.import_subjects("g", [("c", [template(1, 0)]), ("a", [template(1, 0)])])
     assert store.get_gallery("g").subject_count == 2
     store.delete_subject("g", "b")
     assert store.gallery_revision("g") > after
+
+
+def test_the_changes_since_a_revision_are_those_of_the_subjects_written(store: SQLStorage) -> None:
+    store.create_gallery("g")
+    store.import_subjects("g", [("a", [template(1, 0)]), ("b", [template(0, 1)]), ("c", [template(1, 1)])])
+    start = store.gallery_templates("g", MODEL)
+    created = start.created_at
+    assert store.gallery_changes("g", MODEL, created, start.revision).changed == []  # nothing since
+    store.add_templates("g", "a", [template(1, 1)], lambda stored: None, 10)
+    store.delete_subject("g", "b")
+    store.create_subject("g", "d")
+    store.add_templates("g", "d", [template(0, 1), NewTemplate(unit(1, 0), OTHER)], lambda stored: None, 10)
+    changes = store.gallery_changes("g", MODEL, created, start.revision)
+    assert changes.revision == store.gallery_revision("g") and changes.changed == ["a", "b", "d"]
+    assert changes.subject_ids == ["a", "a", "d"]  # b has none left; d's other model's is not here
+    np.testing.assert_array_equal(changes.embeddings, np.stack([unit(1, 0), unit(1, 1), unit(0, 1)]))
+    # Where the log cannot tell: a gallery created again under the id, or a revision pruned away.
+    assert store.gallery_changes("g", MODEL, created + 1.0, start.revision) is None
+    assert store.gallery_changes("g", MODEL, created, start.revision - 1).changed == ["a", "b", "c", "d"]
+    with store._transaction(write=True) as db:  # a revision whose write logged nothing (an older release)
+        db.execute("DELETE FROM template_changes WHERE gallery_id = ? AND revision = ?", ("g", start.revision + 1))
+    assert store.gallery_changes("g", MODEL, created, start.revision) is None
+    for _ in range(CHANGES_KEPT):
+        store.delete_template("g", "a", store.add_templates("g", "a", [template(0, 1)], lambda s: None, 10)[0].id)
+    assert store.gallery_changes("g", MODEL, created, start.revision) is None
+    store.delete_gallery("g")
+    store.create_gallery("g")
+    assert store.gallery_changes("g", MODEL, created, start.revision) is None
+
+
+def test_a_patched_matrix_equals_one_read_whole(store: SQLStorage) -> None:
+    """The search index patched with each write's changed subjects holds what reading the whole
+    gallery gives, through enrolments, deletions and imports in any order."""
+    from app.search import SearchIndex, gallery_matrix
+
+    rng = np.random.default_rng(1)
+    store.create_gallery("g")
+    index = SearchIndex()
+    index.matrix(store, "g", MODEL)  # empty
+    for step in range(60):
+        action = rng.integers(4)
+        subjects = [s.id for s in store.list_subjects("g", None, 1000).items]
+        if action == 0 or not subjects:
+            store.import_subjects("g", [(f"s{step}-{i}", [template(*rng.standard_normal(2))]) for i in range(3)])
+        elif action == 1:
+            store.add_templates("g", str(rng.choice(subjects)), [template(*rng.standard_normal(2))],
+                                lambda stored: None, 100)
+        elif action == 2:
+            store.delete_subject("g", str(rng.choice(subjects)))
+        else:
+            subject = store.get_subject("g", str(rng.choice(subjects)))
+            if subject.templates:
+                store.delete_template("g", subject.id, subject.templates[0].id)
+        if step % 3 == 0:
+            held = index.matrix(store, "g", MODEL)
+            whole = gallery_matrix(store.gallery_templates("g", MODEL))
+            assert held.revision == whole.revision
+            by_subject = dict(zip(held.subjects, zip(held.counts, held.centroids)))
+            assert set(by_subject) == set(whole.subjects)
+            for subject, count, centroid in zip(whole.subjects, whole.counts, whole.centroids):
+                assert by_subject[subject][0] == count
+                np.testing.assert_allclose(by_subject[subject][1], centroid, atol=1e-6)
+    store.import_subjects("g", [("last", [template(1, 0)])])
+    read_whole, store.gallery_templates = store.gallery_templates, None  # patched, not read whole
+    held = index.matrix(store, "g", MODEL)
+    store.gallery_templates = read_whole
+    assert held.revision == store.gallery_revision("g") and "last" in set(held.subjects)
 
 
 def test_a_closed_store_opens_again_when_used(tmp_path) -> None:
@@ -274,7 +376,7 @@ def test_the_database_index_finds_what_an_exact_search_finds(store: SQLStorage) 
         time.sleep(0.1)
         found = store.nearest("g", MODEL, probe, 10)
     size, candidates = found
-    matrix = gallery_matrix(*store.gallery_templates("g", MODEL))
+    matrix = gallery_matrix(store.gallery_templates("g", MODEL))
     exact = np.sqrt(np.clip(2 - 2 * matrix.centroids.astype(np.float64) @ probe, 0, 4))
     order = np.argsort(exact)[:10]
     assert size == 300
