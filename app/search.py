@@ -104,6 +104,6 @@ class SearchIndex:
                       for i, score in zip(nearest, scores)]
 
     def forget(self, gallery_id: str) -> None:
-        """Drop a deleted gallery's matrices (memory only: a stale one would be rebuilt anyway)."""
+        """Drop a deleted gallery's matrices (memory only: one of a gallery created again is read whole anyway)."""
         for key in [key for key in self._matrices if key[0] == gallery_id]:
             self._matrices.pop(key, None)

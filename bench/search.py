@@ -232,8 +232,9 @@ def main(argv: list[str] | None = None) -> None:
                       f"{row['recall_at_1']:.3f} @10 {row['recall_at_10']:.3f}")
     write_report(args.out, {"engine": "numpy float32 (exact), SQLite", "top_k": TOP_K, "sizes": rows,
                             "http_import": imported,
-                            "pgvector": {"engine": "PostgreSQL 18, pgvector HNSW (halfvec, inner product, ef_search 200), "
-                                                   "exact re-rank of max(4 x top_k, 40)", "sizes": pgvector}},
+                            "pgvector": {"engine": "PostgreSQL 18, pgvector HNSW (halfvec, inner product, "
+                                                   "ef_search 200), exact re-rank of max(4 x top_k, 40)",
+                                         "sizes": pgvector}},
                   threads=2)
 
 

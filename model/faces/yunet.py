@@ -138,7 +138,6 @@ class YuNet(FaceDetector):
                 found[indices[int(image[i])]].append((corners, landmarks[i].astype(np.float64), float(scores[i])))
         return found
 
-
     def _levels(self, batch: np.ndarray) -> list[list[np.ndarray]]:
         """The network's maps per stride, (class, objectness, box, landmarks), for padded images.
         The compiled network takes them as they are; torch's as float32 BGR (the network's own
