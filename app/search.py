@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from app.storage.base import Candidate, Conflict, GalleryTemplates, Storage, TemplateModel
+from app.storage.base import Candidate, GalleryTemplates, Storage, TemplateModel, mixed_dimensions
 
 
 @dataclass(frozen=True)
@@ -53,8 +53,7 @@ def patched(held: GalleryMatrix, changes: GalleryTemplates) -> GalleryMatrix:
     if not keep.any():
         return fresh
     if len(fresh.subjects) and fresh.centroids.shape[1] != held.centroids.shape[1]:
-        raise Conflict("conflict", f"templates of one model with several dimensions: "
-                                   f"{sorted({fresh.centroids.shape[1], held.centroids.shape[1]})}")
+        raise mixed_dimensions({fresh.centroids.shape[1], held.centroids.shape[1]})
     return GalleryMatrix(changes.created_at, changes.revision,
                          np.concatenate([held.subjects[keep], fresh.subjects]),
                          np.concatenate([held.counts[keep], fresh.counts]),

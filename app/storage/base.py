@@ -52,6 +52,11 @@ class Conflict(StorageError):
         self.code = code
 
 
+def mixed_dimensions(dims: set[int]) -> Conflict:
+    """The refusal of a gallery whose templates of one model have several dimensions."""
+    return Conflict("conflict", f"templates of one model with several dimensions: {sorted(dims)}")
+
+
 def check_id(kind: str, value: str) -> str:
     if not ID_PATTERN.fullmatch(value):
         raise ValueError(f"{kind} id must be 1 to 128 letters, digits, '.', '_' or '-', starting with a letter "

@@ -32,6 +32,7 @@ from app.storage.base import (
     Subject,
     Template,
     TemplateModel,
+    mixed_dimensions,
     now,
 )
 
@@ -372,7 +373,7 @@ def _grouped(created_at: float, revision: int, rows: list[tuple], changed: list[
     """(subject_id, dim, embedding) rows, grouped by subject, as GalleryTemplates."""
     dims = {dim for _, dim, _ in rows}
     if len(dims) > 1:
-        raise Conflict("conflict", f"templates of one model with several dimensions: {sorted(dims)}")
+        raise mixed_dimensions(dims)
     dim = dims.pop() if dims else 0
     matrix = np.frombuffer(b"".join(bytes(blob) for _, _, blob in rows), "<f4").reshape(len(rows), dim)
     return GalleryTemplates(created_at, revision, [subject for subject, _, _ in rows], matrix.astype(np.float32),
