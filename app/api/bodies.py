@@ -329,3 +329,9 @@ def request_docs(
             },
         },
     }
+
+
+def probe_docs(json_model: type[BaseModel], options: type[BaseModel]) -> dict[str, Any]:
+    """request_docs for a request read by read_probe_request: one probe, an image or an embedding."""
+    return request_docs(json_model, options, {"image": "the probe image"},
+                        {"embedding": "in place of image: an embedding object from /embed, as JSON text"})

@@ -7,7 +7,7 @@ from functools import partial
 from fastapi import APIRouter, Request
 from starlette.concurrency import run_in_threadpool
 
-from app.api.bodies import read_enrol_request, read_probe_request, request_docs
+from app.api.bodies import probe_docs, read_enrol_request, read_probe_request, request_docs
 from app.api.deps import LimiterDep, SettingsDep, StorageDep, VerifierDep, WriteKey
 from app.api.routes.galleries import GalleryId, SubjectId
 from app.errors import ServiceError
@@ -102,8 +102,7 @@ async def probe_embedding(
 
 @router.post(
     "/verify", response_model=SubjectVerifyResponse,
-    openapi_extra=request_docs(SubjectVerifyJSON, SubjectVerifyOptions, {"image": "the probe image"},
-                               {"embedding": "in place of image: an embedding object from /embed, as JSON text"}),
+    openapi_extra=probe_docs(SubjectVerifyJSON, SubjectVerifyOptions),
 )
 async def verify_subject(
     gallery_id: GalleryId, subject_id: SubjectId, request: Request, verifier: VerifierDep, limiter: LimiterDep,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from starlette.concurrency import run_in_threadpool
 
-from app.api.bodies import read_probe_request, request_docs
+from app.api.bodies import probe_docs, read_probe_request
 from app.api.deps import LimiterDep, SettingsDep, StorageDep, VerifierDep
 from app.api.routes.enrolment import probe_embedding
 from app.api.routes.galleries import GalleryId
@@ -28,8 +28,7 @@ router = APIRouter(prefix="/galleries/{gallery_id}", tags=["subjects"])
 
 @router.post(
     "/search", response_model=SearchResponse,
-    openapi_extra=request_docs(SearchJSON, SearchOptions, {"image": "the probe image"},
-                               {"embedding": "in place of image: an embedding object from /embed, as JSON text"}),
+    openapi_extra=probe_docs(SearchJSON, SearchOptions),
 )
 async def search(
     gallery_id: GalleryId, request: Request, verifier: VerifierDep, limiter: LimiterDep, storage: StorageDep,
