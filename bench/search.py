@@ -107,17 +107,20 @@ def measure(size: int, paths: list[str], real: np.ndarray, model: TemplateModel,
     # One write (a new subject enrolled), then a deletion: the next searches patch the matrix with
     # the subject each changed (app.search), where a full read takes first_search_build_s.
     newcomer = np.random.default_rng(1).standard_normal(real.shape[1]).astype(np.float32)
-    patches, newcomer = [], newcomer / np.linalg.norm(newcomer)
-    for write in ("enrol", "delete"):
-        if write == "enrol":
-            store.create_subject("bench", "newcomer")
-            store.add_templates("bench", "newcomer", [NewTemplate(newcomer, model)], lambda stored: None, 100)
-        else:
-            store.delete_subject("bench", "newcomer")
+    newcomer /= np.linalg.norm(newcomer)
+
+    def timed_search() -> tuple[float, str]:
         started = time.perf_counter()
         _, candidates = index.search(store, "bench", model, newcomer, TOP_K)
-        patches.append(time.perf_counter() - started)
-        assert (candidates[0].subject == "newcomer") == (write == "enrol")
+        return time.perf_counter() - started, candidates[0].subject
+
+    store.create_subject("bench", "newcomer")
+    store.add_templates("bench", "newcomer", [NewTemplate(newcomer, model)], lambda stored: None, 100)
+    after_enrolment_s, nearest = timed_search()
+    assert nearest == "newcomer"
+    store.delete_subject("bench", "newcomer")
+    after_deletion_s, nearest = timed_search()
+    assert nearest != "newcomer"
     store.close()
     return {
         "templates": size, "real_templates": min(size, len({path.split("/")[0] for path in paths})),
@@ -125,7 +128,8 @@ def measure(size: int, paths: list[str], real: np.ndarray, model: TemplateModel,
         "one_by_one_templates_per_s": round(ONE_BY_ONE / one_by_one_s),
         "one_by_one_seconds_for_1e5": round(100_000 * one_by_one_s / ONE_BY_ONE, 1),
         "first_search_build_s": round(build_s, 2), "index_rss_mib": round(rss_after - rss_before, 1),
-        "search_after_one_enrolment_s": round(patches[0], 3), "search_after_one_deletion_s": round(patches[1], 3),
+        "search_after_one_enrolment_s": round(after_enrolment_s, 3),
+        "search_after_one_deletion_s": round(after_deletion_s, 3),
         "index_matrix_mib": round(matrix_mib, 1),
         "search_ms": {"p50": round(float(np.percentile(times, 50)), 2), "p99": round(float(np.percentile(times, 99)), 2)},
         "searches": len(times), "rank1_hits": hits,
