@@ -42,7 +42,7 @@ def add_cap_argument(parser: argparse.ArgumentParser, what: str = "every library
 
 def apply_cap(args: argparse.Namespace, module: str) -> None:
     """Run under the cap `args.cap` asks for (see run_under_cap), then print the CPU. Reports
-    written after it are named by isa_suffix(): `_avx2` under the avx2 cap."""
+    written after it are named by isa_suffix(): `_avx2` under the avx2 cap or on an AVX2 CPU."""
     run_under_cap(args.cap, module)
     print(isa_line())
 

@@ -15,7 +15,7 @@ Both use the same threads (2 by default, all the cores of the 2-core host).
 ATEN_CPU_CAPABILITY=avx2, MKL_ENABLE_INSTRUCTIONS=AVX2, OPENCV_CPU_DISABLE=AVX512-SKX). Prints both
 medians and the ratio, and writes bench/results/peer_speed.json, suffixed (in this order) with the
 card's name for other weights than the default, `_<engine>_<precision>` where those given are not
-the card's own, `_flip_<true|false>` where flip TTA is not the card's, and `_avx2` under the cap.
+the card's own, `_flip_<true|false>` where flip TTA is not the card's, and `_avx2` under the cap or on an AVX2 CPU.
 """
 
 from __future__ import annotations

@@ -76,6 +76,11 @@ def cap_name() -> str | None:
 
 
 def isa_suffix() -> str:
-    """For a report's file name: `_avx2` under the avx2 cap of CAPS, nothing uncapped."""
+    """For a report's file name, the kind of CPU its figures stand for: `_avx2` under the avx2 cap
+    of CAPS or on a CPU whose widest vectors are AVX2 (a real one supersedes the emulation), other
+    caps by cap_name(), nothing on an AVX-512 CPU run uncapped."""
     name = cap_name()
-    return f"_{name}" if name else ""
+    if name:
+        return f"_{name}"
+    isa = cpu_isa()
+    return "_avx2" if isa["avx2"] and not isa["avx512"] else ""

@@ -138,7 +138,7 @@ def check(weights: Path, data_dir: Path, reports_dir: Path, command: str, thread
     """The card's operating points measured again on the held-out half, in the numerics of this
     run (e.g. on a CPU held to AVX2, whose int8 kernels round differently): their thresholds as
     the card has them, nothing chosen and nothing written into the card. Written to
-    calibration_check[_<cap>].json (e.g. _avx2) beside the card's calibration.json."""
+    calibration_check[_<cpu kind>].json (e.g. _avx2, see isa_suffix) beside the card's calibration.json."""
     verifier = FaceVerifier.from_folders(weights, threads=threads)
     embeddings = embed_lfw(verifier, data_dir)
     _, held_out_ids = split_identities(embeddings.paths)

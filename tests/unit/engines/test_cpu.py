@@ -4,18 +4,28 @@ from __future__ import annotations
 
 import pytest
 
+from model.engines import cpu
 from model.engines.cpu import CAPS, ISA_CAPS, cap_name, isa_suffix
+
+AVX512_CPU = {"avx2": True, "avx512": True, "avx512_bf16": True, "amx": True}
+AVX2_CPU = {"avx2": True, "avx512": False, "avx512_bf16": False, "amx": False}
 
 
 @pytest.fixture
 def uncapped(monkeypatch):
     for name in ISA_CAPS:
         monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr(cpu, "cpu_isa", lambda: AVX512_CPU)
     return monkeypatch
 
 
-def test_uncapped_runs_have_no_suffix(uncapped):
+def test_uncapped_runs_on_an_avx512_cpu_have_no_suffix(uncapped):
     assert cap_name() is None and isa_suffix() == ""
+
+
+def test_a_real_avx2_cpu_is_named_as_the_cap_that_emulates_it(uncapped):
+    uncapped.setattr(cpu, "cpu_isa", lambda: AVX2_CPU)
+    assert cap_name() is None and isa_suffix() == "_avx2"
 
 
 def test_a_full_cap_is_named_as_caps_names_it(uncapped):
