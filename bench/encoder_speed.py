@@ -2,10 +2,14 @@
 
     python -m bench.encoder_speed [--weights DIR] [--precision float32|bfloat16|int8] [--engine torch|openvino]
 
-Prints median milliseconds per batch and per chip (a fused encoder's chip is one per member), and
-writes bench/results/encoder_speed.json for dlib-resnet-v1 in float32 on torch, or
-bench/results/encoder_speed_<card name>[_<engine>_<precision>].json for any other case (the engine
-and precision named unless they are torch and float32).
+Prints median milliseconds per batch and per chip (a fused encoder's chip is one per member); each
+member's time per chip at batch 1, its multiply-adds (counted on the torch reference) and the rate
+that makes; and this CPU's float32 matrix-multiply rate on the same threads, the ceiling of any
+float32 network here (so a member near it can only get faster with fewer operations, or with
+arithmetic the CPU runs faster). Writes bench/results/encoder_speed.json for dlib-resnet-v1 in
+float32 on torch, or bench/results/encoder_speed_<card name>[_<engine>_<precision>].json for any
+other case (the engine and precision named unless they are torch and float32), `_avx2` added on an
+AVX2 CPU (model.engines.cpu.isa_suffix).
 """
 
 from __future__ import annotations
@@ -20,7 +24,9 @@ import torch
 from bench.machine import write_report
 from model.card import EncoderCard, load_card
 from model.encoders import load_encoder
-from model.engines.cpu import isa_line
+from model.encoders.fused import FusedEncoder
+from model.encoders.loading import per_input_networks, reference_encoder
+from model.engines.cpu import isa_line, isa_suffix
 from model.paths import REPORTS_DIR, WEIGHTS_DIR
 from model.types import ENGINE_NAMES, PRECISION_NAMES
 
@@ -29,12 +35,15 @@ RESULTS = REPORTS_DIR
 THREADS = 2
 CASES = ((1, 100), (32, 20))  # (batch size, timed runs)
 WARMUP_RUNS = 5
+GEMM_SIDE = 2048  # square float32 matrices: large enough for the BLAS to reach its rate
 
 
-def time_batches(encoder: torch.nn.Module, batch: int, runs: int, sizes: list[int]) -> list[float]:
+def time_batches(
+    encoder, batch: int, runs: int, sizes: list[int], chips: list[torch.Tensor] | None = None
+) -> list[float]:
     """Seconds per forward pass over `runs` passes, after a warm-up (allocator, oneDNN kernels);
-    one chip batch per template size (a fused encoder takes one per member)."""
-    chips = [torch.rand(batch, 3, size, size) * 255 for size in sizes]
+    one chip batch per template size (a fused encoder takes one per member), or `chips` as given."""
+    chips = chips or [torch.rand(batch, 3, size, size) * 255 for size in sizes]
     timings = []
     with torch.inference_mode():
         for _ in range(WARMUP_RUNS):
@@ -46,12 +55,52 @@ def time_batches(encoder: torch.nn.Module, batch: int, runs: int, sizes: list[in
     return timings
 
 
+def multiply_adds(network: torch.nn.Module, example: torch.Tensor) -> int:
+    """Multiply-adds of one pass over `example` (one chip): those of every convolution and linear
+    layer, which are all but a fraction of a percent of a face network's arithmetic."""
+    counted = []
+
+    def count(layer: torch.nn.Module, _inputs: tuple, output: torch.Tensor) -> None:
+        if isinstance(layer, torch.nn.Conv2d):
+            counted.append(output.numel() * layer.in_channels // layer.groups * layer.weight[0, 0].numel())
+        elif isinstance(layer, torch.nn.Linear):
+            counted.append(output.numel() * layer.in_features)
+
+    hooks = [layer.register_forward_hook(count) for layer in network.modules()]
+    with torch.inference_mode():
+        network(example)
+    for hook in hooks:
+        hook.remove()
+    return sum(counted)
+
+
+def float32_gemm_gflops() -> float:
+    """This CPU's float32 matrix-multiply rate on the benchmark's threads, median of 10 products."""
+    a, b = torch.rand(GEMM_SIDE, GEMM_SIDE), torch.rand(GEMM_SIDE, GEMM_SIDE)
+    seconds = statistics.median(time_batches(lambda x, y: x @ y, 1, 10, [], chips=[a, b]))
+    return 2 * GEMM_SIDE**3 / seconds / 1e9
+
+
+def member_rows(card: EncoderCard, encoder: torch.nn.Module) -> list[dict]:
+    """Each member of the encoder (or the encoder itself) alone: ms per chip at batch 1, its
+    multiply-adds per chip, and the float32-equivalent GFLOP/s (2 per multiply-add) it runs at."""
+    compiled = encoder.members if isinstance(encoder, FusedEncoder) else [encoder]
+    rows = []
+    for network, (reference, example), spec in zip(compiled, per_input_networks(card, reference_encoder(card)),
+                                                   card.input):
+        macs = multiply_adds(reference, example[0][:1])
+        ms = statistics.median(time_batches(network, 1, CASES[0][1], [spec.size])) * 1000
+        rows.append({"input_size": spec.size, "multiply_adds": macs, "median_ms_per_chip": round(ms, 3),
+                     "gflops": round(2 * macs / ms / 1e6, 1)})
+    return rows
+
+
 def default_out(card: EncoderCard, precision: str, engine: str) -> Path:
     """The default encoder in float32 keeps its original file; every other case gets its own."""
     suffix = "" if (precision, engine) == ("float32", "torch") else f"_{engine}_{precision}"
     if card.folder.resolve() == DEFAULT_WEIGHTS.resolve() and not suffix:
-        return RESULTS / "encoder_speed.json"
-    return RESULTS / f"encoder_speed_{card.name}{suffix}.json"
+        return RESULTS / f"encoder_speed{isa_suffix()}.json"
+    return RESULTS / f"encoder_speed_{card.name}{suffix}{isa_suffix()}.json"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -86,12 +135,21 @@ def main(argv: list[str] | None = None) -> int:
         )
         print(f"{batch:>5}  {runs:>4}  {per_batch:>9.2f}  {per_batch / batch:>8.2f}")
 
+    members = member_rows(card, encoder)
+    gemm = float32_gemm_gflops()
+    print(f"{'input':>5}  {'GMAC/chip':>9}  {'ms/chip':>8}  {'GFLOP/s':>7}   (batch 1, each network alone)")
+    for row in members:
+        print(f"{row['input_size']:>5}  {row['multiply_adds'] / 1e9:>9.3f}  {row['median_ms_per_chip']:>8.2f}  "
+              f"{row['gflops']:>7.1f}")
+    print(f"float32 matrix multiply on {THREADS} threads ({GEMM_SIDE}x{GEMM_SIDE}): {gemm:.1f} GFLOP/s")
     write_report(out, {
         "weights": args.weights.name,
         "input_sizes": sizes,
         "engine": args.engine,
         "precision": args.precision,
         "results": results,
+        "members": members,
+        "float32_gemm_gflops": round(gemm, 1),
     }, threads=THREADS)
     return 0
 
