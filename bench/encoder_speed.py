@@ -98,9 +98,8 @@ def member_rows(card: EncoderCard, encoder: torch.nn.Module) -> list[dict]:
 def default_out(card: EncoderCard, precision: str, engine: str) -> Path:
     """The default encoder in float32 keeps its original file; every other case gets its own."""
     suffix = "" if (precision, engine) == ("float32", "torch") else f"_{engine}_{precision}"
-    if card.folder.resolve() == DEFAULT_WEIGHTS.resolve() and not suffix:
-        return RESULTS / f"encoder_speed{isa_suffix()}.json"
-    return RESULTS / f"encoder_speed_{card.name}{suffix}{isa_suffix()}.json"
+    name = "" if card.folder.resolve() == DEFAULT_WEIGHTS.resolve() and not suffix else f"_{card.name}{suffix}"
+    return RESULTS / f"encoder_speed{name}{isa_suffix()}.json"
 
 
 def main(argv: list[str] | None = None) -> int:
