@@ -29,10 +29,14 @@ logger = get_logger("storage")
 MIGRATION_LOCK = 0x66616365  # "face": pg_advisory_xact_lock's key for schema changes
 # pgvector's HNSW search: the candidates it visits (recall), and how many nearest it hands the exact
 # re-rank, per result asked for. The index's build: its memory (a graph that fits builds fast; 10^6
-# centroids of 256 dimensions in half precision take about 1.2 GB), and how long a replica waits for
-# another's build before it takes over.
+# centroids of 256 dimensions in half precision take about 1.2 GB), how long a replica waits for
+# another's build before it takes over, and how long it waits after a failed build before it tries
+# again (doubling with each failure in a row): a build that fails may have taken the server down
+# with it (a pgvector built for another CPU dies of SIGILL), and searches stay exact meanwhile.
 INDEX_BUILD_MEMORY = "2GB"
 INDEX_RECHECK_S = 30.0
+INDEX_RETRY_S = 600.0
+INDEX_RETRY_MAX_S = 6 * 3600.0
 EF_SEARCH = 200
 CANDIDATES_PER_RESULT = 4
 MIN_CANDIDATES = 40
@@ -85,6 +89,7 @@ class PostgresStorage(SQLStorage):
         self._sizes: dict[tuple[str, str], tuple[int, int]] = {}  # (gallery, model) -> (revision, subjects)
         self._ready_dims: set[int] = set()  # dimensions whose HNSW index is built and valid
         self._building: set[int] = set()
+        self._failed_builds: dict[int, tuple[int, float]] = {}  # dim -> (failures in a row, retry after)
         self._build_lock = threading.Lock()
         self.pool = ConnectionPool(
             url, min_size=1, max_size=max_connections, open=False, timeout=CONNECT_TIMEOUT_S,
@@ -169,7 +174,7 @@ class PostgresStorage(SQLStorage):
             self._ready_dims.add(dim)
             return True
         with self._build_lock:
-            if dim in self._building:
+            if dim in self._building or time.monotonic() < self._failed_builds.get(dim, (0, 0.0))[1]:
                 return False
             self._building.add(dim)
         threading.Thread(target=self._build_index, args=(dim, bool(state)), daemon=True,
@@ -185,6 +190,7 @@ class PostgresStorage(SQLStorage):
                     valid = connection.execute("SELECT i.indisvalid FROM pg_class c JOIN pg_index i ON "
                                                "i.indexrelid = c.oid WHERE c.relname = %s", (name,)).fetchone()
                     if valid and valid[0]:
+                        self._build_ended(dim, failed=False)
                         return
                     connection.execute(f"DROP INDEX CONCURRENTLY IF EXISTS {name}")
                 # The float32 index of schema 2's first release, replaced by the half-precision one.
@@ -199,14 +205,29 @@ class PostgresStorage(SQLStorage):
                     connection.execute(f"CREATE INDEX CONCURRENTLY IF NOT EXISTS {name} ON subject_centroids "
                                        f"USING hnsw ((centroid::halfvec({dim})) halfvec_ip_ops) WHERE dim = {dim}")
                     connection.execute("ANALYZE subject_centroids")
+                    self._build_ended(dim, failed=False)
                 finally:  # the connection goes back to the pool as it came
                     connection.remove_notice_handler(warn)
                     connection.execute("RESET maintenance_work_mem")
         except (psycopg.Error, PoolTimeout):
-            logger.exception("building the search index %s failed; searches stay exact", name)
+            wait = self._build_ended(dim, failed=True)
+            logger.exception("building the search index %s failed; searches stay exact, the build is tried "
+                             "again in %.0f s", name, wait)
         finally:
             with self._build_lock:
                 self._building.discard(dim)
+
+    def _build_ended(self, dim: int, failed: bool) -> float:
+        """Counts a failed build of this dimension's index (or clears the count); the seconds until the
+        next try."""
+        with self._build_lock:
+            if not failed:
+                self._failed_builds.pop(dim, None)
+                return 0.0
+            failures = self._failed_builds.get(dim, (0, 0.0))[0] + 1
+            wait = min(INDEX_RETRY_S * 2 ** (failures - 1), INDEX_RETRY_MAX_S)
+            self._failed_builds[dim] = (failures, time.monotonic() + wait)
+            return wait
 
     def nearest(self, gallery_id: str, model: TemplateModel, probe: np.ndarray,
                 top: int) -> tuple[int, list[Candidate]] | None:

@@ -385,3 +385,46 @@ def test_the_database_index_finds_what_an_exact_search_finds(store: SQLStorage) 
     assert [c.templates for c in candidates] == list(matrix.counts[order])
     store.delete_subject("g", candidates[0].subject)  # gone from the index in the same transaction
     assert candidates[0].subject not in {c.subject for c in store.nearest("g", MODEL, probe, 10)[1]}
+
+
+def test_a_failed_index_build_is_not_tried_again_at_every_search(postgres_url, caplog, monkeypatch) -> None:
+    """A build that failed (here: a centroid beyond half precision's range; on a CPU its pgvector was
+    not built for, a crash of the whole server) waits before its next try, searches staying exact
+    meanwhile; a replica started later tries again."""
+    import psycopg
+
+    def build_failures() -> int:
+        return sum("building the search index" in r.getMessage() and "failed" in r.getMessage()
+                   for r in caplog.records)
+
+    store = open_storage(postgres_url)
+    store.migrate()
+    store.create_gallery("g")
+    store.import_subjects("g", [(f"s{i}", [template(1, i, 2)]) for i in range(20)])
+    with psycopg.connect(postgres_url, autocommit=True) as db:
+        db.execute("UPDATE subject_centroids SET centroid = '[1e6, 0, 0]' WHERE subject_id = 's0'")
+    probe = unit(1, 2, 3)
+    assert store.nearest("g", MODEL, probe, 5) is None  # the build starts in the background
+    deadline = time.monotonic() + 60
+    while not build_failures():
+        assert time.monotonic() < deadline, "the build neither failed nor was logged"
+        time.sleep(0.1)
+    while any(thread.name == "hnsw-3" for thread in threading.enumerate()):
+        time.sleep(0.01)
+    for _ in range(20):
+        assert store.nearest("g", MODEL, probe, 5) is None
+        assert not any(thread.name == "hnsw-3" for thread in threading.enumerate()), "a build started again"
+    with psycopg.connect(postgres_url, autocommit=True) as db:
+        db.execute("UPDATE subject_centroids SET centroid = '[0.5, 0, 0.5]' WHERE subject_id = 's0'")
+    assert build_failures() == 1
+    assert "tried again in 600 s" in next(r.getMessage() for r in caplog.records if "failed" in r.getMessage())
+    store.close()
+
+    monkeypatch.setattr("app.storage.postgres.INDEX_RECHECK_S", 0.1)  # the failed build's invalid index
+    restarted = open_storage(postgres_url)
+    restarted.migrate()
+    deadline = time.monotonic() + 60
+    while restarted.nearest("g", MODEL, probe, 5) is None:
+        assert time.monotonic() < deadline, "the restarted replica never built the index"
+        time.sleep(0.1)
+    restarted.close()
