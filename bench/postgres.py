@@ -76,6 +76,16 @@ class PostgresServer:
             connection.execute(f'CREATE DATABASE "{name}"')
         return self.url.rsplit("/", 1)[0] + "/" + name
 
+    def versions(self) -> dict[str, str | None]:
+        """The server's PostgreSQL and pgvector (None where it has none), for the reports."""
+        import psycopg
+
+        with psycopg.connect(self.url) as connection:
+            postgresql = connection.execute("SHOW server_version").fetchone()[0]
+            pgvector = connection.execute("SELECT default_version FROM pg_available_extensions "
+                                          "WHERE name = 'vector'").fetchone()
+        return {"postgresql": postgresql, "pgvector": pgvector[0] if pgvector else None}
+
     def start(self) -> None:
         self._run("pg_ctl", "-D", str(self.data), "-l", str(self.data / "server.log"), "-w", "-t", "60",
                   "-o", f"-p {self.port} -k {self.data} -c listen_addresses=127.0.0.1 -c fsync=on", "start")

@@ -222,11 +222,12 @@ def main(argv: list[str] | None = None) -> None:
                   f"rank-1 {row['rank1_hits']}/{row['searches']}")
         imported = http_import(real, model, Path(folder))
     print(f"HTTP import: {imported['templates_per_s']:,} templates/s ({imported['seconds_for_1e5']} s for 10^5)")
-    pgvector = []
+    pgvector, versions = [], {}
     if args.pgvector_sizes:
         from bench.postgres import postgres_server
 
         with postgres_server() as server:
+            versions = server.versions()
             for size in args.pgvector_sizes:
                 pgvector.append(measure_pgvector(size, paths, real, model, server))
                 row = pgvector[-1]
@@ -238,7 +239,7 @@ def main(argv: list[str] | None = None) -> None:
                             "http_import": imported,
                             "pgvector": {"engine": "PostgreSQL 18, pgvector HNSW (halfvec, inner product, "
                                                    "ef_search 200), exact re-rank of max(4 x top_k, 40)",
-                                         "sizes": pgvector}},
+                                         **versions, "sizes": pgvector}},
                   threads=2)
 
 

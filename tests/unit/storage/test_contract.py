@@ -387,6 +387,13 @@ def test_the_database_index_finds_what_an_exact_search_finds(store: SQLStorage) 
     assert candidates[0].subject not in {c.subject for c in store.nearest("g", MODEL, probe, 10)[1]}
 
 
+def test_the_test_server_names_its_postgresql_and_pgvector(postgres_server) -> None:
+    """What bench.search writes beside its pgvector figures; the wheel's server has pgvector."""
+    versions = postgres_server.versions()
+    assert versions["postgresql"].split(".")[0].isdigit()
+    assert versions["pgvector"] is not None
+
+
 def test_a_failed_index_build_is_not_tried_again_at_every_search(postgres_url, caplog, monkeypatch) -> None:
     """A build that failed (here: a centroid beyond half precision's range; on a CPU its pgvector was
     not built for, a crash of the whole server) waits before its next try, searches staying exact
