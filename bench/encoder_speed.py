@@ -38,19 +38,20 @@ WARMUP_RUNS = 5
 GEMM_SIDE = 2048  # square float32 matrices: large enough for the BLAS to reach its rate
 
 
-def time_batches(
-    encoder, batch: int, runs: int, sizes: list[int], chips: list[torch.Tensor] | None = None
-) -> list[float]:
-    """Seconds per forward pass over `runs` passes, after a warm-up (allocator, oneDNN kernels);
-    one chip batch per template size (a fused encoder takes one per member), or `chips` as given."""
-    chips = chips or [torch.rand(batch, 3, size, size) * 255 for size in sizes]
+def random_chips(batch: int, sizes: list[int]) -> list[torch.Tensor]:
+    """One batch of chips per template size: a fused encoder takes one per member."""
+    return [torch.rand(batch, 3, size, size) * 255 for size in sizes]
+
+
+def time_batches(run, inputs: list[torch.Tensor], runs: int) -> list[float]:
+    """Seconds per `run(*inputs)` over `runs` calls, after a warm-up (allocator, oneDNN kernels)."""
     timings = []
     with torch.inference_mode():
         for _ in range(WARMUP_RUNS):
-            encoder(*chips)
+            run(*inputs)
         for _ in range(runs):
             start = time.perf_counter()
-            encoder(*chips)
+            run(*inputs)
             timings.append(time.perf_counter() - start)
     return timings
 
@@ -77,7 +78,7 @@ def multiply_adds(network: torch.nn.Module, example: torch.Tensor) -> int:
 def float32_gemm_gflops() -> float:
     """This CPU's float32 matrix-multiply rate on the benchmark's threads, median of 10 products."""
     a, b = torch.rand(GEMM_SIDE, GEMM_SIDE), torch.rand(GEMM_SIDE, GEMM_SIDE)
-    seconds = statistics.median(time_batches(lambda x, y: x @ y, 1, 10, [], chips=[a, b]))
+    seconds = statistics.median(time_batches(torch.matmul, [a, b], 10))
     return 2 * GEMM_SIDE**3 / seconds / 1e9
 
 
@@ -89,7 +90,7 @@ def member_rows(card: EncoderCard, encoder: torch.nn.Module) -> list[dict]:
     for network, (reference, example), spec in zip(compiled, per_input_networks(card, reference_encoder(card)),
                                                    card.input):
         macs = multiply_adds(reference, example[0][:1])
-        ms = statistics.median(time_batches(network, 1, CASES[0][1], [spec.size])) * 1000
+        ms = statistics.median(time_batches(network, random_chips(1, [spec.size]), CASES[0][1])) * 1000
         rows.append({"input_size": spec.size, "multiply_adds": macs, "median_ms_per_chip": round(ms, 3),
                      "gflops": round(2 * macs / ms / 1e6, 1)})
     return rows
@@ -123,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
     results = []
     print(f"{'batch':>5}  {'runs':>4}  {'ms/batch':>9}  {'ms/chip':>8}")
     for batch, runs in CASES:
-        per_batch = statistics.median(time_batches(encoder, batch, runs, sizes)) * 1000
+        per_batch = statistics.median(time_batches(encoder, random_chips(batch, sizes), runs)) * 1000
         results.append(
             {
                 "batch": batch,
