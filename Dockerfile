@@ -36,7 +36,7 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 
 COPY --from=build /srv /srv
 # Enrolled subjects (SQLite by default) live in the one folder the service's user may write: mount
-# a volume there to keep them, or set FACEVER_STORAGE_URL to PostgreSQL (README, Subjects).
+# a volume there to keep them, or set FACEVER_STORAGE_URL to PostgreSQL (docs/subjects.md).
 RUN useradd --uid 10001 --user-group --no-create-home --shell /usr/sbin/nologin facever \
     && install -d -o 10001 -g 10001 -m 0700 /var/lib/facever
 VOLUME ["/var/lib/facever"]

@@ -17,7 +17,20 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from app.logging import REQUEST_ID_HEADER, get_logger, request_id_var
 from app.storage.base import StorageError, StorageUnavailable
-from model.errors import InputError
+from model.errors import (
+    AllFacesNeedAnImage,
+    ImageTooLarge,
+    IncompatibleEmbedding,
+    InputError,
+    InvalidEmbedding,
+    InvalidImage,
+    LowQuality,
+    MultipleFaces,
+    NoFaceDetected,
+    NoQualityModel,
+    Uncalibrated,
+    UnsupportedFormat,
+)
 
 logger = get_logger("app.errors")
 
@@ -56,12 +69,42 @@ STATUS_BY_CODE: dict[str, int] = {
 
 # Seconds a client should wait before retrying an overloaded service: about one inference.
 RETRY_AFTER_S = 1
-# ... and an unavailable database: the store is tried again every 2 s (app.storage.keeper).
+# ... and an unavailable database: the store is tried again every 2 s (app.storage.supervisor).
 STORAGE_RETRY_AFTER_S = 2
 
 
+# The model side's domain errors (model.errors) by kind: the code, and what the API adds to the
+# reason to tell a client what to send instead. Any other kind is invalid_request.
+CODE_BY_INPUT_ERROR: dict[type[InputError], str] = {
+    InvalidImage: "invalid_image",
+    UnsupportedFormat: "unsupported_format",
+    ImageTooLarge: "image_too_large",
+    NoFaceDetected: "no_face_detected",
+    MultipleFaces: "multiple_faces",
+    InvalidEmbedding: "invalid_embedding",
+    IncompatibleEmbedding: "incompatible_embedding",
+    LowQuality: "low_quality",
+}
+REMEDY_BY_INPUT_ERROR: dict[type[InputError], str] = {
+    UnsupportedFormat: "; send JPEG, PNG, WebP, BMP, GIF or TIFF",
+    MultipleFaces: "; send an image with exactly one face",
+    Uncalibrated: "; give an explicit threshold",
+    NoQualityModel: "; leave min_quality out",
+    AllFacesNeedAnImage: ": send image1 or image2",
+}
+
+
+def input_error_code(error: InputError) -> str:
+    return CODE_BY_INPUT_ERROR.get(type(error), "invalid_request")
+
+
+def input_error_message(error: InputError) -> str:
+    """The error's message (which input, and why) with the API's remedy, where it has one."""
+    return error.message + REMEDY_BY_INPUT_ERROR.get(type(error), "")
+
+
 class ServiceError(Exception):
-    """An error the service itself raises (as opposed to InputError from the model side)."""
+    """An error the service itself raises (as opposed to the domain errors of model.errors)."""
 
     def __init__(self, code: str, message: str, headers: Mapping[str, str] | None = None):
         if code not in STATUS_BY_CODE:
@@ -109,7 +152,7 @@ async def _service_error(request: Request, error: Exception) -> JSONResponse:
 
 async def _input_error(request: Request, error: Exception) -> JSONResponse:
     assert isinstance(error, InputError)
-    return error_response(error.code, error.message)
+    return error_response(input_error_code(error), input_error_message(error))
 
 
 async def _storage_error(request: Request, error: Exception) -> JSONResponse:

@@ -18,16 +18,16 @@ from fastapi import Depends, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
 from app.api.deps import require_api_key
-from app.api.routes import demo, embed, enrolment, galleries, health, info, metrics, search, verify
+from app.api.routes import demo, embed, gallery_search, galleries, health, info, metrics, subject_faces, verify
 from app.errors import install_error_handlers
 from app.limiter import InferenceLimiter
 from app.logging import REQUEST_ID_HEADER, configure_logging, get_logger
 from app.metrics import ServiceMetrics
 from app.middleware import RequestMiddleware
-from app.search import SearchIndex
 from app.settings import Settings
 from app.storage import open_storage
-from app.storage.keeper import StorageKeeper
+from app.storage.search_index import SearchIndex
+from app.storage.supervisor import StorageSupervisor
 from model.verify.verifier import Verifier
 
 logger = get_logger("app")
@@ -48,7 +48,7 @@ def load_verifier(settings: Settings) -> Verifier:
         min_face_size=settings.min_face_size,
         precision=settings.precision,
         engine=settings.engine,
-        threads=settings.inference_threads,
+        threads=settings.threads_per_inference,
         streams=settings.max_concurrency,
     )
 
@@ -126,7 +126,7 @@ def create_app(
     app.state.ready = False
     app.state.startup_error = None
     # Subjects are served where a store is configured; opening connects to nothing yet.
-    app.state.storage = None if settings.storage_url == "off" else StorageKeeper(open_storage(settings.storage_url))
+    app.state.storage = None if settings.storage_url == "off" else StorageSupervisor(open_storage(settings.storage_url))
     app.state.search_index = SearchIndex()
 
     install_error_handlers(app)
@@ -137,7 +137,7 @@ def create_app(
     for module in (verify, embed, info, metrics):
         app.include_router(module.router, dependencies=protected)
     if app.state.storage is not None:
-        for module in (galleries, enrolment, search):
+        for module in (galleries, subject_faces, gallery_search):
             app.include_router(module.router, dependencies=protected)
 
     app.add_middleware(RequestMiddleware, max_body_bytes=settings.max_upload_bytes, metrics=service_metrics)

@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, field_validator
+from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from model.paths import DEFAULT_ENCODER_DIR, WEIGHTS_DIR
@@ -66,23 +66,24 @@ class Settings(BaseSettings):
     demo: bool = Field(True, description="serve the demo page at /demo (the Kubernetes manifest turns it off)")
     cors_origins: CommaSeparated = Field((), description="origins allowed by CORS; empty = CORS off")
     # One inference at a time on all cores: as many verifies per second as two on one core each,
-    # and a single request twice as fast (bench/latency.py; README, Speed).
+    # and a single request twice as fast (bench/latency.py; docs/performance.md).
     max_concurrency: int = Field(1, ge=1, description="inferences running at once")
     max_queue: int = Field(8, ge=0, description="requests waiting for an inference slot before 503 overloaded")
     request_timeout_s: float = Field(10.0, gt=0, description="deadline for waiting plus inference, else 503 timeout")
-    torch_threads: int | None = Field(
-        None, ge=1,
+    inference_threads: int | None = Field(
+        None, ge=1, validation_alias=AliasChoices("inference_threads", "FACEVER_INFERENCE_THREADS",
+                                                  "FACEVER_TORCH_THREADS"),
         description="the networks' threads per inference (OpenVINO's, or torch's on the torch engine); "
-        "unset = usable cores / max_concurrency",
+        "unset = usable cores / max_concurrency. FACEVER_TORCH_THREADS, its name before, is read too",
     )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
     @property
-    def inference_threads(self) -> int:
-        """Threads per inference: by default the cores this process may use shared among the
-        inferences that may run at once, so concurrent requests never oversubscribe the CPU."""
-        if self.torch_threads:
-            return self.torch_threads
+    def threads_per_inference(self) -> int:
+        """`inference_threads`, by default the cores this process may use shared among the inferences
+        that may run at once, so concurrent requests never oversubscribe the CPU."""
+        if self.inference_threads:
+            return self.inference_threads
         return max(1, len(os.sched_getaffinity(0)) // self.max_concurrency)
 
     @field_validator("api_keys", "write_api_keys", "cors_origins", mode="before")

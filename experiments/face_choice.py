@@ -32,7 +32,7 @@ from PIL import Image
 from experiments.common import parse, study_parser
 from model.evaluation import metrics
 from model.evaluation.protocols import development_pairs, read_pairs
-from model.faces.select import SubjectRule, rank_faces
+from model.faces.select import SubjectPolicyWeights, rank_faces
 from model.images import load_image, to_array
 from model.paths import DEFAULT_ENCODER_DIR, REPORTS_DIR
 from model.types import Face
@@ -61,15 +61,15 @@ def detect_and_embed(verifier: FaceVerifier, images: list[np.ndarray]) -> list[l
     return found
 
 
-def rules() -> dict[str, str | SubjectRule]:
-    candidates: dict[str, str | SubjectRule] = {"largest": "largest", "central": "central"}
+def rules() -> dict[str, str | SubjectPolicyWeights]:
+    candidates: dict[str, str | SubjectPolicyWeights] = {"largest": "largest", "central": "central"}
     for centre in CENTRE_WEIGHTS:
         for confidence in CONFIDENCE_WEIGHTS:
-            candidates[f"subject c={centre:g} s={confidence:g}"] = SubjectRule(centre, confidence)
+            candidates[f"subject c={centre:g} s={confidence:g}"] = SubjectPolicyWeights(centre, confidence)
     return candidates
 
 
-def choose(faces: list[tuple[Face, np.ndarray]], rule: str | SubjectRule, size: tuple[int, int]) -> int | None:
+def choose(faces: list[tuple[Face, np.ndarray]], rule: str | SubjectPolicyWeights, size: tuple[int, int]) -> int | None:
     if not faces:
         return None
     ranked = rank_faces([face for face, _ in faces], rule, size)
@@ -163,7 +163,7 @@ def main() -> None:
             hits = [iou(faces[choose(faces, rule, image.shape[1::-1])][0].box, truth) > 0.5
                     for (k, image, truth), faces in zip(built, built_found) if k == kind and faces]
             row[f"{kind}_correct"] = float(np.mean(hits))
-        if isinstance(rule, SubjectRule):
+        if isinstance(rule, SubjectPolicyWeights):
             for margin in AMBIGUITY_MARGINS:
                 flagged = {}
                 for kind in ("bystander", "card", "off-centre", "pair"):

@@ -19,7 +19,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from model.files import write_atomic
-from model.types import AlignmentTemplate, Engine, Precision, detector_parts
+from model.types import AlignmentTemplate, Engine, InferenceMode, Precision, detector_parts
 
 CARD_FILE = "model.json"
 STATE_FILE = "encoder.pt"
@@ -28,8 +28,7 @@ STATE_FILE = "encoder.pt"
 # the distance a client computes from /embed vectors is the one /verify reports.
 DISTANCE = "euclidean_l2_normalised"
 
-InferenceMode = Literal["plain", "flip"]
-# How a probe is scored against a subject's k templates (model.verify.subjects).
+# How a probe is scored against a subject's k templates (model.verify.subject_scores).
 SubjectRule = Literal["nearest", "mean_distance", "centroid"]
 
 
@@ -151,7 +150,7 @@ class SubjectCalibration(_Data):
     templates: dict[int, dict[str, OperatingPoint]] = Field(description="k -> operating points")
     far_curves: dict[int, list[tuple[float, float]]] | None = Field(
         None, description="k -> [false-accept rate, threshold] on the choosing half, FAR descending: the 1:N "
-        "search's thresholds for a gallery's size come from these (model.verify.search)"
+        "search's thresholds for a gallery's size come from these (model.verify.open_set)"
     )
     rules_compared: dict[str, Any] | None = None
     trials: dict[int, dict[str, Any]] | None = None
@@ -187,15 +186,35 @@ class SubjectCalibration(_Data):
         return self.templates[self.calibrated_k(k)]
 
 
+class MeasuredSearchTarget(_Data):
+    """One FPIR target on one measured gallery: the rule's threshold and the rates it gave there."""
+
+    threshold: float
+    extrapolated: bool
+    fpir: float
+    fnir: float
+    threshold_for_target_fpir_measured_here: float | None = None
+
+
+class MeasuredGallery(_Data):
+    """One LFW gallery size of the search calibration: its probes, rank-1, and each target's rates."""
+
+    gallery_size: int
+    mated_probes: int
+    non_mated_probes: int
+    rank1: float
+    targets: dict[str, MeasuredSearchTarget]
+
+
 class SearchCalibration(_Data):
     """1:N search of one inference mode: the FPIR targets by name, the rule that turns a target and
-    a gallery's size into thresholds (model.verify.search), and what it gave on LFW galleries."""
+    a gallery's size into thresholds (model.verify.open_set), and what it gave on LFW galleries."""
 
     default: str
     targets: dict[str, float] = Field(description="name -> the false-positive identification rate aimed at")
     rule: str
-    measured: list[dict[str, Any]] = Field(description="per gallery size: rank-1, and per target the threshold, "
-                                           "FPIR and FNIR measured")
+    measured: list[MeasuredGallery] = Field(description="per gallery size: rank-1, and per target the threshold, "
+                                            "FPIR and FNIR measured")
     protocol: str | None = None
     command: str | None = None
     date: str | None = None
@@ -206,9 +225,9 @@ class SearchCalibration(_Data):
             raise ValueError(f"the default target {self.default!r} is not among the targets")
         return self
 
-    def measured_nearest(self, gallery_size: int) -> dict[str, Any] | None:
+    def measured_nearest(self, gallery_size: int) -> MeasuredGallery | None:
         """The measured gallery closest in size (on a log scale) to `gallery_size`."""
-        return min(self.measured, key=lambda row: abs(math.log(row["gallery_size"]) - math.log(max(gallery_size, 1))),
+        return min(self.measured, key=lambda row: abs(math.log(row.gallery_size) - math.log(max(gallery_size, 1))),
                    default=None)
 
 

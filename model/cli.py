@@ -15,9 +15,9 @@ import sys
 TASKS = {
     "evaluate": "model.evaluation.evaluate",
     "calibrate": "model.evaluation.calibrate",
-    "calibrate-subjects": "model.evaluation.subjects",
+    "calibrate-subjects": "model.evaluation.subject_calibration",
     "calibrate-quality": "model.evaluation.quality",
-    "calibrate-search": "model.evaluation.search",
+    "calibrate-search": "model.evaluation.search_calibration",
     "train": "model.training.trainer",
     "convert-dlib": "model.convert.dlib",
     "convert-sface": "model.convert.sface",

@@ -64,9 +64,7 @@ def _open(data: bytes, max_pixels: int, formats: frozenset[str] | None) -> Image
         raise InvalidImage("the image is empty (zero bytes)")
     unsupported = _sniff_unsupported(data)
     if unsupported:
-        raise UnsupportedFormat(
-            f"{unsupported} is not supported; send JPEG, PNG, WebP, BMP, GIF or TIFF"
-        )
+        raise UnsupportedFormat(f"{unsupported} is not supported")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
@@ -79,9 +77,7 @@ def _open(data: bytes, max_pixels: int, formats: frozenset[str] | None) -> Image
         raise InvalidImage("the image header is malformed") from None
 
     if formats is not None and image.format not in formats:
-        raise UnsupportedFormat(
-            f"{image.format} is not supported; send JPEG, PNG, WebP, BMP, GIF or TIFF"
-        )
+        raise UnsupportedFormat(f"{image.format} is not supported")
     width, height = image.size
     if width < 1 or height < 1:
         raise InvalidImage("the image has no pixels")

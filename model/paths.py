@@ -7,7 +7,7 @@ from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 WEIGHTS_DIR = REPO_ROOT / "weights"
-# The shipped default: the fused encoder quantized to int8, on the OpenVINO engine (README, Accuracy, Speed).
+# The shipped default: the fused encoder quantized to int8, on the OpenVINO engine (docs/accuracy.md, docs/performance.md).
 DEFAULT_ENCODER_DIR = WEIGHTS_DIR / "fused-dlib-sface-yunet-int8"
 # The face datasets (read-only, never copied into the checkout): ../shared/data beside it.
 DEFAULT_DATA_DIR = Path(os.environ.get("FACEVER_DATA_DIR", REPO_ROOT.parent / "shared" / "data"))

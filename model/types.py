@@ -1,8 +1,8 @@
 """Names shared by the service and the model side, with no torch behind them: the app imports these.
 
 A detected face, the five landmarks' order, the face-choice policies, the arithmetic an encoder may
-run in and what runs them, the detectors by name, and an encoder's alignment template (the card
-holds it as data).
+run in and what runs them, the detectors by name, what made an embedding, and an encoder's
+alignment template (the card holds it as data).
 """
 
 from __future__ import annotations
@@ -22,6 +22,8 @@ VerifyPolicy = Literal[SelectionPolicy, Literal["all"]]
 VERIFY_POLICIES: tuple[str, ...] = get_args(VerifyPolicy)
 
 Precision = Literal["float32", "bfloat16", "int8"]
+# Mirror test-time augmentation moves distances, so calibrations and embeddings are kept per mode.
+InferenceMode = Literal["plain", "flip"]
 PRECISION_NAMES: tuple[str, ...] = get_args(Precision)
 
 # What runs the networks: torch (the reference, and the training framework), or OpenVINO's CPU
@@ -77,6 +79,22 @@ class Face:
         intersection = max(width, 0.0) * max(height, 0.0)
         union = self.area + other.area - intersection
         return intersection / union if union > 0 else 0.0
+
+
+@dataclass(frozen=True)
+class EmbeddingModel:
+    """What made an embedding: the encoder, its version, the inference mode, and the arithmetic it
+    ran in. Embeddings of one encoder, version and inference mode lie in one space and are compared
+    (`space`); the precision is recorded, not compared (None where a caller did not say it)."""
+
+    name: str
+    version: str
+    inference: InferenceMode
+    precision: str | None = None
+
+    @property
+    def space(self) -> tuple[str, str, str]:
+        return (self.name, self.version, self.inference)
 
 
 class AlignmentTemplate(BaseModel):

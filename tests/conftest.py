@@ -14,6 +14,8 @@ from model.paths import DEFAULT_DATA_DIR as DATA_DIR  # FACEVER_DATA_DIR, or ../
 from model.paths import REPO_ROOT, WEIGHTS_DIR
 
 __all__ = ["DATA_DIR", "REPO_ROOT", "WEIGHTS_DIR"]  # what tests import from here
+# The PostgreSQL fixtures (postgres_server, postgres_url) and the server behind them.
+pytest_plugins = ["tests.support.postgres"]
 
 
 @pytest.fixture(scope="session")
@@ -32,25 +34,3 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if "data_dir" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.data)
-
-
-@pytest.fixture(scope="session")
-def postgres_server():
-    """One real PostgreSQL server for the session (bench/postgres.py); each test gets its own database."""
-    from bench.postgres import NoPostgres, postgres_server
-
-    try:
-        started = postgres_server()
-        server = started.__enter__()
-    except NoPostgres as reason:
-        pytest.skip(str(reason))
-    try:
-        yield server
-    finally:
-        started.__exit__(None, None, None)
-
-
-@pytest.fixture
-def postgres_url(postgres_server, request) -> str:
-    """A fresh, empty database on the session's server."""
-    return postgres_server.fresh_database("t_" + request.node.name)

@@ -7,11 +7,12 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from model.card import EncoderCard, InferenceMode, OperatingPoint
+from model.card import EncoderCard, OperatingPoint
 from model.faces.quality import FaceQuality
 from model.types import LANDMARK_NAMES, Face, SelectionPolicy
 from model.verify.decision import Verdict
-from model.verify.results import EmbeddingModel, FaceEmbedding, Verification
+from model.types import EmbeddingModel, InferenceMode
+from model.verify.results import FaceEmbedding, Verification
 
 
 class Box(BaseModel):

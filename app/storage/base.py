@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from model.types import EmbeddingModel
+
 # Ids name galleries and subjects in URLs and logs: a conservative alphabet keeps them safe to echo.
 ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 # The schema version this code writes; a database of a newer one is refused (SchemaTooNew).
@@ -65,21 +67,11 @@ def check_id(kind: str, value: str) -> str:
 
 
 @dataclass(frozen=True)
-class TemplateModel:
-    """What made a template: only templates of the serving model and inference mode are compared."""
-
-    name: str
-    version: str
-    inference: str
-    precision: str
-
-
-@dataclass(frozen=True)
 class NewTemplate:
     """A template to store: its embedding (unit length, float32) and what it came from."""
 
     embedding: np.ndarray
-    model: TemplateModel
+    model: EmbeddingModel
     box: tuple[float, float, float, float] | None = None
     landmarks: tuple[tuple[float, float], ...] | None = None
     detection_score: float | None = None
@@ -227,23 +219,23 @@ class Storage(ABC):
         """A number every write to the gallery's templates changes (NotFound for no gallery)."""
 
     @abstractmethod
-    def gallery_templates(self, gallery_id: str, model: TemplateModel) -> GalleryTemplates:
+    def gallery_templates(self, gallery_id: str, model: EmbeddingModel) -> GalleryTemplates:
         """The gallery's templates of `model` (name, version, inference; any precision), at its
         current revision."""
 
     @abstractmethod
-    def gallery_changes(self, gallery_id: str, model: TemplateModel, created_at: float,
+    def gallery_changes(self, gallery_id: str, model: EmbeddingModel, created_at: float,
                         since: int) -> GalleryTemplates | None:
         """The templates of `model` of every subject whose templates changed after revision `since`
         of the gallery created at `created_at`, at its current revision; None where that cannot be
         told from the changes logged (the gallery was created again, the log no longer reaches back
         that far, or so many subjects changed that reading the whole gallery is as quick)."""
 
-    def nearest(self, gallery_id: str, model: TemplateModel, probe: np.ndarray,
+    def nearest(self, gallery_id: str, model: EmbeddingModel, probe: np.ndarray,
                 top: int) -> tuple[int, list[Candidate]] | None:
         """A search by the database's own index, where it has one: the gallery's size and its `top`
         subjects nearest `probe`, nearest first, exact. None: it has none (the service searches
-        its own matrix of gallery_templates, app.search)."""
+        its own matrix of gallery_templates, app.storage.search_index)."""
         return None
 
     @abstractmethod

@@ -1,7 +1,8 @@
 """PostgreSQL, for several replicas sharing one gallery: psycopg 3 with a connection pool.
 
-Nothing is cached in the service: every read goes to the database, so a replica sees another's
-enrolments and deletes as soon as they are committed. An enrolment or delete locks its subject's row
+Every read of subjects goes to the database, so a replica sees another's enrolments and deletes as
+soon as they are committed; the one cache, the search index's matrices (app.storage.search_index),
+is checked against the gallery's revision at every search. An enrolment or delete locks its subject's row
 (`SELECT ... FOR UPDATE`), so concurrent writes to one subject queue, across replicas. Connections
 are checked as they leave the pool, so a restarted server costs the requests in flight a 503
 storage_unavailable and nothing after it. Replicas migrating at once take turns on an advisory lock.
@@ -20,8 +21,9 @@ import psycopg
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from app.logging import get_logger
-from app.storage.base import Candidate, Conflict, NotFound, StorageError, StorageUnavailable, TemplateModel
+from app.storage.base import Candidate, Conflict, NotFound, StorageError, StorageUnavailable
 from app.storage.sql import Database, SQLStorage
+from model.types import EmbeddingModel
 
 # How long a request waits for a connection before it is told storage_unavailable.
 CONNECT_TIMEOUT_S = 5.0
@@ -229,11 +231,11 @@ class PostgresStorage(SQLStorage):
             self._failed_builds[dim] = (failures, time.monotonic() + wait)
             return wait
 
-    def nearest(self, gallery_id: str, model: TemplateModel, probe: np.ndarray,
+    def nearest(self, gallery_id: str, model: EmbeddingModel, probe: np.ndarray,
                 top: int) -> tuple[int, list[Candidate]] | None:
         """pgvector's HNSW index (inner product, half precision) proposes max(4 x top, 40) centroids; they are
         re-ranked by their exact distance, so the answer matches an exact search wherever the
-        true nearest are among the proposed (recall, bench/search.py). None (the service searches
+        true nearest are among the proposed (recall, bench/search_speed.py). None (the service searches
         exactly itself) until the index of this dimension is built."""
         if not self.vectors:
             return None

@@ -31,10 +31,10 @@ from app.storage.base import (
     Storage,
     Subject,
     Template,
-    TemplateModel,
     mixed_dimensions,
     now,
 )
+from model.types import EmbeddingModel
 
 # Each version's statements; `{blob}` is the dialect's byte-string type, `{serial}` its
 # auto-numbered primary key (templates keep their enrolment order). Append, never edit.
@@ -70,7 +70,7 @@ MIGRATIONS: list[list[str]] = [
     [  # 2: a revision per gallery, which every template write moves on, for the search index
         "ALTER TABLE galleries ADD COLUMN revision BIGINT NOT NULL DEFAULT 0",
     ],
-    [  # 3: the subjects each revision changed, so a search index patches them (app.search)
+    [  # 3: the subjects each revision changed, so a search index patches them (app.storage.search_index)
         """CREATE TABLE template_changes (
             gallery_id TEXT NOT NULL REFERENCES galleries (id) ON DELETE CASCADE,
             revision BIGINT NOT NULL,
@@ -104,7 +104,7 @@ def _template(row: tuple) -> Template:
     return Template(
         id=template_id, subject_id=subject_id, created_at=created_at,
         embedding=np.frombuffer(bytes(blob), dtype="<f4", count=dim).astype(np.float32),
-        model=TemplateModel(name, version, inference, precision),
+        model=EmbeddingModel(name, version, inference, precision),
         box=tuple(face["box"]) if face.get("box") else None,
         landmarks=tuple(tuple(point) for point in face["landmarks"]) if face.get("landmarks") else None,
         detection_score=face.get("score"),
@@ -332,14 +332,14 @@ class SQLStorage(Storage):
     _MODEL_TEMPLATES = ("SELECT subject_id, dim, embedding FROM templates WHERE gallery_id = ? AND model_name = ? "
                         "AND model_version = ? AND inference = ?")
 
-    def gallery_templates(self, gallery_id: str, model: TemplateModel) -> GalleryTemplates:
+    def gallery_templates(self, gallery_id: str, model: EmbeddingModel) -> GalleryTemplates:
         with self._transaction(write=False) as db:
             created_at, revision = self._gallery_version(db, gallery_id)
             rows = db.execute(self._MODEL_TEMPLATES + " ORDER BY subject_id, seq",
                               (gallery_id, model.name, model.version, model.inference))
         return _grouped(created_at, revision, rows)
 
-    def gallery_changes(self, gallery_id: str, model: TemplateModel, created_at: float,
+    def gallery_changes(self, gallery_id: str, model: EmbeddingModel, created_at: float,
                         since: int) -> GalleryTemplates | None:
         with self._transaction(write=False) as db:
             created, revision = self._gallery_version(db, gallery_id)

@@ -21,7 +21,7 @@ CENTRE_WEIGHT = 2.0
 
 
 @dataclass(frozen=True)
-class SubjectRule:
+class SubjectPolicyWeights:
     """How likely a face is the person a photo is of: log(area) - centre_weight * (d / h)^2 +
     confidence_weight * log(detection score), d the distance of the face's centre from the image's
     and h half the image's diagonal. Every term is scale-free, so the choice does not depend on the
@@ -39,8 +39,8 @@ class SubjectRule:
 
 
 # The default "subject" rule, chosen on LFW View 1 and synthetic composites, never on View 2
-# (python -m experiments.face_choice; README, Faces).
-SUBJECT = SubjectRule(centre_weight=4.0, confidence_weight=1.0)
+# (python -m experiments.face_choice; docs/faces.md).
+SUBJECT = SubjectPolicyWeights(centre_weight=4.0, confidence_weight=1.0)
 # A choice is ambiguous when the runner-up's subject score is within this of the chosen face's
 # (log units: 0.4 is a runner-up about two thirds as likely).
 AMBIGUITY_MARGIN = 0.4
@@ -54,10 +54,10 @@ class FaceChoice:
 
 
 def rank_faces(
-    faces: Sequence[Face], rule: str | SubjectRule, image_size: tuple[int, int] | None = None
+    faces: Sequence[Face], rule: str | SubjectPolicyWeights, image_size: tuple[int, int] | None = None
 ) -> list[tuple[Face, float]]:
     """The faces best first, each with its score under `rule`: "largest" (area, ties broken by
-    detection score), "central" (see CENTRE_WEIGHT), "subject" (SUBJECT) or a SubjectRule.
+    detection score), "central" (see CENTRE_WEIGHT), "subject" (SUBJECT) or a SubjectPolicyWeights.
     The central and subject rules need `image_size` as (width, height)."""
     if rule == "largest":
         scored = [(face, face.area + face.score * 1e-9) for face in faces]
@@ -71,7 +71,7 @@ def rank_faces(
                       for face in faces]
         else:
             subject = SUBJECT if rule == "subject" else rule
-            if not isinstance(subject, SubjectRule):
+            if not isinstance(subject, SubjectPolicyWeights):
                 raise ValueError(f"unknown face ranking rule {rule!r}")
             scored = [(face, subject.score(face, image_size)) for face in faces]
     return sorted(scored, key=lambda pair: pair[1], reverse=True)
@@ -97,7 +97,7 @@ def choose_face(
         raise NoFaceDetected("no face was detected in the image")
     if policy == "reject":
         if len(faces) > 1:
-            raise MultipleFaces(f"{len(faces)} faces were detected; send an image with exactly one face")
+            raise MultipleFaces(f"{len(faces)} faces were detected")
         return FaceChoice(faces[0], None, False)
     chosen = rank_faces(faces, policy, image_size)[0][0]
     if len(faces) == 1 or image_size is None:

@@ -15,7 +15,7 @@ import numpy as np
 
 from model.card import Calibration, OperatingPoint
 from model.distance import pair_distances
-from model.errors import InputError
+from model.errors import Uncalibrated, UnknownOperatingPoint
 
 
 def embedding_distance(a: np.ndarray, b: np.ndarray) -> float:
@@ -68,18 +68,18 @@ def resolve_decision(
     calibration: Calibration | None, threshold: float | None = None, operating_point: str | None = None
 ) -> Decision:
     """An explicit threshold wins; else the named (or default) operating point of `calibration`.
-    Raises InputError (invalid_request) when neither can be had."""
+    Raises Uncalibrated when neither can be had."""
     if threshold is not None:
         return Decision(float(threshold), None, calibration)
     if calibration is None:
-        raise InputError("the encoder has no calibrated operating points; give an explicit threshold", "invalid_request")
+        raise Uncalibrated("the encoder has no calibrated operating points")
     return Decision.at(pick_point(calibration.operating_points, operating_point or calibration.default), calibration)
 
 
 def pick_point(points: dict[str, OperatingPoint], name: str) -> OperatingPoint:
-    """The operating point `name`, or InputError (invalid_request) naming the known ones."""
+    """The operating point `name`, or UnknownOperatingPoint naming the known ones."""
     try:
         return points[name]
     except KeyError:
         known = ", ".join(sorted(points))
-        raise InputError(f"unknown operating point {name!r}; known: {known}", "invalid_request") from None
+        raise UnknownOperatingPoint(f"unknown operating point {name!r}; known: {known}") from None

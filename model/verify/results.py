@@ -6,20 +6,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from model.card import InferenceMode
 from model.faces.quality import FaceQuality
 from model.types import Face
 from model.verify.decision import Verdict
-
-
-@dataclass(frozen=True)
-class EmbeddingModel:
-    """What made an embedding: only embeddings of the same encoder, version and inference mode
-    (flip TTA moves distances) are comparable, so /embed returns it and /verify checks it."""
-
-    name: str
-    version: str
-    inference: InferenceMode
 
 
 @dataclass(frozen=True)
@@ -36,7 +25,7 @@ class FaceEmbedding:
 
 
 @dataclass(frozen=True)
-class FaceMatch:
+class ComparedFace:
     """One face of the image searched under face_policy=all, compared with the other side."""
 
     face: Face
@@ -52,5 +41,5 @@ class Verification:
     verdict: Verdict
     faces: tuple[FaceEmbedding, FaceEmbedding]
     timings_ms: dict[str, float] = field(default_factory=dict)
-    matches: tuple[FaceMatch, ...] | None = None
+    matches: tuple[ComparedFace, ...] | None = None
     matches_in: int | None = None

@@ -18,13 +18,23 @@ import numpy as np
 from PIL import Image
 
 from model.card import Calibration, EncoderCard, SubjectRule, tta_mode
-from model.errors import IncompatibleEmbedding, InputError, InvalidEmbedding, NoFaceDetected
+from model.errors import (
+    AllFacesNeedAnImage,
+    IncompatibleEmbedding,
+    InputError,
+    InvalidEmbedding,
+    LowQuality,
+    NoFaceDetected,
+    NoQualityModel,
+    Uncalibrated,
+)
 from model.faces.quality import ChipSignals, FaceQuality, assess, measure
 from model.faces.select import FaceChoice, choose_face, rank_faces
 from model.images import Photo
-from model.types import SELECTION_POLICIES, Face
+from model.types import SELECTION_POLICIES, EmbeddingModel, Face
 from model.verify.decision import Decision, embedding_distance, pick_point, resolve_decision
-from model.verify.results import EmbeddingModel, FaceEmbedding, FaceMatch, Verification
+from model.verify.open_set import SearchDecision, resolve_search
+from model.verify.results import FaceEmbedding, ComparedFace, Verification
 
 # Images per detect-align-encode pass of one request: the working memory of two images, not of all of
 # a request's. On the int8 default, a 16-image /embed in passes of 4 left the server at 442 MiB, in
@@ -126,9 +136,13 @@ class Verifier:
             return Decision(float(threshold), None, None)
         calibration = self.card.subjects_for(self.flip_tta)
         if calibration is None:
-            raise InputError("the encoder has no calibrated subject-level operating points; give an explicit "
-                             "threshold", "invalid_request")
+            raise Uncalibrated("the encoder has no calibrated subject-level operating points")
         return Decision.at(pick_point(calibration.points_for(templates), operating_point or calibration.default))
+
+    def search_decision(self, threshold: float | None = None, operating_point: str | None = None) -> SearchDecision:
+        """How a 1:N search judges its candidates (model.verify.open_set), resolved before any image is read."""
+        return resolve_search(self.card.subjects_for(self.flip_tta), self.card.search_for(self.flip_tta), threshold,
+                              operating_point)
 
     @property
     def subject_rule(self) -> SubjectRule:
@@ -138,14 +152,14 @@ class Verifier:
 
     @property
     def embedding_model(self) -> EmbeddingModel:
-        return EmbeddingModel(self.card.name, self.card.version, tta_mode(self.flip_tta))
+        return EmbeddingModel(self.card.name, self.card.version, tta_mode(self.flip_tta), self.precision)
 
     def quality_floor(self, min_quality: float | str | None) -> float | None:
         """A request's min_quality as a score: a number, or a level's lowest score (low: none)."""
         if min_quality is None:
             return None
         if self.card.quality is None:
-            raise InputError("this encoder has no quality model; leave min_quality out", "invalid_request")
+            raise NoQualityModel("this encoder has no quality model")
         if isinstance(min_quality, str):
             return 0.0 if min_quality == "low" else self.card.quality.levels[min_quality]
         return float(min_quality)
@@ -160,20 +174,20 @@ class Verifier:
         and inference mode (IncompatibleEmbedding otherwise), of its dimension, finite and of unit
         length within NORM_TOLERANCE (InvalidEmbedding otherwise)."""
         serving = self.embedding_model
-        if made_by != serving:
+        if made_by.space != serving.space:
             differ = [f"{name} {getattr(made_by, name)!r} (serving {getattr(serving, name)!r})"
                       for name in ("name", "version", "inference") if getattr(made_by, name) != getattr(serving, name)]
-            raise IncompatibleEmbedding(f"{label} was made by another model: {', '.join(differ)}; embed the image "
-                                        "again with this service")
+            raise IncompatibleEmbedding(f"made by another model: {', '.join(differ)}; embed the image again with "
+                                        "this service", label)
         vector = np.asarray(values, dtype=np.float64)
         if vector.shape != (self.card.embedding_dim,):
-            raise InvalidEmbedding(f"{label} has {vector.size} values; this model's embeddings have "
-                                   f"{self.card.embedding_dim}")
+            raise InvalidEmbedding(f"has {vector.size} values; this model's embeddings have "
+                                   f"{self.card.embedding_dim}", label)
         if not np.isfinite(vector).all():
-            raise InvalidEmbedding(f"{label} holds NaN or infinite values")
+            raise InvalidEmbedding("holds NaN or infinite values", label)
         norm = float(np.linalg.norm(vector))
         if not math.isclose(norm, 1.0, abs_tol=NORM_TOLERANCE):
-            raise InvalidEmbedding(f"{label} has length {norm:.6g}; embeddings from /embed have unit length")
+            raise InvalidEmbedding(f"has length {norm:.6g}; this model's embeddings have unit length", label)
         return FaceEmbedding((vector / norm).astype(np.float32))
 
     def embed(
@@ -223,8 +237,7 @@ class Verifier:
         searched = None
         if policy == "all":
             if not photos:
-                raise InputError("face_policy=all compares the faces of an image: send image1 or image2",
-                                 "invalid_request")
+                raise AllFacesNeedAnImage("face_policy=all compares the faces of an image")
             searched = 1 if 1 in photos else 0
         watch = Stopwatch()
         found = dict(zip(photos, self._find([sides[index] for index in photos])))
@@ -264,7 +277,7 @@ class Verifier:
         best_face, best_vector, best_verdict, best_quality = scored[0]
         embedded[searched] = FaceEmbedding(best_vector, best_face, len(found[searched]), quality=best_quality)
         return Verification(best_verdict, (embedded[0], embedded[1]), _stages(watch),
-                            tuple(FaceMatch(face, verdict, quality) for face, _, verdict, quality in scored), searched)
+                            tuple(ComparedFace(face, verdict, quality) for face, _, verdict, quality in scored), searched)
 
     # -- the stages, on photos ----------------------------------------------------------------
 
@@ -302,8 +315,8 @@ class Verifier:
 def _check_quality(quality: FaceQuality | None, min_quality: float | None, label: str) -> None:
     if min_quality is not None and quality is not None and quality.score < min_quality:
         reasons = ", ".join(quality.reasons) or "no single measure is to blame"
-        raise InputError(f"the face's quality {quality.score:.2f} ({quality.level}) is below the required "
-                         f"{min_quality:.2f}: {reasons}", "low_quality").about(label)
+        raise LowQuality(f"the face's quality {quality.score:.2f} ({quality.level}) is below the required "
+                         f"{min_quality:.2f}: {reasons}", label)
 
 
 def _chosen(faces: list[Face], photo: Photo, policy: str, label: str) -> FaceChoice:

@@ -8,7 +8,6 @@ and others are not. Its card, its face choice and its decisions are the real one
 
 from __future__ import annotations
 
-import io
 import os
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
@@ -21,7 +20,6 @@ import httpx
 import numpy as np
 import pytest
 from fastapi import FastAPI
-from PIL import Image
 
 from app.main import create_app
 from app.settings import Settings
@@ -29,15 +27,6 @@ from model.card import EncoderCard
 from model.types import Face
 from model.verify.verifier import Verifier
 from tests.service import running
-
-RED, BLUE = (200, 30, 30), (30, 30, 200)
-
-
-def image_bytes(color: tuple[int, int, int] = RED, size: tuple[int, int] = (100, 100), fmt: str = "JPEG") -> bytes:
-    buffer = io.BytesIO()
-    Image.new("RGB", size, color).save(buffer, format=fmt)
-    return buffer.getvalue()
-
 
 def fake_card(calibrated: bool = True) -> EncoderCard:
     """A real card, of a 4-d encoder that does not exist, with two operating points and a logistic map."""
@@ -160,14 +149,3 @@ async def make_client(serve) -> Callable[..., Awaitable[httpx.AsyncClient]]:
 @pytest.fixture
 async def client(make_client) -> httpx.AsyncClient:
     return await make_client()
-
-
-def assert_error(response: httpx.Response, status: int, code: str) -> dict:
-    """The one error shape: {"error": {"code", "message"}, "request_id"} and the id echoed in a header."""
-    assert response.status_code == status, response.text
-    body = response.json()
-    assert set(body) == {"error", "request_id"}
-    assert body["error"]["code"] == code
-    assert isinstance(body["error"]["message"], str) and body["error"]["message"]
-    assert response.headers["X-Request-ID"] == body["request_id"]
-    return body

@@ -7,7 +7,8 @@ import base64
 import numpy as np
 import pytest
 
-from tests.api.conftest import BLUE, RED, assert_error, image_bytes
+from tests.support.answers import refused
+from tests.support.images import BLUE, RED, image_bytes
 
 pytestmark = pytest.mark.anyio
 
@@ -38,15 +39,15 @@ async def test_face_policy(client):
     wide = base64.b64encode(image_bytes(size=(250, 100))).decode()
     assert (await client.post("/embed", json={"images": [wide]})).status_code == 200
     response = await client.post("/embed", json={"images": [wide], "face_policy": "reject"})
-    assert "images[0]" in assert_error(response, 422, "multiple_faces")["error"]["message"]
+    assert "images[0]" in refused(response, 422, "multiple_faces")["error"]["message"]
 
 
 async def test_too_many_images(make_client):
     client = await make_client(max_embed_images=2)
     encoded = base64.b64encode(image_bytes()).decode()
-    assert_error(await client.post("/embed", json={"images": [encoded] * 3}), 422, "invalid_request")
+    refused(await client.post("/embed", json={"images": [encoded] * 3}), 422, "invalid_request")
     files = [("images", (f"{i}.jpg", image_bytes())) for i in range(3)]
-    assert_error(await client.post("/embed", files=files), 422, "invalid_request")
+    refused(await client.post("/embed", files=files), 422, "invalid_request")
 
 
 @pytest.mark.parametrize(
@@ -62,10 +63,10 @@ async def test_too_many_images(make_client):
     ids=["empty-list", "missing", "wrong-name", "bad-base64", "wrong-file-field", "no-images"],
 )
 async def test_invalid_requests(client, request_kwargs):
-    assert_error(await client.post("/embed", **request_kwargs), 422, "invalid_request")
+    refused(await client.post("/embed", **request_kwargs), 422, "invalid_request")
 
 
 async def test_error_names_the_failing_image(client):
     files = [("images", ("a.jpg", image_bytes())), ("images", ("b.jpg", b"not an image"))]
-    body = assert_error(await client.post("/embed", files=files), 400, "invalid_image")
+    body = refused(await client.post("/embed", files=files), 400, "invalid_image")
     assert body["error"]["message"].startswith("images[1]")

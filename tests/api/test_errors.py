@@ -6,10 +6,13 @@ import base64
 
 import pytest
 
-from app.errors import STATUS_BY_CODE
-from tests.api.conftest import FakeVerifier, assert_error, image_bytes, make_app
+import model.errors as model_errors
+from app.errors import STATUS_BY_CODE, input_error_code, input_error_message
+from tests.api.conftest import FakeVerifier, make_app
 from tests.metrics import sample
 from tests.service import client_for
+from tests.support.answers import refused
+from tests.support.images import image_bytes
 
 pytestmark = pytest.mark.anyio
 
@@ -19,21 +22,21 @@ async def verify_files(client, first: bytes, second: bytes):
 
 
 async def test_invalid_image(client):
-    body = assert_error(await verify_files(client, image_bytes(), b"\x00garbage"), 400, "invalid_image")
+    body = refused(await verify_files(client, image_bytes(), b"\x00garbage"), 400, "invalid_image")
     assert body["error"]["message"].startswith("image2")
 
 
 async def test_truncated_image(client):
-    assert_error(await verify_files(client, image_bytes()[:200], image_bytes()), 400, "invalid_image")
+    refused(await verify_files(client, image_bytes()[:200], image_bytes()), 400, "invalid_image")
 
 
 async def test_unsupported_format(client):
-    assert_error(await verify_files(client, b"%PDF-1.7\n...", image_bytes()), 415, "unsupported_format")
+    refused(await verify_files(client, b"%PDF-1.7\n...", image_bytes()), 415, "unsupported_format")
 
 
 async def test_image_too_large_by_pixels(make_client):
     client = await make_client(max_image_pixels=5_000)
-    assert_error(await verify_files(client, image_bytes(size=(100, 100)), image_bytes()), 413, "image_too_large")
+    refused(await verify_files(client, image_bytes(size=(100, 100)), image_bytes()), 413, "image_too_large")
 
 
 async def test_payload_too_large_by_declared_length_reads_nothing(make_client):
@@ -49,7 +52,7 @@ async def test_payload_too_large_by_declared_length_reads_nothing(make_client):
     response = await client.post(
         "/verify", content=body(), headers={"Content-Type": "application/json", "Content-Length": "3000"}
     )
-    body_json = assert_error(response, 413, "payload_too_large")
+    body_json = refused(response, 413, "payload_too_large")
     assert "3000" in body_json["error"]["message"] and "1000" in body_json["error"]["message"]
     assert chunks_read == 0
     metrics = (await client.get("/metrics")).text
@@ -67,7 +70,7 @@ async def test_payload_too_large_without_declared_length_stops_at_the_limit(make
             yield b"x" * 100
 
     response = await client.post("/verify", content=endless_body(), headers={"Content-Type": "application/json"})
-    assert_error(response, 413, "payload_too_large")
+    refused(response, 413, "payload_too_large")
     assert chunks_read <= 12  # stopped just past the limit, not at the end of the body
 
 
@@ -84,7 +87,7 @@ async def test_payload_too_large_in_multipart_stream(make_client):
     response = await client.post(
         "/verify", content=body(), headers={"Content-Type": f"multipart/form-data; boundary={boundary.decode()}"}
     )
-    assert_error(response, 413, "payload_too_large")
+    refused(response, 413, "payload_too_large")
 
 
 @pytest.mark.parametrize(
@@ -107,7 +110,7 @@ async def test_payload_too_large_in_multipart_stream(make_client):
     ],
 )
 async def test_invalid_request(client, request_kwargs, text):
-    body = assert_error(await client.post("/verify", **request_kwargs), 422, "invalid_request")
+    body = refused(await client.post("/verify", **request_kwargs), 422, "invalid_request")
     assert text in body["error"]["message"]
 
 
@@ -119,21 +122,21 @@ async def test_validation_errors_of_fastapi_parameters_have_the_same_shape():
         return n
 
     async with client_for(app) as client:
-        body = assert_error(await client.get("/needs-a-number", params={"n": "many"}), 422, "invalid_request")
+        body = refused(await client.get("/needs-a-number", params={"n": "many"}), 422, "invalid_request")
     assert "query.n" in body["error"]["message"]
 
 
 async def test_not_found_and_method_not_allowed(client):
-    assert_error(await client.get("/nowhere"), 404, "not_found")
+    refused(await client.get("/nowhere"), 404, "not_found")
     response = await client.get("/verify")
-    assert_error(response, 405, "method_not_allowed")
+    refused(response, 405, "method_not_allowed")
     assert response.headers["Allow"] == "POST"
 
 
 async def test_internal_error_does_not_leak_details(make_client):
     client = await make_client(FakeVerifier(error=RuntimeError("secret path /srv/weights")))
     response = await verify_files(client, image_bytes(), image_bytes())
-    body = assert_error(response, 500, "internal_error")
+    body = refused(response, 500, "internal_error")
     assert "secret" not in response.text
     assert body["error"]["message"] == "internal error"
     assert (await client.get("/health/live")).status_code == 200  # still serving
@@ -147,4 +150,14 @@ async def test_every_code_has_a_status():
 async def test_json_images_count_toward_the_byte_limit(make_client):
     client = await make_client(max_upload_bytes=2_000)
     encoded = base64.b64encode(image_bytes(size=(300, 300))).decode()
-    assert_error(await client.post("/verify", json={"image1": encoded, "image2": encoded}), 413, "payload_too_large")
+    refused(await client.post("/verify", json={"image1": encoded, "image2": encoded}), 413, "payload_too_large")
+
+
+def test_every_domain_error_of_the_model_side_has_a_code_and_the_api_wording():
+    kinds = [kind for kind in vars(model_errors).values()
+             if isinstance(kind, type) and issubclass(kind, model_errors.InputError)]
+    assert all(input_error_code(kind("why")) in STATUS_BY_CODE for kind in kinds)
+    error = model_errors.MultipleFaces("2 faces were detected").about("images[0]")
+    assert (input_error_code(error), input_error_message(error)) == (
+        "multiple_faces", "images[0]: 2 faces were detected; send an image with exactly one face")
+    assert input_error_code(model_errors.Uncalibrated("no operating points")) == "invalid_request"

@@ -14,9 +14,11 @@ from app.limiter import InferenceLimiter
 from app.logging import log_handler
 from app.main import create_app
 from app.metrics import ServiceMetrics
-from tests.api.conftest import FakeVerifier, assert_error, image_bytes, make_app, make_settings
+from tests.api.conftest import FakeVerifier, make_app, make_settings
 from tests.metrics import sample
 from tests.service import Lifespan, client_for
+from tests.support.answers import refused
+from tests.support.images import image_bytes
 
 pytestmark = pytest.mark.anyio
 
@@ -46,9 +48,9 @@ async def test_live_at_once_and_ready_only_after_loading_and_warm_up():
     await lifespan.wait_started()  # start-up completes while the model still loads
     async with client_for(app) as client:
         assert (await client.get("/health/live")).status_code == 200
-        assert_error(await client.get("/health/ready"), 503, "not_ready")
-        assert_error(await client.post("/verify", **verify_files()), 503, "not_ready")
-        assert_error(await client.get("/info"), 503, "not_ready")
+        refused(await client.get("/health/ready"), 503, "not_ready")
+        refused(await client.post("/verify", **verify_files()), 503, "not_ready")
+        refused(await client.get("/info"), 503, "not_ready")
         loading.set()
         await lifespan.wait_ready()
         assert verifier.warmed_up and app.state.limiter is not None
@@ -56,7 +58,7 @@ async def test_live_at_once_and_ready_only_after_loading_and_warm_up():
         assert ready.status_code == 200
         assert ready.json() == {"status": "ready", "model": {"name": "fake-encoder", "version": "0.0-test"}, "storage": "off"}
         await lifespan.shut_down()
-        assert_error(await client.get("/health/ready"), 503, "not_ready")
+        refused(await client.get("/health/ready"), 503, "not_ready")
 
 
 async def test_failed_start_up_is_logged_not_ready_and_exits():
@@ -80,9 +82,9 @@ async def test_failed_start_up_is_logged_not_ready_and_exits():
     assert "start-up failed" in stream.getvalue() and "no model.json" in stream.getvalue()  # the traceback
     async with client_for(app) as client:
         assert (await client.get("/health/live")).status_code == 200
-        body = assert_error(await client.get("/health/ready"), 503, "not_ready")
+        body = refused(await client.get("/health/ready"), 503, "not_ready")
         assert "start-up failed" in body["error"]["message"] and "model.json" not in body["error"]["message"]
-        assert_error(await client.post("/verify", **verify_files()), 503, "not_ready")
+        refused(await client.post("/verify", **verify_files()), 503, "not_ready")
     await lifespan.shut_down()
 
 
@@ -128,9 +130,9 @@ async def test_overloaded_when_running_and_queue_are_full(serve):
     queued = asyncio.create_task(client.post("/verify", **verify_files()))
     await wait_for(lambda: app.state.limiter.admitted == 2)
 
-    refused = await client.post("/verify", **verify_files())
-    assert_error(refused, 503, "overloaded")
-    assert refused.headers["Retry-After"] == "1"
+    overloaded = await client.post("/verify", **verify_files())
+    refused(overloaded, 503, "overloaded")
+    assert overloaded.headers["Retry-After"] == "1"
 
     gate.set()
     assert (await running).status_code == 200 and (await queued).status_code == 200
@@ -144,7 +146,7 @@ async def test_timeout_when_inference_outlives_the_deadline(serve):
     app = make_app(verifier, request_timeout_s=0.1)
     client = await serve(app)
     response = await client.post("/verify", **verify_files())
-    assert_error(response, 503, "timeout")
+    refused(response, 503, "timeout")
     assert int(response.headers["Retry-After"]) >= 1
     assert app.state.limiter.admitted == 1  # the abandoned inference still holds its slot
     gate.set()

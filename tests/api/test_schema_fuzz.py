@@ -2,7 +2,7 @@
 
 The app runs on the fake verifier, so each request is cheap and the run is deterministic
 (derandomised Hypothesis, no example database). /verify and /embed read their bodies by hand, but
-their OpenAPI text (app.api.bodies.request_body_docs) declares both forms, so Schemathesis sends
+their OpenAPI text (app.api.uploads.request_body_docs) declares both forms, so Schemathesis sends
 multipart files and JSON with base64 strings alike. Random bytes almost never decode as an image,
 so a hook also offers each generated body with its images replaced by real ones: the fuzzed
 options then reach the verifier instead of stopping at invalid_image.
@@ -25,7 +25,8 @@ from hypothesis import strategies as st
 from schemathesis.checks import not_a_server_error
 from schemathesis.transport.serialization import Binary
 
-from tests.api.conftest import BLUE, image_bytes, make_app
+from tests.api.conftest import make_app
+from tests.support.images import BLUE, image_bytes
 
 MAX_EXAMPLES = 200  # per operation and phase; the whole run takes a few seconds
 IMAGE_FIELDS = {"image1", "image2", "images", "image"}

@@ -8,8 +8,10 @@ import logging
 import pytest
 
 from app.logging import log_handler
-from tests.api.conftest import assert_error, fake_card, image_bytes
+from tests.api.conftest import fake_card
 from tests.metrics import metric_types, sample, samples
+from tests.support.answers import refused
+from tests.support.images import image_bytes
 
 pytestmark = pytest.mark.anyio
 
@@ -60,9 +62,9 @@ async def test_metrics_exposition(client):
 
 async def test_api_keys(make_client):
     client = await make_client(api_keys=("first-key", "second-key"))
-    assert_error(await client.post("/verify", **verify_files()), 401, "unauthorized")
-    assert_error(await client.get("/info", headers={"X-API-Key": "first-ke"}), 401, "unauthorized")
-    assert_error(await client.get("/metrics"), 401, "unauthorized")
+    refused(await client.post("/verify", **verify_files()), 401, "unauthorized")
+    refused(await client.get("/info", headers={"X-API-Key": "first-ke"}), 401, "unauthorized")
+    refused(await client.get("/metrics"), 401, "unauthorized")
     assert (await client.get("/info", headers={"X-API-Key": "second-key"})).status_code == 200
     response = await client.post("/verify", headers={"X-API-Key": "first-key"}, **verify_files())
     assert response.status_code == 200

@@ -26,11 +26,11 @@ def test_environment(monkeypatch):
     monkeypatch.setenv("FACEVER_FLIP_TTA", "true")
     monkeypatch.setenv("FACEVER_FACE_POLICY", "reject")
     monkeypatch.setenv("FACEVER_LOG_LEVEL", "debug")
-    monkeypatch.setenv("FACEVER_TORCH_THREADS", "")  # empty = unset
+    monkeypatch.setenv("FACEVER_INFERENCE_THREADS", "")  # empty = unset
     settings = Settings()
     assert settings.api_keys == ("key-alpha", "key-beta") and settings.cors_origins == ("https://a.example",)
     assert settings.flip_tta is True and settings.face_policy == "reject" and settings.log_level == "DEBUG"
-    assert settings.torch_threads is None
+    assert settings.inference_threads is None
     assert "key-alpha" not in repr(settings)  # keys stay out of logs
 
 
@@ -53,9 +53,15 @@ def test_frozen_and_strict_about_names():
 
 def test_inference_threads_share_the_usable_cores_among_concurrent_inferences(monkeypatch):
     monkeypatch.setattr("os.sched_getaffinity", lambda pid: set(range(8)))
-    assert Settings(max_concurrency=2).inference_threads == 4
-    assert Settings(max_concurrency=16).inference_threads == 1
-    assert Settings(max_concurrency=2, torch_threads=3).inference_threads == 3
+    assert Settings(max_concurrency=2).threads_per_inference == 4
+    assert Settings(max_concurrency=16).threads_per_inference == 1
+    assert Settings(max_concurrency=2, inference_threads=3).threads_per_inference == 3
+
+
+@pytest.mark.parametrize("name", ["FACEVER_INFERENCE_THREADS", "FACEVER_TORCH_THREADS"])
+def test_inference_threads_under_its_name_and_its_old_one(monkeypatch, name):
+    monkeypatch.setenv(name, "3")
+    assert Settings().inference_threads == 3
 
 
 def readme_configuration() -> dict[str, str]:

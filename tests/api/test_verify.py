@@ -7,7 +7,9 @@ import math
 
 import pytest
 
-from tests.api.conftest import BLUE, RED, FakeVerifier, assert_error, image_bytes
+from tests.api.conftest import FakeVerifier
+from tests.support.answers import refused
+from tests.support.images import BLUE, RED, image_bytes
 
 pytestmark = pytest.mark.anyio
 
@@ -78,16 +80,16 @@ async def test_face_policy_per_request(client):
     wide = image_bytes(RED, size=(250, 100))  # the fake finds two faces
     largest = await post_files(client, wide, image_bytes(RED))
     assert largest.status_code == 200 and largest.json()["faces"]["image1"]["faces_detected"] == 2
-    assert_error(await post_files(client, wide, image_bytes(RED), face_policy="reject"), 422, "multiple_faces")
+    refused(await post_files(client, wide, image_bytes(RED), face_policy="reject"), 422, "multiple_faces")
 
 
 async def test_service_face_policy_setting(make_client):
     client = await make_client(FakeVerifier(face_policy="reject"), face_policy="reject")
-    assert_error(await post_files(client, image_bytes(size=(250, 100)), image_bytes()), 422, "multiple_faces")
+    refused(await post_files(client, image_bytes(size=(250, 100)), image_bytes()), 422, "multiple_faces")
 
 
 async def test_no_face_names_the_image(client):
-    body = assert_error(await post_files(client, image_bytes(), image_bytes(size=(60, 60))), 422, "no_face_detected")
+    body = refused(await post_files(client, image_bytes(), image_bytes(size=(60, 60))), 422, "no_face_detected")
     assert body["error"]["message"].startswith("image2")
 
 
@@ -103,18 +105,18 @@ async def test_no_face_names_the_image(client):
     ],
 )
 async def test_invalid_options(client, fields, text):
-    body = assert_error(await post_files(client, image_bytes(), image_bytes(), **fields), 422, "invalid_request")
+    body = refused(await post_files(client, image_bytes(), image_bytes(), **fields), 422, "invalid_request")
     assert text in body["error"]["message"]
 
 
 async def test_uncalibrated_model_needs_an_explicit_threshold(make_client):
     client = await make_client(FakeVerifier(calibrated=False))
-    body = assert_error(await post_files(client, image_bytes(), image_bytes()), 422, "invalid_request")
+    body = refused(await post_files(client, image_bytes(), image_bytes()), 422, "invalid_request")
     assert "threshold" in body["error"]["message"]
     answer = (await post_files(client, image_bytes(), image_bytes(), threshold="0.6")).json()
     assert answer["same"] is True and answer["probability_same"] is None
 
 
 async def test_an_unknown_operating_point_is_refused_before_the_images_are_read(client):
-    body = assert_error(await post_files(client, b"not an image", b"", operating_point="far_1e-9"), 422, "invalid_request")
+    body = refused(await post_files(client, b"not an image", b"", operating_point="far_1e-9"), 422, "invalid_request")
     assert "unknown operating point" in body["error"]["message"]

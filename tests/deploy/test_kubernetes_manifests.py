@@ -92,13 +92,13 @@ def test_environment_names_real_settings(container):
     assert {name.removeprefix("FACEVER_").lower() for name in names} <= set(Settings.model_fields)
 
 
-def test_resource_requests_within_limits_and_torch_threads_within_cpu(container):
+def test_resource_requests_within_limits_and_inference_threads_within_cpu(container):
     resources = container["resources"]
     assert set(resources["requests"]) == set(resources["limits"]) == {"cpu", "memory"}
     assert quantity(resources["requests"]["memory"]) <= quantity(resources["limits"]["memory"])
     assert quantity(resources["requests"]["cpu"]) <= quantity(resources["limits"]["cpu"])
     env = {variable["name"]: variable.get("value") for variable in container["env"]}
-    assert int(env["FACEVER_TORCH_THREADS"]) <= quantity(resources["limits"]["cpu"])
+    assert int(env["FACEVER_INFERENCE_THREADS"]) <= quantity(resources["limits"]["cpu"])
 
 
 def test_shutdown_outlasts_a_request(manifests, container):

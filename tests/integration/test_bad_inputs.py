@@ -25,6 +25,7 @@ from PIL import Image
 from app.errors import STATUS_BY_CODE
 from tests.integration.real_service import real_service
 from tests.metrics import samples
+from tests.support.images import encode
 
 pytestmark = [pytest.mark.anyio, pytest.mark.data]
 
@@ -35,12 +36,6 @@ SAME_PERSON_PHOTO = "Aaron_Peirsol/Aaron_Peirsol_0002.jpg"
 
 
 # -- images ---------------------------------------------------------------------------------------
-
-
-def encode(image: Image.Image, fmt: str, **options: Any) -> bytes:
-    buffer = io.BytesIO()
-    image.save(buffer, format=fmt, **options)
-    return buffer.getvalue()
 
 
 def noise(width: int = 320, height: int = 240) -> Image.Image:

@@ -13,6 +13,7 @@ import pytest
 from PIL import Image, ImageEnhance, ImageFilter
 
 from tests.integration.real_service import real_service
+from tests.support.images import jpeg
 
 pytestmark = [pytest.mark.anyio, pytest.mark.data]
 
@@ -29,12 +30,6 @@ def anyio_backend() -> str:
 async def client():
     async with real_service(storage_url=f"sqlite:///{tempfile.mkdtemp(prefix='facever-')}/q.sqlite3") as (_, client):
         yield client
-
-
-def jpeg(image: Image.Image) -> bytes:
-    buffer = io.BytesIO()
-    image.save(buffer, "JPEG", quality=95)
-    return buffer.getvalue()
 
 
 def photo(lfw_dir, name: str = PHOTO) -> Image.Image:
@@ -59,7 +54,7 @@ def turned(image: Image.Image, at: float = 128.0, squeeze: float = 0.15, stretch
 
 
 async def quality_of(client, image: Image.Image) -> dict:
-    response = await client.post("/embed", files={"images": ("p.jpg", jpeg(image))})
+    response = await client.post("/embed", files={"images": ("p.jpg", jpeg(image, 95))})
     assert response.status_code == 200, response.text
     return response.json()["embeddings"][0]["face"]["quality"]
 
@@ -83,8 +78,8 @@ async def test_each_reason_code(client, lfw_dir, reason, make) -> None:
 
 
 async def test_the_gate(client, lfw_dir) -> None:
-    blurred = jpeg(photo(lfw_dir).filter(ImageFilter.GaussianBlur(9)))
-    clean, other = jpeg(photo(lfw_dir)), jpeg(photo(lfw_dir, OTHER))
+    blurred = jpeg(photo(lfw_dir).filter(ImageFilter.GaussianBlur(9)), 95)
+    clean, other = jpeg(photo(lfw_dir), 95), jpeg(photo(lfw_dir, OTHER), 95)
     refused = await client.post("/verify", files={"image1": ("a.jpg", clean), "image2": ("b.jpg", blurred)},
                                 data={"min_quality": "high"})
     assert refused.status_code == 422, refused.text

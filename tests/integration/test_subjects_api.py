@@ -14,8 +14,11 @@ import pytest
 from PIL import Image
 
 from app.storage import open_storage
-from app.storage.base import NewTemplate, TemplateModel
+from app.storage.base import NewTemplate
+from model.types import EmbeddingModel
 from tests.integration.real_service import real_service
+from tests.support.answers import refused
+from tests.support.images import image_bytes
 
 pytestmark = [pytest.mark.anyio, pytest.mark.data]
 
@@ -43,13 +46,6 @@ async def client(storage_url):
 
 def read(lfw_dir: Path, name: str) -> bytes:
     return (lfw_dir / "images" / name).read_bytes()
-
-
-def refused(response, status: int, code: str, words: str = "") -> dict:
-    assert response.status_code == status, response.text
-    error = response.json()["error"]
-    assert error["code"] == code and words in error["message"], error
-    return error
 
 
 async def new_subject(client, gallery: str, subject: str) -> None:
@@ -158,7 +154,7 @@ async def test_refusals(client, lfw_dir) -> None:
     refused(await client.get("/galleries/bad/subjects", params={"cursor": "%%%"}), 422, "invalid_request", "cursor")
     refused(await verify(client, "bad", "alice", photo), 409, "subject_empty")
     refused(await enrol(client, "bad", "alice", b"not an image"), 400, "invalid_image")
-    refused(await enrol(client, "bad", "alice", plain_image((200, 200))), 422, "no_face_detected")
+    refused(await enrol(client, "bad", "alice", image_bytes((120, 130, 140), (200, 200))), 422, "no_face_detected")
     two = side_by_side(lfw_dir, ALICE[0], BOB[0])
     refused(await enrol(client, "bad", "alice", two, face_policy="reject"), 422, "multiple_faces")
     refused(await client.post("/galleries/bad/subjects/alice/faces?face_policy=reject",
@@ -175,7 +171,7 @@ async def test_refusals(client, lfw_dir) -> None:
 async def test_templates_of_another_model_are_never_compared(client, lfw_dir, storage_url) -> None:
     await new_subject(client, "old", "alice")
     store = open_storage(storage_url)
-    old_model = TemplateModel("fused-dlib-sface-yunet-int8", "0.9.0", "plain", "int8")
+    old_model = EmbeddingModel("fused-dlib-sface-yunet-int8", "0.9.0", "plain", "int8")
     vector = np.ones(256, np.float32) / 16
     store.add_templates("old", "alice", [NewTemplate(vector, old_model)], lambda stored: None, 10)
     store.close()
@@ -205,12 +201,6 @@ async def test_write_keys(storage_url, lfw_dir) -> None:
         assert (await client.get("/galleries/keys", headers={"X-API-Key": "reader"})).status_code == 200
         refused(await client.delete("/galleries/keys", headers={"X-API-Key": "reader"}), 403, "forbidden")
         assert (await client.delete("/galleries/keys", headers=writer)).status_code == 200
-
-
-def plain_image(size: tuple[int, int]) -> bytes:
-    buffer = io.BytesIO()
-    Image.new("RGB", size, (120, 130, 140)).save(buffer, "JPEG")
-    return buffer.getvalue()
 
 
 def side_by_side(lfw_dir: Path, *names: str) -> bytes:

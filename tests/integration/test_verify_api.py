@@ -7,7 +7,6 @@ The photos are LFW's; the composites (a bystander, a group) are made here from t
 
 from __future__ import annotations
 
-import io
 import json
 from pathlib import Path
 from typing import Any
@@ -17,6 +16,8 @@ import pytest
 from PIL import Image
 
 from tests.integration.real_service import real_service
+from tests.support.answers import refused
+from tests.support.images import jpeg
 
 pytestmark = [pytest.mark.anyio, pytest.mark.data]
 
@@ -37,12 +38,6 @@ async def client():
 
 def photo(lfw_dir: Path, name: str) -> Image.Image:
     return Image.open(lfw_dir / "images" / name).convert("RGB")
-
-
-def jpeg(image: Image.Image, **options: Any) -> bytes:
-    buffer = io.BytesIO()
-    image.save(buffer, "JPEG", quality=92, **options)
-    return buffer.getvalue()
 
 
 def face_crop(image: Image.Image) -> Image.Image:
@@ -87,14 +82,6 @@ async def embedding_of(client, image: bytes) -> dict:
     return response.json()["embeddings"][0]
 
 
-def refused(response, code: str, naming: str | None = None) -> None:
-    assert response.status_code == 422, response.text
-    error = response.json()["error"]
-    assert error["code"] == code, error
-    if naming:
-        assert naming in error["message"], error
-
-
 # -- the face a photo is of -----------------------------------------------------------------------
 
 
@@ -119,7 +106,7 @@ async def test_two_equally_likely_faces_are_ambiguous_and_reject_refuses_them(cl
     assert face["ambiguous"] is True and face["runner_up"] is not None and answer["same"] is True
     single = (await verify(client, {"image1": jpeg(subject), "image2": jpeg(subject)})).json()
     assert single["faces"]["image1"]["ambiguous"] is False and single["faces"]["image1"]["runner_up"] is None
-    refused(await verify(client, {"image1": twins, "image2": jpeg(subject)}, {"face_policy": "reject"}),
+    refused(await verify(client, {"image1": twins, "image2": jpeg(subject)}, {"face_policy": "reject"}), 422,
             "multiple_faces", "image1")
 
 
@@ -153,7 +140,7 @@ async def test_all_searches_image1_when_image2_is_an_embedding(client, lfw_dir):
 async def test_all_needs_an_image(client, lfw_dir):
     enrolled = await embedding_of(client, jpeg(photo(lfw_dir, SUBJECT[0])))
     response = await client.post("/verify", json={"embedding1": enrolled, "embedding2": enrolled, "face_policy": "all"})
-    refused(response, "invalid_request", "face_policy=all")
+    refused(response, 422, "invalid_request", "face_policy=all")
 
 
 # -- embeddings as inputs -------------------------------------------------------------------------
@@ -207,15 +194,15 @@ async def test_embeddings_that_cannot_be_compared_are_refused(client, lfw_dir):
         (changed(good, colour="blue"), "invalid_embedding", "colour"),
     ]
     for embedding, code, naming in cases:
-        refused(await send(embedding), code, naming)
+        refused(await send(embedding), 422, code, naming)
     nan = json.dumps({"embedding1": changed(good, embedding=[float("nan")] + values[1:]), "embedding2": good})
-    refused(await client.post("/verify", content=nan, headers={"Content-Type": "application/json"}),
+    refused(await client.post("/verify", content=nan, headers={"Content-Type": "application/json"}), 422,
             "invalid_embedding", "NaN")
-    refused(await client.post("/verify", files={"image2": ("b.jpg", image)}, data={"embedding1": "{not json"}),
+    refused(await client.post("/verify", files={"image2": ("b.jpg", image)}, data={"embedding1": "{not json"}), 422,
             "invalid_embedding", "embedding1")
     refused(await client.post("/verify", files={"image1": ("a.jpg", image), "image2": ("b.jpg", image)},
-                              data={"embedding1": json.dumps(good)}), "invalid_request", "not both")
-    refused(await client.post("/verify", json={"embedding2": good}), "invalid_request", "image1")
+                              data={"embedding1": json.dumps(good)}), 422, "invalid_request", "not both")
+    refused(await client.post("/verify", json={"embedding2": good}), 422, "invalid_request", "image1")
 
 
 # -- options anywhere, never ignored ----------------------------------------------------------------
@@ -229,26 +216,26 @@ async def test_options_in_the_query_string_are_used_or_refused(client, lfw_dir):
     same_twice = await verify(client, pair, {"threshold": "0.50"}, params={"threshold": "0.5"})
     assert same_twice.status_code == 200 and same_twice.json()["threshold"] == 0.5
 
-    refused(await verify(client, pair, params={"threshold": "abc"}), "invalid_request", "threshold")
-    refused(await verify(client, pair, params={"threshold": "nan"}), "invalid_request", "threshold")
-    refused(await verify(client, pair, params={"operating_point": "far_1e-99"}), "invalid_request", "far_1e-99")
-    refused(await verify(client, pair, {"threshold": "0.4"}, params={"threshold": "0.5"}), "invalid_request", "threshold")
-    refused(await verify(client, pair, params={"operating_point": "far_1e-3", "threshold": "0.4"}), "invalid_request",
+    refused(await verify(client, pair, params={"threshold": "abc"}), 422, "invalid_request", "threshold")
+    refused(await verify(client, pair, params={"threshold": "nan"}), 422, "invalid_request", "threshold")
+    refused(await verify(client, pair, params={"operating_point": "far_1e-99"}), 422, "invalid_request", "far_1e-99")
+    refused(await verify(client, pair, {"threshold": "0.4"}, params={"threshold": "0.5"}), 422, "invalid_request", "threshold")
+    refused(await verify(client, pair, params={"operating_point": "far_1e-3", "threshold": "0.4"}), 422, "invalid_request",
             "not both")
-    refused(await verify(client, pair, {"operating_point": "far_1e-3"}, params={"threshold": "0.4"}), "invalid_request",
+    refused(await verify(client, pair, {"operating_point": "far_1e-3"}, params={"threshold": "0.4"}), 422, "invalid_request",
             "not both")
-    refused(await verify(client, pair, params={"treshold": "0.4"}), "invalid_request", "treshold")
-    refused(await client.post("/verify?threshold=0.4&threshold=0.5", files=pair), "invalid_request", "twice")
-    refused(await verify(client, pair, params={"image1": "x"}), "invalid_request", "body")
-    refused(await verify(client, pair, {"colour": "blue"}), "invalid_request", "colour")
+    refused(await verify(client, pair, params={"treshold": "0.4"}), 422, "invalid_request", "treshold")
+    refused(await client.post("/verify?threshold=0.4&threshold=0.5", files=pair), 422, "invalid_request", "twice")
+    refused(await verify(client, pair, params={"image1": "x"}), 422, "invalid_request", "body")
+    refused(await verify(client, pair, {"colour": "blue"}), 422, "invalid_request", "colour")
 
 
 async def test_embed_takes_its_option_in_the_query_string_too(client, lfw_dir):
     subject = photo(lfw_dir, SUBJECT[0])
     twins = group(subject, subject)
     response = await client.post("/embed?face_policy=reject", files=[("images", ("t.jpg", twins))])
-    refused(response, "multiple_faces", "images[0]")
-    refused(await client.post("/embed?face_policy=all", files=[("images", ("t.jpg", twins))]), "invalid_request",
+    refused(response, 422, "multiple_faces", "images[0]")
+    refused(await client.post("/embed?face_policy=all", files=[("images", ("t.jpg", twins))]), 422, "invalid_request",
             "face_policy")
 
 

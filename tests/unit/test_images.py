@@ -10,12 +10,7 @@ from PIL import ExifTags, Image, ImageOps
 from model.errors import ImageTooLarge, InvalidImage, UnsupportedFormat
 from model.images import _UPRIGHT, decode_image, decode_photo, stored_region, to_array
 from model.types import Face
-
-
-def encode(image: Image.Image, fmt: str, **options) -> bytes:
-    buffer = io.BytesIO()
-    image.save(buffer, format=fmt, **options)
-    return buffer.getvalue()
+from tests.support.images import encode
 
 
 def gradient(width=40, height=30) -> Image.Image:

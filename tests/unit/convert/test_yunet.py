@@ -7,8 +7,7 @@ import pytest
 
 from model.convert.base import ConversionError
 from model.convert.onnx_graph import Graph, Node
-from model.convert.yunet import LICENSE_TEXT, OUTPUT_NAMES, NodeSequence
-from tests.conftest import WEIGHTS_DIR
+from model.convert.yunet import OUTPUT_NAMES, NodeSequence
 
 
 def _graph(extra_nodes: tuple[Node, ...] = (), **extra_initializers: np.ndarray) -> Graph:
@@ -81,7 +80,3 @@ def test_other_outputs_are_refused():
 def test_an_unknown_constant_op_is_refused():
     with pytest.raises(ConversionError, match="Cast"):
         NodeSequence(_graph((Node("Cast", "cast", ("b",), ("b2",), {"to": 1}),)))
-
-
-def test_the_committed_licence_is_the_one_the_converter_writes():
-    assert (WEIGHTS_DIR / "yunet-2023mar" / "LICENSE").read_text() == LICENSE_TEXT

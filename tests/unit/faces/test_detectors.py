@@ -3,9 +3,7 @@
 import numpy as np
 import pytest
 
-from model.faces.detectors import DETECTORS, FallbackDetector, build_detector
-from model.faces.mtcnn import MTCNN
-from model.faces.yunet import YuNet
+from model.faces.detectors import DETECTORS, FallbackDetector
 from model.types import DETECTOR_NAMES, Face, detector_parts
 
 FACE = Face(box=(1.0, 1.0, 5.0, 5.0), score=0.9, landmarks=((2, 2), (4, 2), (3, 3), (2, 4), (4, 4)))
@@ -48,14 +46,6 @@ def test_fallback_is_not_called_when_every_image_has_a_face():
     assert fallback.seen == []
 
 
-def test_build_by_name():
-    assert isinstance(build_detector("yunet"), YuNet)
-    assert isinstance(build_detector("mtcnn", min_face_size=40), MTCNN)
-    both = build_detector("yunet+mtcnn")
-    assert isinstance(both, FallbackDetector)
-    assert isinstance(both.primary, YuNet) and isinstance(both.fallback, MTCNN)
-
-
 @pytest.mark.parametrize("bad", ["haar", "yunet+", "yunet+mtcnn+yunet", ""])
 def test_unknown_names_are_refused(bad):
     with pytest.raises(ValueError, match="detector"):
@@ -64,13 +54,3 @@ def test_unknown_names_are_refused(bad):
 
 def test_every_detector_name_has_a_detector():
     assert set(DETECTORS) == set(DETECTOR_NAMES)
-
-
-@pytest.mark.parametrize("name", DETECTOR_NAMES)
-def test_each_detector_rejects_arrays_that_are_not_uint8_rgb_and_answers_nothing_for_nothing(name):
-    detector = build_detector(name)
-    with pytest.raises(ValueError):
-        detector.detect([np.zeros((50, 50), dtype=np.uint8)])
-    with pytest.raises(ValueError):
-        detector.detect([np.zeros((50, 50, 3), dtype=np.float32)])
-    assert detector.detect([]) == []

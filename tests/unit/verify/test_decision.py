@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from model.card import Calibration
-from model.errors import InputError
+from model.errors import Uncalibrated, UnknownOperatingPoint
 from model.verify.decision import embedding_distance, probability_same, resolve_decision
 
 CALIBRATION = Calibration.model_validate({
@@ -42,11 +42,10 @@ def test_same_at_or_below_the_threshold():
     assert verdict.probability_same == pytest.approx(1 / (1 + math.exp(-1.0)))  # sigmoid(-10 * 0.4 + 5)
 
 
-def test_unknown_points_and_missing_calibrations_are_invalid_requests():
-    with pytest.raises(InputError, match="unknown operating point 'far_1e-9'; known: best_accuracy, far_1e-3") as error:
+def test_unknown_points_and_missing_calibrations_are_refused():
+    with pytest.raises(UnknownOperatingPoint, match="unknown operating point 'far_1e-9'; known: best_accuracy, far_1e-3"):
         resolve_decision(CALIBRATION, operating_point="far_1e-9")
-    assert error.value.code == "invalid_request"
-    with pytest.raises(InputError, match="explicit threshold"):
+    with pytest.raises(Uncalibrated, match="no calibrated operating points"):
         resolve_decision(None)
     uncalibrated = resolve_decision(None, threshold=0.7)
     assert uncalibrated.judge(0.1).same and uncalibrated.judge(0.1).probability_same is None

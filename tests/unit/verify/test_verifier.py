@@ -10,11 +10,12 @@ import numpy as np
 import pytest
 
 from model.card import EncoderCard
-from model.errors import IncompatibleEmbedding, InputError, InvalidEmbedding, NoFaceDetected
+from model.errors import AllFacesNeedAnImage, IncompatibleEmbedding, InvalidEmbedding, MultipleFaces, NoFaceDetected
 from model.images import Photo
 from model.types import Face
 from model.verify.decision import Decision
-from model.verify.results import EmbeddingModel, FaceEmbedding
+from model.types import EmbeddingModel
+from model.verify.results import FaceEmbedding
 from model.verify.verifier import Verifier
 
 CARD = EncoderCard(
@@ -92,9 +93,8 @@ def test_all_searches_the_first_image_when_the_second_is_an_embedding():
     result = verifier.verify(scene(0), given, DECISION, policy="all")
     assert result.matches_in == 0 and result.matches[0].face.box[0] == 200
     assert result.matches[0].verdict.distance == pytest.approx(0.0, abs=1e-6)
-    with pytest.raises(InputError) as caught:
+    with pytest.raises(AllFacesNeedAnImage):
         verifier.verify(given, given, DECISION, policy="all")
-    assert caught.value.code == "invalid_request"
 
 
 def test_all_with_no_face_in_the_searched_image_names_it():
@@ -114,9 +114,9 @@ def test_the_chosen_face_carries_the_runner_up_and_ambiguity():
     twins = [face(300, 100, 150), face(600, 100, 150)]  # the same size, equally far from the centre
     result = HandMade([twins], face_policy="subject").embed([scene(0)])[0][0]
     assert result.faces_detected == 2 and result.ambiguous and result.runner_up in twins
-    with pytest.raises(InputError) as caught:
+    with pytest.raises(MultipleFaces) as caught:
         HandMade([twins], face_policy="reject").embed([scene(0)], labels=["images[0]"])
-    assert caught.value.code == "multiple_faces" and "images[0]" in caught.value.message
+    assert caught.value.input == "images[0]" and caught.value.message.startswith("images[0]: 2 faces")
 
 
 SERVING = EmbeddingModel("hand-made", "1", "plain")

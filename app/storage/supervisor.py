@@ -23,7 +23,7 @@ CHECK_S = 5.0  # between pings while it answers
 StorageStatus = Literal["starting", "ok", "unavailable"]
 
 
-class StorageKeeper:
+class StorageSupervisor:
     def __init__(self, storage: Storage):
         self.storage = storage
         self.status: StorageStatus = "starting"

@@ -1,5 +1,5 @@
 """Open-set 1:N identification on LFW, in the NIST FRTE style: FNIR at FPIR 1e-2 and 1e-3 and rank-1
-accuracy, for galleries of several sizes, with the thresholds model.verify.search derives from the
+accuracy, for galleries of several sizes, with the thresholds model.verify.open_set derives from the
 subject-level false-accept curves (chosen on the "choose" half of LFW's identities).
 
 Galleries: the first N (by sha256 of the name) of LFW's identities with two or more images, each
@@ -25,9 +25,9 @@ from model.card import SearchCalibration, tta_mode, write_card
 from model.evaluation.arguments import calibration_parser, command_line
 from model.evaluation.embeddings import embed_lfw
 from model.evaluation.protocols import MAX_IMAGES_PER_IDENTITY, split_identities
-from model.evaluation.subjects import name_seed
-from model.verify.search import search_threshold
-from model.verify.subjects import subject_scores
+from model.evaluation.subject_calibration import name_seed
+from model.verify.open_set import search_threshold
+from model.verify.subject_scores import subject_scores
 
 TARGETS = {"fpir_1e-2": 1e-2, "fpir_1e-3": 1e-3}
 DEFAULT = "fpir_1e-3"

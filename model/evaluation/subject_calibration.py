@@ -4,7 +4,7 @@ LFW's identities are split in two by a hash of the name, as for the 1:1 operatin
 (model.evaluation.calibrate). In each half, every identity with more than k images becomes a subject
 enrolled with k of them (drawn at random, seeded by the name); its other images are its genuine
 probes, and every image of every other identity of the same half is an impostor probe against it.
-The rule (model.verify.subjects.RULES) is chosen on the "choose" half by its TAR at FAR 1e-3 over
+The rule (model.verify.subject_scores.RULES) is chosen on the "choose" half by its TAR at FAR 1e-3 over
 k >= 2, the thresholds per k are chosen there too, and their error rates are measured on the disjoint
 "held-out" half. Beside them, the 1:1 far_1e-3 threshold applied to the nearest template shows what
 the naive rule does to false accepts. Written into the card, per inference mode.
@@ -28,11 +28,11 @@ from model.evaluation.arguments import calibration_parser, command_line
 from model.evaluation.calibrate import DEFAULT_OPERATING_POINT, TARGET_FARS
 from model.evaluation.embeddings import embed_lfw
 from model.evaluation.protocols import MAX_IMAGES_PER_IDENTITY, PairDistances, split_identities
-from model.verify.subjects import RULES, subject_scores
+from model.verify.subject_scores import RULES, subject_scores
 
 K_VALUES = (1, 2, 3, 4, 5)
 # The false-accept rates at which each k's threshold is tabled, for the 1:N search's thresholds
-# (model.verify.search): down to where at least MIN_EVENTS impostor probes are accepted.
+# (model.verify.open_set): down to where at least MIN_EVENTS impostor probes are accepted.
 CURVE_FARS = np.logspace(-1, -7, 25)
 MIN_EVENTS = 5
 DESCRIPTIONS = {name: f"at most 1 false accept in {round(1 / far):,} impostor probes against a subject"

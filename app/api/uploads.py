@@ -35,7 +35,7 @@ from app.schemas.requests import (
     VerifySide,
     VerifyUploads,
 )
-from app.schemas.subjects import (
+from app.schemas.galleries import (
     EnrolJSON,
     EnrolOptions,
     EnrolUploads,

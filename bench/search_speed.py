@@ -13,7 +13,7 @@ people (the revision check, the matrix product and the top-k included), with the
 Then the same galleries in PostgreSQL with pgvector (HNSW, re-ranked exactly): import rate, search
 p50/p99 and recall@1/@10 against exact search.
 
-    python -m bench.search [--sizes 10000 100000 1000000] [--pgvector-sizes 10000 100000 1000000]
+    python -m bench.search_speed [--sizes 10000 100000 1000000] [--pgvector-sizes 10000 100000 1000000]
         -> bench/results/search.json
 """
 
@@ -27,11 +27,12 @@ from pathlib import Path
 
 import numpy as np
 
-from app.search import SearchIndex
+from app.storage.search_index import SearchIndex
 from app.storage import open_storage
-from app.storage.base import NewTemplate, TemplateModel
+from app.storage.base import NewTemplate
 from bench.machine import write_report
 from bench.server import memory_mib
+from model.types import EmbeddingModel
 from model.paths import DEFAULT_DATA_DIR, DEFAULT_ENCODER_DIR, REPORTS_DIR
 
 IMPORT_CHUNK = 10_000
@@ -40,14 +41,14 @@ SEARCHES = 300
 TOP_K = 10
 
 
-def lfw_templates(weights: Path, data_dir: Path) -> tuple[list[str], np.ndarray, TemplateModel]:
+def lfw_templates(weights: Path, data_dir: Path) -> tuple[list[str], np.ndarray, EmbeddingModel]:
     from model.evaluation.embeddings import embed_lfw
     from model.verify.pipeline import FaceVerifier
 
     verifier = FaceVerifier.from_folders(weights)
     embeddings = embed_lfw(verifier, data_dir)
     made_by = verifier.embedding_model
-    model = TemplateModel(made_by.name, made_by.version, made_by.inference, verifier.precision)
+    model = EmbeddingModel(made_by.name, made_by.version, made_by.inference, verifier.precision)
     return embeddings.paths, embeddings.normalised(verifier.flip_tta).astype(np.float32), model
 
 
@@ -69,7 +70,7 @@ def gallery(paths: list[str], real: np.ndarray, size: int) -> tuple[np.ndarray, 
     return vectors, probes
 
 
-def imported(store, vectors: np.ndarray, model: TemplateModel) -> float:
+def imported(store, vectors: np.ndarray, model: EmbeddingModel) -> float:
     """The gallery `bench` created and filled, one transaction per IMPORT_CHUNK; the seconds it took."""
     store.migrate()
     store.create_gallery("bench")
@@ -80,7 +81,7 @@ def imported(store, vectors: np.ndarray, model: TemplateModel) -> float:
     return time.perf_counter() - started
 
 
-def measure(size: int, paths: list[str], real: np.ndarray, model: TemplateModel, folder: Path) -> dict:
+def measure(size: int, paths: list[str], real: np.ndarray, model: EmbeddingModel, folder: Path) -> dict:
     vectors, probe_rows = gallery(paths, real, size)
     store = open_storage(f"sqlite:///{folder}/search-{size}.sqlite3")
     import_s = imported(store, vectors, model)
@@ -105,7 +106,7 @@ def measure(size: int, paths: list[str], real: np.ndarray, model: TemplateModel,
         times.append((time.perf_counter() - started) * 1000)
         hits += candidates[0].subject == f"s{enrolled_at:07d}"
     # One write (a new subject enrolled), then a deletion: the next searches patch the matrix with
-    # the subject each changed (app.search), where a full read takes first_search_build_s.
+    # the subject each changed (app.storage.search_index), where a full read takes first_search_build_s.
     newcomer = np.random.default_rng(1).standard_normal(real.shape[1]).astype(np.float32)
     newcomer /= np.linalg.norm(newcomer)
 
@@ -137,7 +138,7 @@ def measure(size: int, paths: list[str], real: np.ndarray, model: TemplateModel,
     }
 
 
-def measure_pgvector(size: int, paths: list[str], real: np.ndarray, model: TemplateModel, server) -> dict:
+def measure_pgvector(size: int, paths: list[str], real: np.ndarray, model: EmbeddingModel, server) -> dict:
     """The same gallery in PostgreSQL with pgvector: the import rate, the HNSW index's build (in bulk,
     in the background, when the first search needs it), search p50/p99 through the index with its
     exact re-rank, and recall@1 and @10 against the exact search of the same vectors."""
@@ -171,12 +172,12 @@ def measure_pgvector(size: int, paths: list[str], real: np.ndarray, model: Templ
             "searches": len(probes)}
 
 
-def http_import(real: np.ndarray, model: TemplateModel, folder: Path, requests: int = 20) -> dict:
+def http_import(real: np.ndarray, model: EmbeddingModel, folder: Path, requests: int = 20) -> dict:
     """Templates per second through POST /galleries/{g}/import of a served `facever serve`, in
     requests of MAX_IMPORT_SUBJECTS subjects of one embedding each (LFW's real ones, over again)."""
     import httpx
 
-    from app.schemas.subjects import MAX_IMPORT_SUBJECTS
+    from app.schemas.galleries import MAX_IMPORT_SUBJECTS
     from bench.server import running_server
 
     made_by = {"name": model.name, "version": model.version, "inference": model.inference}
@@ -201,7 +202,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000, 1_000_000])
     parser.add_argument("--pgvector-sizes", type=int, nargs="*", default=[10_000, 100_000, 1_000_000],
-                        help="the same galleries in PostgreSQL with pgvector (bench/postgres.py starts one; "
+                        help="the same galleries in PostgreSQL with pgvector (tests/support/postgres.py starts one; "
                         "10^6 takes about 20 minutes on 2 cores, most of it the index's build)")
     parser.add_argument("--weights", type=Path, default=DEFAULT_ENCODER_DIR)
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA_DIR)
@@ -224,9 +225,9 @@ def main(argv: list[str] | None = None) -> None:
     print(f"HTTP import: {imported['templates_per_s']:,} templates/s ({imported['seconds_for_1e5']} s for 10^5)")
     pgvector, versions = [], {}
     if args.pgvector_sizes:
-        from bench.postgres import postgres_server
+        from tests.support.postgres import started_postgres
 
-        with postgres_server() as server:
+        with started_postgres() as server:
             versions = server.versions()
             for size in args.pgvector_sizes:
                 pgvector.append(measure_pgvector(size, paths, real, model, server))

@@ -1,5 +1,5 @@
 """The storage contract (app.storage.base), one suite for both back-ends: SQLite files on disk and a
-real PostgreSQL server on loopback (bench/postgres.py)."""
+real PostgreSQL server on loopback (tests/support/postgres.py)."""
 
 from __future__ import annotations
 
@@ -19,13 +19,13 @@ from app.storage.base import (
     NotFound,
     SchemaTooNew,
     StorageUnavailable,
-    TemplateModel,
     check_id,
 )
 from app.storage.sql import CHANGES_KEPT, MIGRATIONS, SQLStorage
+from model.types import EmbeddingModel
 
-MODEL = TemplateModel("enc", "1.0", "plain", "int8")
-OTHER = TemplateModel("enc", "2.0", "plain", "int8")
+MODEL = EmbeddingModel("enc", "1.0", "plain", "int8")
+OTHER = EmbeddingModel("enc", "2.0", "plain", "int8")
 
 
 def unit(*values: float) -> np.ndarray:
@@ -196,7 +196,7 @@ def test_a_database_of_the_first_schema_is_upgraded_in_place(tmp_path) -> None:
     """Made by the first release (schema 1: no revisions, no change log), with a subject enrolled:
     migrate() brings it to the current schema, the subject still there and searchable, and the
     writes after it logged."""
-    from app.search import SearchIndex
+    from app.storage.search_index import SearchIndex
 
     path = tmp_path / "facever.sqlite3"
     with sqlite3.connect(path) as db:
@@ -268,7 +268,7 @@ def test_import_and_the_gallery_revision(store: SQLStorage) -> None:
     assert templates.subject_ids == ["a", "a", "b"] and templates.embeddings.shape == (3, 2)
     assert templates.created_at == store.get_gallery("g").created_at
     np.testing.assert_array_equal(templates.embeddings[2], unit(0, 1))
-    assert store.gallery_templates("g", TemplateModel("other", "1.0", "plain", "int8")).subject_ids == []
+    assert store.gallery_templates("g", EmbeddingModel("other", "1.0", "plain", "int8")).subject_ids == []
     with pytest.raises(Conflict):  # all or nothing
         store.import_subjects("g", [("c", [template(1, 0)]), ("a", [template(1, 0)])])
     assert store.get_gallery("g").subject_count == 2
@@ -307,7 +307,7 @@ def test_the_changes_since_a_revision_are_those_of_the_subjects_written(store: S
 def test_a_patched_matrix_equals_one_read_whole(store: SQLStorage) -> None:
     """The search index patched with each write's changed subjects holds what reading the whole
     gallery gives, through enrolments, deletions and imports in any order."""
-    from app.search import SearchIndex, gallery_matrix
+    from app.storage.search_index import SearchIndex, gallery_matrix
 
     rng = np.random.default_rng(1)
     store.create_gallery("g")
@@ -354,8 +354,8 @@ def test_a_closed_store_opens_again_when_used(tmp_path) -> None:
 
 def test_the_database_index_finds_what_an_exact_search_finds(store: SQLStorage) -> None:
     """PostgreSQL with pgvector searches its own HNSW index and re-ranks exactly; SQLite has no
-    index of its own (the service searches its matrix, app.search)."""
-    from app.search import gallery_matrix
+    index of its own (the service searches its matrix, app.storage.search_index)."""
+    from app.storage.search_index import gallery_matrix
 
     rng = np.random.default_rng(0)
     store.create_gallery("g")
@@ -388,7 +388,7 @@ def test_the_database_index_finds_what_an_exact_search_finds(store: SQLStorage) 
 
 
 def test_the_test_server_names_its_postgresql_and_pgvector(postgres_server) -> None:
-    """What bench.search writes beside its pgvector figures; the wheel's server has pgvector."""
+    """What bench.search_speed writes beside its pgvector figures; the wheel's server has pgvector."""
     versions = postgres_server.versions()
     assert versions["postgresql"].split(".")[0].isdigit()
     assert versions["pgvector"] is not None

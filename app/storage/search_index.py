@@ -1,14 +1,15 @@
 """1:N search of a gallery: the subjects' centroids held as one matrix per gallery and model, exact;
 or the database's own index where it has one (PostgreSQL with pgvector: app.storage.postgres).
+It lives with the storage it caches; the search service (app.services.search) reads it.
 
 The matrix is checked against the gallery's revision (which every template write in the database
 moves on) at the start of every search, and brought up to it when it differs: a search never
 answers from a gallery older than the writes answered before it began, whichever replica made
 them. Each write logs the subjects it changed, so the matrix is patched with theirs (a second at
 10^6 templates, where reading the whole gallery takes about thirty); it is read whole where the log
-cannot tell (bench/search.py). A subject's score is its centroid's distance (the card's subject
+cannot tell (bench/search_speed.py). A subject's score is its centroid's distance (the card's subject
 rule, centroid), its threshold the one that holds the gallery's FPIR at the target for its size and
-its number of templates (model.verify.search).
+its number of templates (model.verify.open_set).
 """
 
 from __future__ import annotations
@@ -18,7 +19,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from app.storage.base import Candidate, GalleryTemplates, Storage, TemplateModel, mixed_dimensions
+from app.storage.base import Candidate, GalleryTemplates, Storage, mixed_dimensions
+from model.types import EmbeddingModel
 
 
 @dataclass(frozen=True)
@@ -67,8 +69,8 @@ class SearchIndex:
         self._matrices: dict[tuple, GalleryMatrix] = {}
         self._lock = threading.Lock()
 
-    def matrix(self, storage: Storage, gallery_id: str, model: TemplateModel) -> GalleryMatrix:
-        key = (gallery_id, model.name, model.version, model.inference)
+    def matrix(self, storage: Storage, gallery_id: str, model: EmbeddingModel) -> GalleryMatrix:
+        key = (gallery_id, *model.space)
         revision = storage.gallery_revision(gallery_id)
         held = self._matrices.get(key)
         if held is not None and held.revision == revision:
@@ -83,7 +85,7 @@ class SearchIndex:
                 self._matrices[key] = held
         return held
 
-    def search(self, storage: Storage, gallery_id: str, model: TemplateModel, probe: np.ndarray,
+    def search(self, storage: Storage, gallery_id: str, model: EmbeddingModel, probe: np.ndarray,
                top: int) -> tuple[int, list[Candidate]]:
         """The gallery's size (subjects with templates of `model`) and its `top` nearest subjects,
         nearest first: by the database's own index where it has one (pgvector), else exactly here."""

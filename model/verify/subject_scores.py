@@ -2,7 +2,7 @@
 
 Comparing a probe with each of k templates and accepting on the best raises false accepts about
 k-fold at a 1:1 threshold, so the subject-level decision is its own rule with its own thresholds,
-calibrated per k (model.evaluation.subjects) and kept in the card. Torch-free: the service and the
+calibrated per k (model.evaluation.subject_calibration) and kept in the card. Torch-free: the service and the
 calibration share these functions, so the rule exists once.
 """
 
