@@ -14,16 +14,29 @@ import signal
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
-from fastapi import Depends, FastAPI
+from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
-from app.api.deps import require_api_key
-from app.api.routes import demo, embed, gallery_search, galleries, health, info, metrics, subject_faces, verify
+from app.api.routes import (
+    audit,
+    demo,
+    embed,
+    galleries,
+    gallery_search,
+    health,
+    info,
+    keys,
+    metrics,
+    subject_faces,
+    verify,
+)
 from app.errors import install_error_handlers
 from app.limiter import InferenceLimiter
 from app.logging import REQUEST_ID_HEADER, configure_logging, get_logger
 from app.metrics import ServiceMetrics
 from app.middleware import RequestMiddleware
+from app.security import FailedAuthentications, RateLimiter
+from app.services.keys import KeyRing
 from app.settings import Settings
 from app.storage import open_storage
 from app.storage.search_index import SearchIndex
@@ -126,19 +139,23 @@ def create_app(
     app.state.ready = False
     app.state.startup_error = None
     # Subjects are served where a store is configured; opening connects to nothing yet.
-    app.state.storage = None if settings.storage_url == "off" else StorageSupervisor(open_storage(settings.storage_url))
+    app.state.storage = None if settings.storage_url == "off" else StorageSupervisor(
+        open_storage(settings.storage_url), settings.audit_retention_days)
     app.state.search_index = SearchIndex()
+    app.state.key_ring = KeyRing(settings, app.state.storage)
+    app.state.rate_limiter = RateLimiter()
+    app.state.failed_authentications = FailedAuthentications(settings.auth_failure_limit,
+                                                             settings.auth_failure_window_s)
 
     install_error_handlers(app)
     app.include_router(health.router)
     if settings.demo:
         app.include_router(demo.router)
-    protected = [Depends(require_api_key)]
-    for module in (verify, embed, info, metrics):
-        app.include_router(module.router, dependencies=protected)
+    for module in (verify, embed, info, metrics):  # each route names the scope it needs (app.api.deps)
+        app.include_router(module.router)
     if app.state.storage is not None:
-        for module in (galleries, subject_faces, gallery_search):
-            app.include_router(module.router, dependencies=protected)
+        for module in (galleries, subject_faces, gallery_search, keys, audit):
+            app.include_router(module.router)
 
     app.add_middleware(RequestMiddleware, max_body_bytes=settings.max_upload_bytes, metrics=service_metrics)
     if settings.cors_origins:  # added last, so it wraps everything, error responses included

@@ -41,6 +41,18 @@ class ServiceMetrics:
             ("operation",),
             registry=self.registry,
         )
+        # By a key's public id (a stored key's, or env, env-write, open), never its secret.
+        self.key_requests = Counter(
+            "facever_key_requests", "Requests let through, by key id and the scope they used.", ("key_id", "scope"),
+            registry=self.registry,
+        )
+        self.key_refusals = Counter(
+            "facever_key_refusals",
+            "Requests refused by authentication, scope or rate limit, by key id ('-' where none was recognised) "
+            "and reason (unauthorized, forbidden, rate_limited, throttled).",
+            ("key_id", "reason"),
+            registry=self.registry,
+        )
         self.inference_rejected = Counter(
             "facever_inference_rejected",
             "Inferences refused because the service was full (overloaded) or past the deadline (timeout).",

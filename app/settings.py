@@ -53,6 +53,20 @@ class Settings(BaseSettings):
         description="X-API-Key values that may also enrol and delete (galleries, subjects, faces); "
         "empty = any accepted key may",
     )
+    key_rate_per_s: float = Field(
+        50.0, gt=0, description="requests a second a stored API key may send on average, unless the key sets "
+        "its own (keys from FACEVER_API_KEYS are not limited)",
+    )
+    key_burst: int = Field(100, ge=1, description="requests a stored API key may send at once, unless it sets its own")
+    auth_failure_limit: int = Field(
+        20, ge=1, description="failed authentications from one client address, within auth_failure_window_s, after "
+        "which it is refused (429) before any key is checked",
+    )
+    auth_failure_window_s: float = Field(60.0, gt=0, description="the window of auth_failure_limit, in seconds")
+    audit_retention_days: float | None = Field(
+        None, gt=0, description="audit entries older than this are deleted (the chain's anchor moves on); unset = "
+        "kept for ever",
+    )
     storage_url: str = Field(
         "sqlite:///data/facever.sqlite3", repr=False,
         description="where enrolled subjects live: sqlite:///<path> (relative to the working directory; "

@@ -3,6 +3,7 @@
     facever serve [--host H] [--port P] [--workers N]
     facever train | evaluate | calibrate | calibrate-subjects | calibrate-quality | calibrate-search | fuse | quantize [options]
     facever convert-dlib | convert-sface | convert-yunet | fetch-mtcnn [options]
+    facever keys create | list | revoke;  facever audit verify | export   (the service's store)
 """
 
 from __future__ import annotations
@@ -11,8 +12,10 @@ import argparse
 import importlib
 import sys
 
-# subcommand -> module whose main(argv) runs it
+# subcommand -> the module whose main(argv) runs it, or module:function
 TASKS = {
+    "keys": "app.admin:keys_main",
+    "audit": "app.admin:audit_main",
     "evaluate": "model.evaluation.evaluate",
     "calibrate": "model.evaluation.calibrate",
     "calibrate-subjects": "model.evaluation.subject_calibration",
@@ -51,7 +54,8 @@ def main(argv: list[str] | None = None) -> None:
     if command == "serve":
         serve(rest)
     else:
-        importlib.import_module(TASKS[command]).main(rest)
+        module, _, function = TASKS[command].partition(":")
+        getattr(importlib.import_module(module), function or "main")(rest)
 
 
 if __name__ == "__main__":

@@ -1,18 +1,22 @@
 """Every dependency of the routes, as an Annotated alias: the settings, the metrics, the application
-services, and the API-key checks. Routes take these and never reach into the app's state."""
+services, and who a request acts as (its key, checked for its scope). Routes take these and never
+reach into the app's state."""
 
 from __future__ import annotations
 
-import hmac
+from collections.abc import Awaitable, Callable
 from typing import Annotated
 
 from fastapi import Depends, Request, Security
 from fastapi.security import APIKeyHeader
+from starlette.concurrency import run_in_threadpool
 
 from app.errors import ServiceError
 from app.metrics import ServiceMetrics
+from app.security import Principal, retry_after_header
 from app.services.enrolment import EnrolmentService
 from app.services.galleries import GalleryService
+from app.services.keys import KeyService
 from app.services.search import SearchService
 from app.services.verification import VerificationService
 from app.settings import Settings
@@ -21,17 +25,9 @@ from app.storage.supervisor import StorageSupervisor
 from model.verify.verifier import Verifier
 
 api_key_header = APIKeyHeader(
-    name="X-API-Key", auto_error=False, description="required when the service is started with FACEVER_API_KEYS"
+    name="X-API-Key", auto_error=False,
+    description="an API key: a stored key (fvk_...), or one of FACEVER_API_KEYS; needed wherever keys exist",
 )
-
-
-def key_matches(given: str, keys: tuple[str, ...]) -> bool:
-    """Compare against every key in constant time, so neither timing nor position reveals a key."""
-    given_bytes = given.encode()
-    matched = False
-    for key in keys:
-        matched |= hmac.compare_digest(given_bytes, key.encode())
-    return matched
 
 
 def get_settings(request: Request) -> Settings:
@@ -39,22 +35,6 @@ def get_settings(request: Request) -> Settings:
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]
-
-
-def require_api_key(settings: SettingsDep, given: Annotated[str | None, Security(api_key_header)]) -> None:
-    """Any accepted key (write keys included) where keys are configured."""
-    keys = settings.api_keys + settings.write_api_keys if settings.api_keys else ()
-    if keys and (given is None or not key_matches(given, keys)):
-        raise ServiceError("unauthorized", "a valid X-API-Key header is required")
-
-
-def require_write_key(settings: SettingsDep, given: Annotated[str | None, Security(api_key_header)]) -> None:
-    """Enrolling and deleting need a write key where write keys are configured."""
-    keys = settings.write_api_keys
-    if keys and (given is None or not key_matches(given, keys)):
-        if given is None:
-            raise ServiceError("unauthorized", "a valid X-API-Key header is required")
-        raise ServiceError("forbidden", "this key may read but not enrol or delete; use a write key")
 
 
 def get_metrics(request: Request) -> ServiceMetrics:
@@ -88,7 +68,49 @@ def get_storage(supervisor: SupervisorDep) -> Storage:
 MetricsDep = Annotated[ServiceMetrics, Depends(get_metrics)]
 VerifierDep = Annotated[Verifier, Depends(get_verifier)]
 StorageDep = Annotated[Storage, Depends(get_storage)]
-WriteKey = Depends(require_write_key)
+
+
+def authorized(scope: str | None) -> Callable[..., Awaitable[Principal]]:
+    """A dependency: the principal a request acts as, once its address is not throttled (429), its key
+    accepted (401), its rate within the key's limit (429) and `scope` granted (403; None: any key).
+    Refusals are counted by key id and reason, never with the secret."""
+
+    async def principal(request: Request, given: Annotated[str | None, Security(api_key_header)],
+                        metrics: MetricsDep) -> Principal:
+        state = request.app.state
+        address = request.client.host if request.client else "-"
+        wait = state.failed_authentications.retry_after(address)
+        if wait:
+            metrics.key_refusals.labels(key_id="-", reason="throttled").inc()
+            raise ServiceError("rate_limited", "too many failed authentications from this address; retry later",
+                               headers=retry_after_header(wait))
+        found = await run_in_threadpool(state.key_ring.authenticate, given, scope)
+        if found is None:
+            if given:
+                state.failed_authentications.record(address)
+            metrics.key_refusals.labels(key_id="-", reason="unauthorized").inc()
+            raise ServiceError("unauthorized", "a valid X-API-Key header is required")
+        if found.rate_per_s is not None:
+            wait = state.rate_limiter.admit(found.key_id, found.rate_per_s, found.burst)
+            if wait:
+                metrics.key_refusals.labels(key_id=found.key_id, reason="rate_limited").inc()
+                raise ServiceError("rate_limited", f"key {found.key_id} is over its rate limit of "
+                                   f"{found.rate_per_s:g} requests a second", headers=retry_after_header(wait))
+        if scope is not None and not found.allows(scope):
+            metrics.key_refusals.labels(key_id=found.key_id, reason="forbidden").inc()
+            raise ServiceError("forbidden", f"this key lacks the {scope!r} scope")
+        metrics.key_requests.labels(key_id=found.key_id, scope=scope or "any").inc()
+        return found
+
+    return principal
+
+
+AnyKey = Depends(authorized(None))
+VerifyKey = Depends(authorized("verify"))
+ReadKey = Annotated[Principal, Depends(authorized("read"))]
+EnrolKey = Annotated[Principal, Depends(authorized("enrol"))]
+DeleteKey = Annotated[Principal, Depends(authorized("delete"))]
+AdminKey = Annotated[Principal, Depends(authorized("admin"))]
 
 
 def get_verification(request: Request, verifier: VerifierDep, settings: SettingsDep,
@@ -97,6 +119,13 @@ def get_verification(request: Request, verifier: VerifierDep, settings: Settings
 
 
 VerificationDep = Annotated[VerificationService, Depends(get_verification)]
+
+
+def get_keys(request: Request, storage: StorageDep) -> KeyService:
+    return KeyService(storage, request.app.state.key_ring)
+
+
+KeysDep = Annotated[KeyService, Depends(get_keys)]
 
 
 def get_galleries(request: Request, storage: StorageDep) -> GalleryService:

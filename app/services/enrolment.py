@@ -17,6 +17,9 @@ from starlette.concurrency import run_in_threadpool
 
 from app.errors import ServiceError, invalid_request
 from app.schemas.galleries import EnrolUploads, ImportedSubject, ProbeUploads
+from app.security import Principal
+from app.services.galleries import within_reach
+from app.services.keys import audit_event
 from app.services.verification import NO_TIMINGS, VerificationService
 from app.settings import Settings
 from app.storage.base import Conflict, NewTemplate, Storage, Subject, Template
@@ -141,16 +144,17 @@ class EnrolmentService:
     def verifier(self) -> Verifier:
         return self.verification.verifier
 
-    async def get_subject(self, gallery_id: str, subject_id: str) -> StoredSubject:
+    async def get_subject(self, principal: Principal, gallery_id: str, subject_id: str) -> StoredSubject:
         """The subject and its templates (never the embeddings), with those the model serving compares."""
-        subject = await run_in_threadpool(self.storage.get_subject, gallery_id, subject_id)
+        subject = await run_in_threadpool(self.storage.get_subject, within_reach(principal, gallery_id), subject_id)
         return StoredSubject(subject, {t.id for t in usable(self.verifier, subject.templates)})
 
-    async def enrol(self, gallery_id: str, subject_id: str, uploads: EnrolUploads) -> Enrolment:
+    async def enrol(self, principal: Principal, gallery_id: str, subject_id: str, uploads: EnrolUploads) -> Enrolment:
         """The chosen face of each image and each embedding given back, stored in one transaction:
         all or none, after the enrolment check (MatchesSubject) and the store's own (duplicate_face,
         subject_full)."""
-        await run_in_threadpool(self.storage.get_subject, gallery_id, subject_id)  # 404 before any inference
+        # 404 before any inference
+        await run_in_threadpool(self.storage.get_subject, within_reach(principal, gallery_id), subject_id)
         options = uploads.options
         given = [self.verification.accept(item, f"embeddings[{index}]") for index, item in enumerate(uploads.embeddings)]
         faces_wanted = self.verification.face_options(options.face_policy, options.min_quality,
@@ -161,14 +165,16 @@ class EnrolmentService:
         hashes = [upload_hash(self.upload_salt, data) for data in uploads.images] + [None] * len(given)
         templates = new_templates(self.verifier, faces + given, hashes)
         check = MatchesSubject(self.verifier, templates, self.settings.enrol_operating_point, options.allow_mismatch)
+        event = audit_event(principal, "subject.enrol", gallery_id, subject_id, 201)
         added = await run_in_threadpool(self.storage.add_templates, gallery_id, subject_id, templates, check,
-                                        self.settings.max_templates_per_subject)
-        return Enrolment(await self.get_subject(gallery_id, subject_id), added, faces, len(given),
+                                        self.settings.max_templates_per_subject, event)
+        return Enrolment(await self.get_subject(principal, gallery_id, subject_id), added, faces, len(given),
                          check.checked_against, timings)
 
-    async def import_subjects(self, gallery_id: str, subjects: Sequence[ImportedSubject]) -> int:
+    async def import_subjects(self, principal: Principal, gallery_id: str, subjects: Sequence[ImportedSubject]) -> int:
         """New subjects with embeddings from /embed, all in one transaction (a taken id refuses the
         whole import); each embedding is checked against the model serving. The templates stored."""
+        within_reach(principal, gallery_id)
         model = self.verifier.embedding_model
         batch = [
             (subject.id, [NewTemplate(self.verification.accept(item, f"subjects[{i}].embeddings[{j}]").embedding, model)
@@ -177,12 +183,15 @@ class EnrolmentService:
         ]
         if len({subject_id for subject_id, _ in batch}) != len(batch):
             raise invalid_request("a subject id is given twice in the import")
-        return await run_in_threadpool(self.storage.import_subjects, gallery_id, batch)
+        event = audit_event(principal, "gallery.import", gallery_id, None, 201)
+        return await run_in_threadpool(self.storage.import_subjects, gallery_id, batch, event)
 
-    async def verify(self, gallery_id: str, subject_id: str, uploads: ProbeUploads) -> SubjectVerification:
+    async def verify(self, principal: Principal, gallery_id: str, subject_id: str,
+                     uploads: ProbeUploads) -> SubjectVerification:
         """Is the probe this subject? Scored against all the subject's usable templates together, and
-        decided at an operating point calibrated for that many (or an explicit threshold)."""
-        subject = await run_in_threadpool(self.storage.get_subject, gallery_id, subject_id)
+        decided at an operating point calibrated for that many (or an explicit threshold). The
+        decision is in the audit trail before it is answered."""
+        subject = await run_in_threadpool(self.storage.get_subject, within_reach(principal, gallery_id), subject_id)
         compared = usable(self.verifier, subject.templates)
         if not subject.templates:
             raise ServiceError("subject_empty", f"subject {subject_id!r} has no enrolled faces yet")
@@ -195,5 +204,7 @@ class EnrolmentService:
         verdict, distances = judge_probe(self.verifier, embedded, compared, decision)
         calibration = self.verifier.card.subjects_for(self.verifier.flip_tta)
         calibrated_for = calibration.calibrated_k(len(compared)) if calibration and verdict.operating_point else None
+        await run_in_threadpool(self.storage.record,
+                                audit_event(principal, "subject.verify", gallery_id, subject_id, 200, verdict.same))
         return SubjectVerification(verdict, self.verifier.subject_rule, subject, compared, distances, embedded,
                                    calibrated_for, timings)

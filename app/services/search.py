@@ -8,6 +8,9 @@ from dataclasses import dataclass
 from starlette.concurrency import run_in_threadpool
 
 from app.schemas.galleries import ProbeUploads
+from app.security import Principal
+from app.services.galleries import within_reach
+from app.services.keys import audit_event
 from app.services.verification import VerificationService
 from app.storage.base import Candidate, Storage
 from app.storage.search_index import SearchIndex
@@ -54,14 +57,20 @@ class SearchService:
     def verifier(self) -> Verifier:
         return self.verification.verifier
 
-    async def search(self, gallery_id: str, uploads: ProbeUploads) -> Search:
+    async def search(self, principal: Principal, gallery_id: str, uploads: ProbeUploads) -> Search:
         """The `top_k` subjects nearest the probe, each judged at its own threshold (its number of
-        templates and the gallery's size), or at the request's explicit one."""
+        templates and the gallery's size), or at the request's explicit one. The outcome (the subject
+        matched, or none) is in the audit trail before it is answered."""
         options = uploads.options
         decision = self.verifier.search_decision(options.threshold, options.operating_point)
-        await run_in_threadpool(self.storage.gallery_revision, gallery_id)  # 404 before any inference
+        # 404 before any inference
+        await run_in_threadpool(self.storage.gallery_revision, within_reach(principal, gallery_id))
         embedded, timings = await self.verification.probe(uploads)
         size, nearest = await run_in_threadpool(self.index.search, self.storage, gallery_id,
                                                 self.verifier.embedding_model, embedded.embedding, options.top_k)
         candidates = [(candidate, decision.judge(candidate.score, candidate.templates, size)) for candidate in nearest]
-        return Search(gallery_id, size, candidates, decision, embedded, timings)
+        found = Search(gallery_id, size, candidates, decision, embedded, timings)
+        match = found.match
+        await run_in_threadpool(self.storage.record, audit_event(
+            principal, "gallery.search", gallery_id, match.subject if match else None, 200, match is not None))
+        return found

@@ -11,17 +11,18 @@ from __future__ import annotations
 import re
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 
+from app.storage.audit import AuditEntry, AuditEvent
 from model.types import EmbeddingModel
 
 # Ids name galleries and subjects in URLs and logs: a conservative alphabet keeps them safe to echo.
 ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 # The schema version this code writes; a database of a newer one is refused (SchemaTooNew).
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 
 class StorageError(Exception):
@@ -130,6 +131,39 @@ class Candidate:
     templates: int
 
 
+@dataclass(frozen=True)
+class KeyRecord:
+    """A stored API key: never its secret, only the secret's hash (app.security)."""
+
+    id: str
+    name: str
+    secret_hash: str
+    scopes: tuple[str, ...]
+    galleries: tuple[str, ...] | None  # exact ids and prefixes ("acme-*"); None: every gallery
+    created_at: float
+    expires_at: float | None = None
+    last_used_at: float | None = None
+    revoked_at: float | None = None
+    rate_per_s: float | None = None  # None: the service's default
+    burst: int | None = None
+
+    def active(self, at: float) -> bool:
+        return self.revoked_at is None and (self.expires_at is None or at < self.expires_at)
+
+
+@dataclass(frozen=True)
+class AuditQuery:
+    """A filter on the audit trail; every field None is no filter. `after`: the last seq seen."""
+
+    gallery_id: str | None = None
+    subject_id: str | None = None
+    key_id: str | None = None
+    action: str | None = None
+    since: float | None = None
+    until: float | None = None
+    after: int = 0
+
+
 # Called inside the enrolment's transaction with the subject's stored templates; raises to refuse.
 EnrolmentCheck = Callable[[Sequence[Template]], None]
 
@@ -153,8 +187,12 @@ def now() -> float:
 
 
 class Storage(ABC):
-    """Galleries -> subjects -> templates. Methods block (run them off the event loop) and raise
-    StorageError subclasses only: NotFound, Conflict, StorageUnavailable."""
+    """Galleries -> subjects -> templates; the API keys; the audit trail. Methods block (run them off
+    the event loop) and raise StorageError subclasses only: NotFound, Conflict, StorageUnavailable.
+
+    Every write that changes who is stored takes the audit event that records it, and appends it to
+    the audit trail in the write's own transaction: no committed write lacks its entry, and no
+    rolled-back write has one (app.storage.audit)."""
 
     url_scheme: str
 
@@ -171,19 +209,20 @@ class Storage(ABC):
         """This database's secret salt for hashing uploads (made once, kept in the database)."""
 
     @abstractmethod
-    def create_gallery(self, gallery_id: str) -> Gallery: ...
+    def create_gallery(self, gallery_id: str, audit: AuditEvent | None = None) -> Gallery: ...
 
     @abstractmethod
     def get_gallery(self, gallery_id: str) -> Gallery: ...
 
     @abstractmethod
-    def list_galleries(self, after: str | None, limit: int) -> Page: ...
+    def list_galleries(self, after: str | None, limit: int, reach: Sequence[str] | None = None) -> Page:
+        """Galleries in id order; only those `reach` names (exact ids and 'prefix*'), where given."""
 
     @abstractmethod
-    def delete_gallery(self, gallery_id: str) -> Deleted: ...
+    def delete_gallery(self, gallery_id: str, audit: AuditEvent | None = None) -> Deleted: ...
 
     @abstractmethod
-    def create_subject(self, gallery_id: str, subject_id: str) -> Subject: ...
+    def create_subject(self, gallery_id: str, subject_id: str, audit: AuditEvent | None = None) -> Subject: ...
 
     @abstractmethod
     def get_subject(self, gallery_id: str, subject_id: str) -> Subject:
@@ -193,12 +232,12 @@ class Storage(ABC):
     def list_subjects(self, gallery_id: str, after: str | None, limit: int) -> Page: ...
 
     @abstractmethod
-    def delete_subject(self, gallery_id: str, subject_id: str) -> Deleted: ...
+    def delete_subject(self, gallery_id: str, subject_id: str, audit: AuditEvent | None = None) -> Deleted: ...
 
     @abstractmethod
     def add_templates(
         self, gallery_id: str, subject_id: str, templates: Sequence[NewTemplate], check: EnrolmentCheck,
-        max_templates: int,
+        max_templates: int, audit: AuditEvent | None = None,
     ) -> list[Template]:
         """All of `templates` or none, after `check` accepted the subject's stored templates, with
         the subject locked against concurrent enrolments and deletes for the transaction's length.
@@ -206,10 +245,12 @@ class Storage(ABC):
         max_templates."""
 
     @abstractmethod
-    def delete_template(self, gallery_id: str, subject_id: str, template_id: str) -> Deleted: ...
+    def delete_template(self, gallery_id: str, subject_id: str, template_id: str,
+                        audit: AuditEvent | None = None) -> Deleted: ...
 
     @abstractmethod
-    def import_subjects(self, gallery_id: str, subjects: Sequence[tuple[str, Sequence[NewTemplate]]]) -> int:
+    def import_subjects(self, gallery_id: str, subjects: Sequence[tuple[str, Sequence[NewTemplate]]],
+                        audit: AuditEvent | None = None) -> int:
         """New subjects with their templates, in one transaction, without enrolment checks (moving a
         gallery from another system, or a benchmark's); all or none: Conflict for a taken id.
         Returns the templates stored."""
@@ -237,6 +278,49 @@ class Storage(ABC):
         subjects nearest `probe`, nearest first, exact. None: it has none (the service searches
         its own matrix of gallery_templates, app.storage.search_index)."""
         return None
+
+    # -- keys -------------------------------------------------------------------------------
+
+    @abstractmethod
+    def create_key(self, key: KeyRecord, audit: AuditEvent) -> None: ...
+
+    @abstractmethod
+    def get_key(self, key_id: str) -> KeyRecord | None: ...
+
+    @abstractmethod
+    def list_keys(self, after: str | None, limit: int) -> Page:
+        """Keys in id order, revoked ones included."""
+
+    @abstractmethod
+    def revoke_key(self, key_id: str, audit: AuditEvent) -> KeyRecord:
+        """Revoked from now (NotFound key_not_found); revoking twice keeps the first time."""
+
+    @abstractmethod
+    def touch_key(self, key_id: str, at: float) -> None:
+        """Record that the key was used at `at`."""
+
+    @abstractmethod
+    def active_keys(self) -> int:
+        """How many keys are neither revoked nor expired."""
+
+    # -- the audit trail ----------------------------------------------------------------------
+
+    @abstractmethod
+    def record(self, event: AuditEvent) -> AuditEntry:
+        """Append a decision's entry (a subject verification, a search) in a transaction of its own."""
+
+    @abstractmethod
+    def audit_entries(self, query: AuditQuery, limit: int) -> list[AuditEntry]:
+        """Entries matching `query` in sequence order, after `query.after`, at most `limit`."""
+
+    @abstractmethod
+    def audit_chain(self) -> tuple[str, tuple[int, str] | None, Iterator[AuditEntry]]:
+        """For a walk of the whole chain: the anchor (the hash before the first entry kept), the
+        recorded head (the last entry's seq and hash; None: no entry yet), and every entry in order."""
+
+    @abstractmethod
+    def prune_audit(self, before: float) -> int:
+        """Delete the entries older than `before`, moving the anchor on; the number deleted."""
 
     @abstractmethod
     def close(self) -> None: ...

@@ -84,6 +84,7 @@ class PostgresStorage(SQLStorage):
     url_scheme = "postgresql"
     blob_type = "BYTEA"
     serial_type = "BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY"
+    for_update = " FOR UPDATE"
 
     def __init__(self, url: str, max_connections: int = 4):
         self.url = url
@@ -153,10 +154,10 @@ class PostgresStorage(SQLStorage):
         db.executemany("INSERT INTO subject_centroids (gallery_id, subject_id, model_key, dim, templates, centroid) "
                        "VALUES (?, ?, ?, ?, ?, ?::vector)", values)
 
-    def import_subjects(self, gallery_id, subjects) -> int:
+    def import_subjects(self, gallery_id, subjects, audit=None) -> int:
         """As every back-end's, then fresh planner statistics where centroids were added in bulk:
         with stale ones PostgreSQL sorts the whole gallery rather than walk the HNSW index."""
-        stored = super().import_subjects(gallery_id, subjects)
+        stored = super().import_subjects(gallery_id, subjects, audit)
         if self.vectors:
             with self._transaction(write=True) as db:
                 db.execute("ANALYZE subject_centroids")

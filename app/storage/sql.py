@@ -11,19 +11,22 @@ import json
 import secrets
 import uuid
 from abc import abstractmethod
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager
 from typing import Any, Protocol
 
 import numpy as np
 
+from app.storage.audit import GENESIS, AuditEntry, AuditEvent, entry_hash
 from app.storage.base import (
     SCHEMA_VERSION,
     Conflict,
     Deleted,
     EnrolmentCheck,
+    AuditQuery,
     Gallery,
     GalleryTemplates,
+    KeyRecord,
     NewTemplate,
     NotFound,
     Page,
@@ -77,6 +80,36 @@ MIGRATIONS: list[list[str]] = [
             subject_id TEXT NOT NULL,
             PRIMARY KEY (gallery_id, revision, subject_id))""",
     ],
+    [  # 4: API keys (only their secrets' hashes), and the audit trail with its chain's head and anchor
+        """CREATE TABLE api_keys (
+            id TEXT PRIMARY KEY,
+            name TEXT NOT NULL,
+            secret_hash TEXT NOT NULL,
+            scopes TEXT NOT NULL,
+            galleries TEXT,
+            created_at DOUBLE PRECISION NOT NULL,
+            expires_at DOUBLE PRECISION,
+            last_used_at DOUBLE PRECISION,
+            revoked_at DOUBLE PRECISION,
+            rate_per_s DOUBLE PRECISION,
+            burst INTEGER)""",
+        """CREATE TABLE audit (
+            seq {serial},
+            at DOUBLE PRECISION NOT NULL,
+            key_id TEXT NOT NULL,
+            action TEXT NOT NULL,
+            gallery_id TEXT,
+            subject_id TEXT,
+            status INTEGER NOT NULL,
+            matched INTEGER,
+            request_id TEXT NOT NULL,
+            prev_hash TEXT NOT NULL,
+            hash TEXT NOT NULL)""",
+        "CREATE INDEX audit_by_gallery ON audit (gallery_id, seq)",
+        "CREATE INDEX audit_by_key ON audit (key_id, seq)",
+        "CREATE TABLE audit_head (id INTEGER PRIMARY KEY, seq BIGINT NOT NULL, hash TEXT NOT NULL, anchor TEXT NOT NULL)",
+        f"INSERT INTO audit_head (id, seq, hash, anchor) VALUES (1, 0, '{GENESIS}', '{GENESIS}')",
+    ],
 ]
 # How many of a gallery's latest revisions the change log keeps; an index further behind reads the
 # gallery again. And how many changed subjects a patch fetches before reading the whole is as quick.
@@ -123,6 +156,9 @@ class SQLStorage(Storage):
 
     blob_type = "BLOB"
     serial_type = "INTEGER PRIMARY KEY AUTOINCREMENT"
+    # Locks a row read for the rest of the transaction (PostgreSQL); SQLite's write transaction
+    # holds the whole database already.
+    for_update = ""
 
     @abstractmethod
     def _transaction(self, write: bool) -> AbstractContextManager[Database]:
@@ -168,12 +204,13 @@ class SQLStorage(Storage):
     _GALLERY = ("SELECT g.id, g.created_at, (SELECT COUNT(*) FROM subjects s WHERE s.gallery_id = g.id), "
                 "(SELECT COUNT(*) FROM templates t WHERE t.gallery_id = g.id) FROM galleries g")
 
-    def create_gallery(self, gallery_id: str) -> Gallery:
+    def create_gallery(self, gallery_id: str, audit: AuditEvent | None = None) -> Gallery:
         with self._transaction(write=True) as db:
             if db.execute("SELECT 1 FROM galleries WHERE id = ?", (gallery_id,)):
                 raise Conflict("gallery_exists", f"gallery {gallery_id!r} already exists")
             created = now()
             db.execute("INSERT INTO galleries (id, created_at) VALUES (?, ?)", (gallery_id, created))
+            self._audit(db, audit)
         return Gallery(gallery_id, created, 0, 0)
 
     def get_gallery(self, gallery_id: str) -> Gallery:
@@ -183,17 +220,20 @@ class SQLStorage(Storage):
             raise NotFound("gallery", f"no gallery {gallery_id!r}")
         return Gallery(*rows[0])
 
-    def list_galleries(self, after: str | None, limit: int) -> Page:
+    def list_galleries(self, after: str | None, limit: int, reach: Sequence[str] | None = None) -> Page:
+        where, params = _reach_filter(reach)
         with self._transaction(write=False) as db:
-            rows = db.execute(self._GALLERY + " WHERE g.id > ? ORDER BY g.id LIMIT ?", (after or "", limit + 1))
+            rows = db.execute(self._GALLERY + f" WHERE g.id > ?{where} ORDER BY g.id LIMIT ?",
+                              (after or "", *params, limit + 1))
         return _page([Gallery(*row) for row in rows], limit)
 
-    def delete_gallery(self, gallery_id: str) -> Deleted:
+    def delete_gallery(self, gallery_id: str, audit: AuditEvent | None = None) -> Deleted:
         with self._transaction(write=True) as db:
             counts = db.execute("SELECT (SELECT COUNT(*) FROM subjects WHERE gallery_id = ?), "
                                 "(SELECT COUNT(*) FROM templates WHERE gallery_id = ?)", (gallery_id, gallery_id))[0]
             if not db.execute("DELETE FROM galleries WHERE id = ? RETURNING id", (gallery_id,)):
                 raise NotFound("gallery", f"no gallery {gallery_id!r}")
+            self._audit(db, audit)
         self._after_delete()
         return Deleted(galleries=1, subjects=counts[0], templates=counts[1])
 
@@ -202,7 +242,7 @@ class SQLStorage(Storage):
     _SUBJECT = ("SELECT s.gallery_id, s.id, s.created_at, s.updated_at, (SELECT COUNT(*) FROM templates t "
                 "WHERE t.gallery_id = s.gallery_id AND t.subject_id = s.id) FROM subjects s")
 
-    def create_subject(self, gallery_id: str, subject_id: str) -> Subject:
+    def create_subject(self, gallery_id: str, subject_id: str, audit: AuditEvent | None = None) -> Subject:
         with self._transaction(write=True) as db:
             if not db.execute("SELECT 1 FROM galleries WHERE id = ?", (gallery_id,)):
                 raise NotFound("gallery", f"no gallery {gallery_id!r}")
@@ -211,6 +251,7 @@ class SQLStorage(Storage):
             created = now()
             db.execute("INSERT INTO subjects (gallery_id, id, created_at, updated_at) VALUES (?, ?, ?, ?)",
                        (gallery_id, subject_id, created, created))
+            self._audit(db, audit)
         return Subject(gallery_id, subject_id, created, created, 0)
 
     def get_subject(self, gallery_id: str, subject_id: str) -> Subject:
@@ -236,7 +277,7 @@ class SQLStorage(Storage):
                               (gallery_id, after or "", limit + 1))
         return _page([Subject(*row) for row in rows], limit)
 
-    def delete_subject(self, gallery_id: str, subject_id: str) -> Deleted:
+    def delete_subject(self, gallery_id: str, subject_id: str, audit: AuditEvent | None = None) -> Deleted:
         with self._transaction(write=True) as db:
             if not self._lock_subject(db, gallery_id, subject_id):
                 self._subject_rows(db, gallery_id, subject_id)  # raises the right NotFound
@@ -244,6 +285,7 @@ class SQLStorage(Storage):
                                  (gallery_id, subject_id))
             db.execute("DELETE FROM subjects WHERE gallery_id = ? AND id = ?", (gallery_id, subject_id))
             self._next_revision(db, gallery_id, [subject_id])
+            self._audit(db, audit)
         self._after_delete()
         return Deleted(subjects=1, templates=len(removed))
 
@@ -251,7 +293,7 @@ class SQLStorage(Storage):
 
     def add_templates(
         self, gallery_id: str, subject_id: str, templates: Sequence[NewTemplate], check: EnrolmentCheck,
-        max_templates: int,
+        max_templates: int, audit: AuditEvent | None = None,
     ) -> list[Template]:
         with self._transaction(write=True) as db:
             if not self._lock_subject(db, gallery_id, subject_id):
@@ -277,9 +319,11 @@ class SQLStorage(Storage):
             db.execute("UPDATE subjects SET updated_at = ? WHERE gallery_id = ? AND id = ?",
                        (created, gallery_id, subject_id))
             self._next_revision(db, gallery_id, [subject_id])
+            self._audit(db, audit)
         return added
 
-    def delete_template(self, gallery_id: str, subject_id: str, template_id: str) -> Deleted:
+    def delete_template(self, gallery_id: str, subject_id: str, template_id: str,
+                        audit: AuditEvent | None = None) -> Deleted:
         with self._transaction(write=True) as db:
             if not self._lock_subject(db, gallery_id, subject_id):
                 self._subject_rows(db, gallery_id, subject_id)
@@ -290,10 +334,12 @@ class SQLStorage(Storage):
             db.execute("UPDATE subjects SET updated_at = ? WHERE gallery_id = ? AND id = ?",
                        (now(), gallery_id, subject_id))
             self._next_revision(db, gallery_id, [subject_id])
+            self._audit(db, audit)
         self._after_delete()
         return Deleted(templates=1)
 
-    def import_subjects(self, gallery_id: str, subjects: Sequence[tuple[str, Sequence[NewTemplate]]]) -> int:
+    def import_subjects(self, gallery_id: str, subjects: Sequence[tuple[str, Sequence[NewTemplate]]],
+                        audit: AuditEvent | None = None) -> int:
         created = now()
         rows = [Template(**vars(t), id=uuid.uuid4().hex, subject_id=subject_id, created_at=created)
                 for subject_id, templates in subjects for t in templates]
@@ -305,6 +351,7 @@ class SQLStorage(Storage):
             _insert_templates(db, gallery_id, rows)
             self._templates_changed(db, gallery_id, [subject_id for subject_id, _ in subjects])
             self._next_revision(db, gallery_id, [subject_id for subject_id, _ in subjects])
+            self._audit(db, audit)
         return len(rows)
 
     def _templates_changed(self, db: Database, gallery_id: str, subject_ids: Sequence[str]) -> None:
@@ -365,6 +412,111 @@ class SQLStorage(Storage):
             raise NotFound("gallery", f"no gallery {gallery_id!r}")
         return float(rows[0][0]), int(rows[0][1])
 
+    # -- keys -------------------------------------------------------------------------------
+
+    _KEY = ("SELECT id, name, secret_hash, scopes, galleries, created_at, expires_at, last_used_at, revoked_at, "
+            "rate_per_s, burst FROM api_keys")
+
+    def create_key(self, key: KeyRecord, audit: AuditEvent) -> None:
+        with self._transaction(write=True) as db:
+            db.execute("INSERT INTO api_keys (id, name, secret_hash, scopes, galleries, created_at, expires_at, "
+                       "rate_per_s, burst) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                       (key.id, key.name, key.secret_hash, ",".join(key.scopes),
+                        None if key.galleries is None else json.dumps(list(key.galleries)), key.created_at,
+                        key.expires_at, key.rate_per_s, key.burst))
+            self._audit(db, audit)
+
+    def get_key(self, key_id: str) -> KeyRecord | None:
+        with self._transaction(write=False) as db:
+            rows = db.execute(self._KEY + " WHERE id = ?", (key_id,))
+        return _key(rows[0]) if rows else None
+
+    def list_keys(self, after: str | None, limit: int) -> Page:
+        with self._transaction(write=False) as db:
+            rows = db.execute(self._KEY + " WHERE id > ? ORDER BY id LIMIT ?", (after or "", limit + 1))
+        return _page([_key(row) for row in rows], limit)
+
+    def revoke_key(self, key_id: str, audit: AuditEvent) -> KeyRecord:
+        with self._transaction(write=True) as db:
+            if not db.execute("UPDATE api_keys SET revoked_at = COALESCE(revoked_at, ?) WHERE id = ? RETURNING id",
+                              (now(), key_id)):
+                raise NotFound("key", f"no key {key_id!r}")
+            self._audit(db, audit)
+            return _key(db.execute(self._KEY + " WHERE id = ?", (key_id,))[0])
+
+    def touch_key(self, key_id: str, at: float) -> None:
+        with self._transaction(write=True) as db:
+            db.execute("UPDATE api_keys SET last_used_at = ? WHERE id = ?", (at, key_id))
+
+    def active_keys(self) -> int:
+        with self._transaction(write=False) as db:
+            return int(db.execute("SELECT COUNT(*) FROM api_keys WHERE revoked_at IS NULL AND "
+                                  "(expires_at IS NULL OR expires_at > ?)", (now(),))[0][0])
+
+    # -- the audit trail ----------------------------------------------------------------------
+
+    _AUDIT = ("SELECT key_id, action, gallery_id, subject_id, status, request_id, matched, seq, at, prev_hash, hash "
+              "FROM audit")
+
+    def _audit(self, db: Database, event: AuditEvent | None) -> AuditEntry | None:
+        """Append `event` to the chain, in the caller's transaction: the head's row is locked until
+        it ends, so entries are chained in the order they commit, whichever replica writes them."""
+        if event is None:
+            return None
+        previous = db.execute(f"SELECT hash FROM audit_head WHERE id = 1{self.for_update}")[0][0]
+        at = now()
+        digest = entry_hash(event, at, previous)
+        seq = db.execute("INSERT INTO audit (at, key_id, action, gallery_id, subject_id, status, matched, request_id, "
+                         "prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING seq",
+                         (at, event.key_id, event.action, event.gallery_id, event.subject_id, event.status,
+                          None if event.matched is None else int(event.matched), event.request_id, previous,
+                          digest))[0][0]
+        db.execute("UPDATE audit_head SET seq = ?, hash = ? WHERE id = 1", (seq, digest))
+        return AuditEntry(**vars(event), seq=int(seq), at=at, prev_hash=previous, hash=digest)
+
+    def record(self, event: AuditEvent) -> AuditEntry:
+        with self._transaction(write=True) as db:
+            return self._audit(db, event)
+
+    def audit_entries(self, query: AuditQuery, limit: int) -> list[AuditEntry]:
+        where, params = ["seq > ?"], [query.after]
+        for column, value in (("gallery_id", query.gallery_id), ("subject_id", query.subject_id),
+                              ("key_id", query.key_id), ("action", query.action)):
+            if value is not None:
+                where.append(f"{column} = ?")
+                params.append(value)
+        if query.since is not None:
+            where.append("at >= ?")
+            params.append(query.since)
+        if query.until is not None:
+            where.append("at < ?")
+            params.append(query.until)
+        with self._transaction(write=False) as db:
+            rows = db.execute(f"{self._AUDIT} WHERE {' AND '.join(where)} ORDER BY seq LIMIT ?", (*params, limit))
+        return [_audit_entry(row) for row in rows]
+
+    def audit_chain(self) -> tuple[str, tuple[int, str] | None, Iterator[AuditEntry]]:
+        with self._transaction(write=False) as db:
+            seq, digest, anchor = db.execute("SELECT seq, hash, anchor FROM audit_head WHERE id = 1")[0]
+
+        def entries() -> Iterator[AuditEntry]:
+            after = 0
+            while page := self.audit_entries(AuditQuery(after=after), 1000):
+                yield from page
+                after = page[-1].seq
+
+        return anchor, (int(seq), digest) if seq else None, entries()
+
+    def prune_audit(self, before: float) -> int:
+        with self._transaction(write=True) as db:
+            db.execute(f"SELECT seq FROM audit_head WHERE id = 1{self.for_update}")
+            last = db.execute("SELECT seq, hash FROM audit WHERE at < ? ORDER BY seq DESC LIMIT 1", (before,))
+            if not last:
+                return 0
+            removed = db.execute("DELETE FROM audit WHERE seq <= ? RETURNING seq", (last[0][0],))
+            db.execute("UPDATE audit_head SET anchor = ? WHERE id = 1", (last[0][1],))
+        return len(removed)
+
     def _after_delete(self) -> None:
         """Where the back-end keeps deleted rows' bytes around (SQLite's write-ahead log), drop them."""
 
@@ -391,3 +543,28 @@ def _insert_templates(db: Database, gallery_id: str, templates: Sequence[Templat
 
 def _page(items: list, limit: int) -> Page:
     return Page(items[:limit], items[limit - 1].id if len(items) > limit else None)
+
+
+def _reach_filter(reach: Sequence[str] | None) -> tuple[str, list[str]]:
+    """An SQL condition on g.id for a key's gallery patterns (exact ids, 'prefix*'), and its values."""
+    if reach is None:
+        return "", []
+    exact = [pattern for pattern in reach if not pattern.endswith("*")]
+    prefixes = [pattern[:-1] for pattern in reach if pattern.endswith("*")]
+    terms = [f"g.id IN ({', '.join('?' * len(exact))})"] if exact else []
+    terms += ["substr(g.id, 1, ?) = ?"] * len(prefixes)
+    params = exact + [value for prefix in prefixes for value in (len(prefix), prefix)]
+    return f" AND ({' OR '.join(terms) or '1 = 0'})", params
+
+
+def _key(row: tuple) -> KeyRecord:
+    key_id, name, digest, scopes, galleries, created, expires, used, revoked, rate, burst = row
+    return KeyRecord(key_id, name, digest, tuple(scopes.split(",")) if scopes else (),
+                     None if galleries is None else tuple(json.loads(galleries)), created, expires, used, revoked,
+                     rate, burst)
+
+
+def _audit_entry(row: tuple) -> AuditEntry:
+    key_id, action, gallery_id, subject_id, status, request_id, matched, seq, at, prev_hash, digest = row
+    return AuditEntry(key_id, action, gallery_id, subject_id, int(status), request_id,
+                      None if matched is None else bool(matched), int(seq), float(at), prev_hash, digest)

@@ -10,6 +10,7 @@ database that comes back serves the next request, not the next ping.
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Literal
 
 from app.logging import get_logger
@@ -19,16 +20,19 @@ logger = get_logger("storage")
 
 RETRY_S = 2.0  # between attempts while the database is unreachable
 CHECK_S = 5.0  # between pings while it answers
+PRUNE_EVERY_S = 3600.0  # between prunings of the audit trail, where it has a retention
 
 StorageStatus = Literal["starting", "ok", "unavailable"]
 
 
 class StorageSupervisor:
-    def __init__(self, storage: Storage):
+    def __init__(self, storage: Storage, audit_retention_days: float | None = None):
         self.storage = storage
+        self.audit_retention_days = audit_retention_days
         self.status: StorageStatus = "starting"
         self.error: str | None = None
         self.salt: bytes | None = None  # known once migrated
+        self._pruned_at = float("-inf")
 
     def get(self) -> Storage:
         """The store, once its schema is ready; StorageUnavailable before that."""
@@ -45,11 +49,21 @@ class StorageSupervisor:
                 else:
                     await asyncio.to_thread(self.storage.ping)
                 self._set("ok", None)
+                await self._prune_audit()
             except SchemaTooNew as error:
                 self._set("unavailable", error.message)
             except StorageError as error:
                 self._set("unavailable", f"the database is unreachable: {error.message}")
             await asyncio.sleep(CHECK_S if self.status == "ok" else RETRY_S)
+
+    async def _prune_audit(self) -> None:
+        """Entries past the audit retention deleted, at most once every PRUNE_EVERY_S."""
+        if self.audit_retention_days is None or time.monotonic() - self._pruned_at < PRUNE_EVERY_S:
+            return
+        self._pruned_at = time.monotonic()
+        removed = await asyncio.to_thread(self.storage.prune_audit, time.time() - self.audit_retention_days * 86400)
+        if removed:
+            logger.info("audit trail: %d entries older than %g days deleted", removed, self.audit_retention_days)
 
     def _set(self, status: StorageStatus, error: str | None) -> None:
         if status != self.status:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request
 
-from app.api.deps import SettingsDep, VerificationDep
+from app.api.deps import SettingsDep, VerificationDep, VerifyKey
 from app.api.uploads import read_embed_request, request_docs
 from app.schemas.requests import EmbedJSON, EmbedOptions
 from app.schemas.responses import EmbedResponse
@@ -15,6 +15,7 @@ router = APIRouter(tags=["faces"])
 @router.post(
     "/embed",
     response_model=EmbedResponse,
+    dependencies=[VerifyKey],
     openapi_extra=request_docs(EmbedJSON, EmbedOptions, {"images": "an image (repeat the field for more)"}),
 )
 async def embed(request: Request, service: VerificationDep, settings: SettingsDep) -> EmbedResponse:

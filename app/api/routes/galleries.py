@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
 
-from app.api.deps import EnrolmentDep, GalleriesDep, WriteKey
+from app.api.deps import DeleteKey, EnrolKey, EnrolmentDep, GalleriesDep, ReadKey
 from app.api.paths import GalleryId, SubjectId
 from app.errors import invalid_request
 from app.schemas.galleries import (
@@ -37,59 +37,65 @@ def _after(cursor: str | None) -> str | None:
         raise invalid_request(str(error)) from None
 
 
-@router.post("", status_code=201, response_model=GalleryResponse, dependencies=[WriteKey])
-async def create_gallery(body: CreateGallery, galleries: GalleriesDep) -> GalleryResponse:
-    return GalleryResponse.of(await galleries.create_gallery(body.id))
+@router.post("", status_code=201, response_model=GalleryResponse)
+async def create_gallery(principal: EnrolKey, body: CreateGallery, galleries: GalleriesDep) -> GalleryResponse:
+    """A new gallery, within the galleries the key reaches (403 forbidden outside them)."""
+    return GalleryResponse.of(await galleries.create_gallery(principal, body.id))
 
 
 @router.get("", response_model=GalleryList)
-async def list_galleries(galleries: GalleriesDep, cursor: Cursor = None, limit: Limit = 100) -> GalleryList:
-    page = await galleries.list_galleries(_after(cursor), limit)
+async def list_galleries(principal: ReadKey, galleries: GalleriesDep, cursor: Cursor = None,
+                         limit: Limit = 100) -> GalleryList:
+    """The galleries the key reaches, in id order."""
+    page = await galleries.list_galleries(principal, _after(cursor), limit)
     return GalleryList(galleries=[GalleryResponse.of(g) for g in page.items], next_cursor=cursor_of(page))
 
 
 @router.get("/{gallery_id}", response_model=GalleryResponse)
-async def get_gallery(gallery_id: GalleryId, galleries: GalleriesDep) -> GalleryResponse:
-    return GalleryResponse.of(await galleries.get_gallery(gallery_id))
+async def get_gallery(principal: ReadKey, gallery_id: GalleryId, galleries: GalleriesDep) -> GalleryResponse:
+    return GalleryResponse.of(await galleries.get_gallery(principal, gallery_id))
 
 
-@router.delete("/{gallery_id}", response_model=DeletedResponse, dependencies=[WriteKey])
-async def delete_gallery(gallery_id: GalleryId, galleries: GalleriesDep, request: Request) -> DeletedResponse:
+@router.delete("/{gallery_id}", response_model=DeletedResponse)
+async def delete_gallery(principal: DeleteKey, gallery_id: GalleryId, galleries: GalleriesDep,
+                         request: Request) -> DeletedResponse:
     """Deletes the gallery, its subjects and their templates in one transaction; nothing of them
     is readable afterwards."""
-    return DeletedResponse.of(await galleries.delete_gallery(gallery_id), request.state)
+    return DeletedResponse.of(await galleries.delete_gallery(principal, gallery_id), request.state)
 
 
-@router.post("/{gallery_id}/import", status_code=201, response_model=ImportResponse, dependencies=[WriteKey])
-async def import_subjects(gallery_id: GalleryId, body: ImportJSON, enrolment: EnrolmentDep,
+@router.post("/{gallery_id}/import", status_code=201, response_model=ImportResponse)
+async def import_subjects(principal: EnrolKey, gallery_id: GalleryId, body: ImportJSON, enrolment: EnrolmentDep,
                           request: Request) -> ImportResponse:
     """New subjects with embeddings from /embed, all in one transaction (a taken id refuses the
     whole request: 409 conflict); each embedding is checked against the model serving."""
-    stored = await enrolment.import_subjects(gallery_id, body.subjects)
+    stored = await enrolment.import_subjects(principal, gallery_id, body.subjects)
     return ImportResponse(subjects=len(body.subjects), templates=stored, request_id=request.state.request_id)
 
 
-@router.post("/{gallery_id}/subjects", status_code=201, response_model=SubjectSummary, dependencies=[WriteKey])
-async def create_subject(gallery_id: GalleryId, body: CreateSubject, galleries: GalleriesDep) -> SubjectSummary:
-    return SubjectSummary.of(await galleries.create_subject(gallery_id, body.id))
+@router.post("/{gallery_id}/subjects", status_code=201, response_model=SubjectSummary)
+async def create_subject(principal: EnrolKey, gallery_id: GalleryId, body: CreateSubject,
+                         galleries: GalleriesDep) -> SubjectSummary:
+    return SubjectSummary.of(await galleries.create_subject(principal, gallery_id, body.id))
 
 
 @router.get("/{gallery_id}/subjects", response_model=SubjectList)
-async def list_subjects(gallery_id: GalleryId, galleries: GalleriesDep, cursor: Cursor = None,
+async def list_subjects(principal: ReadKey, gallery_id: GalleryId, galleries: GalleriesDep, cursor: Cursor = None,
                         limit: Limit = 100) -> SubjectList:
-    page = await galleries.list_subjects(gallery_id, _after(cursor), limit)
+    page = await galleries.list_subjects(principal, gallery_id, _after(cursor), limit)
     return SubjectList(subjects=[SubjectSummary.of(s) for s in page.items], next_cursor=cursor_of(page))
 
 
 @router.get("/{gallery_id}/subjects/{subject_id}", response_model=SubjectResponse)
-async def get_subject(gallery_id: GalleryId, subject_id: SubjectId, enrolment: EnrolmentDep) -> SubjectResponse:
+async def get_subject(principal: ReadKey, gallery_id: GalleryId, subject_id: SubjectId,
+                      enrolment: EnrolmentDep) -> SubjectResponse:
     """The subject and its templates (never the embeddings), each marked usable where the model
     serving made it; needs_reenrolment where none is."""
-    stored = await enrolment.get_subject(gallery_id, subject_id)
+    stored = await enrolment.get_subject(principal, gallery_id, subject_id)
     return SubjectResponse.of(stored.subject, stored.usable)
 
 
-@router.delete("/{gallery_id}/subjects/{subject_id}", response_model=DeletedResponse, dependencies=[WriteKey])
-async def delete_subject(gallery_id: GalleryId, subject_id: SubjectId, galleries: GalleriesDep,
+@router.delete("/{gallery_id}/subjects/{subject_id}", response_model=DeletedResponse)
+async def delete_subject(principal: DeleteKey, gallery_id: GalleryId, subject_id: SubjectId, galleries: GalleriesDep,
                          request: Request) -> DeletedResponse:
-    return DeletedResponse.of(await galleries.delete_subject(gallery_id, subject_id), request.state)
+    return DeletedResponse.of(await galleries.delete_subject(principal, gallery_id, subject_id), request.state)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request
 
-from app.api.deps import SettingsDep, VerificationDep
+from app.api.deps import SettingsDep, VerificationDep, VerifyKey
 from app.api.uploads import read_verify_request, request_docs
 from app.schemas.requests import VerifyJSON, VerifyOptions
 from app.schemas.responses import VerifyResponse
@@ -15,6 +15,7 @@ router = APIRouter(tags=["faces"])
 @router.post(
     "/verify",
     response_model=VerifyResponse,
+    dependencies=[VerifyKey],
     openapi_extra=request_docs(
         VerifyJSON,
         VerifyOptions,

@@ -11,10 +11,13 @@ import numpy as np
 import pytest
 
 from app.storage import open_storage, redacted
+from app.storage.audit import AuditEvent, verify_chain
 from app.storage.base import (
     SCHEMA_VERSION,
+    AuditQuery,
     Conflict,
     Deleted,
+    KeyRecord,
     NewTemplate,
     NotFound,
     SchemaTooNew,
@@ -435,3 +438,84 @@ def test_a_failed_index_build_is_not_tried_again_at_every_search(postgres_url, c
         assert time.monotonic() < deadline, "the restarted replica never built the index"
         time.sleep(0.1)
     restarted.close()
+
+
+# -- keys and the audit trail ----------------------------------------------------------------------
+
+
+def event(action: str, gallery: str | None = "staff", subject: str | None = None, status: int = 201,
+          matched: bool | None = None) -> AuditEvent:
+    return AuditEvent("k1", action, gallery, subject, status, f"req-{action}", matched)
+
+
+def test_keys_are_stored_listed_and_revoked_with_their_audit_entries(store: SQLStorage) -> None:
+    key = KeyRecord("0123456789ab", "door", "f" * 64, ("read", "enrol"), ("acme-*", "shared"), 1000.0,
+                    expires_at=4e9, rate_per_s=5.0, burst=10)
+    store.create_key(key, event("key.create", None))
+    assert store.get_key(key.id) == key and store.get_key("ba9876543210") is None
+    assert store.active_keys() == 1
+    store.create_key(KeyRecord("00000000000a", "old", "e" * 64, ("admin",), None, 1000.0, expires_at=1001.0),
+                     event("key.create", None))
+    assert store.active_keys() == 1  # the expired one does not count
+    assert [k.id for k in store.list_keys(None, 10).items] == ["00000000000a", key.id]
+    store.touch_key(key.id, 2000.0)
+    revoked = store.revoke_key(key.id, event("key.revoke", None, status=200))
+    assert revoked.revoked_at is not None and revoked.last_used_at == 2000.0 and store.active_keys() == 0
+    assert store.revoke_key(key.id, event("key.revoke", None, status=200)).revoked_at == revoked.revoked_at
+    with pytest.raises(NotFound) as missing:
+        store.revoke_key("ba9876543210", event("key.revoke", None, status=200))
+    assert missing.value.code == "key_not_found"
+    actions = [entry.action for entry in store.audit_entries(AuditQuery(), 100)]
+    assert actions == ["key.create", "key.create", "key.revoke", "key.revoke"]  # the refused revoke left none
+
+
+def test_every_write_leaves_one_chained_entry_and_a_refused_one_none(store: SQLStorage) -> None:
+    store.create_gallery("staff", event("gallery.create"))
+    store.create_subject("staff", "alice", event("subject.create", subject="alice"))
+    added = store.add_templates("staff", "alice", [template(1, 0, 0, 0)], accept, 10,
+                                event("subject.enrol", subject="alice"))
+    with pytest.raises(Conflict):  # refused inside the transaction: no entry
+        store.create_subject("staff", "alice", event("subject.create", subject="alice"))
+
+    def refuse(stored) -> None:
+        raise Conflict("subject_mismatch", "no")
+
+    with pytest.raises(Conflict):
+        store.add_templates("staff", "alice", [template(0, 1, 0, 0)], refuse, 10, event("subject.enrol", subject="alice"))
+    store.import_subjects("staff", [("bob", [template(0, 0, 1, 0)])], event("gallery.import"))
+    store.record(event("subject.verify", subject="alice", status=200, matched=True))
+    store.delete_template("staff", "alice", added[0].id, event("template.delete", subject="alice", status=200))
+    store.delete_subject("staff", "bob", event("subject.delete", subject="bob", status=200))
+    store.delete_gallery("staff", event("gallery.delete", status=200))
+
+    entries = store.audit_entries(AuditQuery(), 100)
+    assert [e.action for e in entries] == ["gallery.create", "subject.create", "subject.enrol", "gallery.import",
+                                           "subject.verify", "template.delete", "subject.delete", "gallery.delete"]
+    assert entries[4].matched is True and entries[0].matched is None and entries[0].request_id == "req-gallery.create"
+    anchor, head, walk = store.audit_chain()
+    report = verify_chain(walk, anchor, head)
+    assert report.intact and report.checked == 8 and head == (entries[-1].seq, entries[-1].hash)
+    assert [e.action for e in store.audit_entries(AuditQuery(subject_id="alice", action="subject.enrol"), 10)] == [
+        "subject.enrol"]
+    assert [e.seq for e in store.audit_entries(AuditQuery(after=entries[5].seq), 10)] == [e.seq for e in entries[6:]]
+
+
+def test_pruning_moves_the_anchor_and_the_rest_still_verifies(store: SQLStorage) -> None:
+    for _ in range(4):
+        store.record(event("gallery.search", status=200, matched=False))
+        time.sleep(0.01)
+    entries = store.audit_entries(AuditQuery(), 10)
+    assert store.prune_audit(entries[2].at) == 2
+    anchor, head, walk = store.audit_chain()
+    assert anchor == entries[1].hash and verify_chain(walk, anchor, head).intact
+    assert store.prune_audit(0.0) == 0
+
+
+def test_listings_hold_only_the_galleries_a_key_reaches(store: SQLStorage) -> None:
+    for gallery in ("acme-1", "acme-2", "acme_x", "other", "shared"):
+        store.create_gallery(gallery)
+    assert [g.id for g in store.list_galleries(None, 10, ("acme-*", "shared")).items] == ["acme-1", "acme-2", "shared"]
+    assert [g.id for g in store.list_galleries(None, 1, ("acme-*",)).items] == ["acme-1"]
+    assert [g.id for g in store.list_galleries("acme-1", 10, ("acme-*",)).items] == ["acme-2"]
+    assert store.list_galleries(None, 10, ()).items == []
+    assert len(store.list_galleries(None, 10).items) == 5
