@@ -44,15 +44,17 @@ def audit_event(principal: Principal, action: str, gallery_id: str | None, subje
 class KeyRing:
     """The keys from the environment (FACEVER_API_KEYS, FACEVER_WRITE_API_KEYS) and those stored.
 
-    With neither, the service is open, as before keys were data. Where the store cannot be read and
-    has never been, the open service is kept to what stores nothing (the verify scope): a replica
-    that starts before its database never opens stored galleries to anyone."""
+    A key given and refused (unknown, wrong, revoked, expired) stands for nobody. With no key in the
+    environment and none ever stored, the service is open, as before keys were data; once a key has
+    been stored it never reopens by itself, not when the last key is revoked or expires. Where the
+    store cannot be read and has never been, the open service is kept to what stores nothing (the
+    verify scope): a replica that starts before its database never opens stored galleries."""
 
     def __init__(self, settings: Settings, supervisor: StorageSupervisor | None):
         self.settings = settings
         self.supervisor = supervisor
         self._records: dict[str, tuple[float, KeyRecord | None]] = {}
-        self._active: tuple[float, int] | None = None  # (read at, active stored keys)
+        self._count: tuple[float, int] | None = None  # (read at, keys ever stored)
         self._touched: dict[str, float] = {}
         self._lock = threading.Lock()
 
@@ -64,17 +66,16 @@ class KeyRing:
             principal = environment_principal(given, settings.api_keys, settings.write_api_keys)
             if principal is None and (key_id := key_id_of(given)) is not None:
                 principal = self._stored(key_id, given)
-            if principal is not None:
-                return principal
+            return principal
         if settings.api_keys:
             return None
         open_scopes = {"verify", "read"} if settings.write_api_keys else set(SCOPES)
         if self.supervisor is not None:
             try:
-                if self._active_keys():
+                if self._stored_keys():
                     return None
             except StorageUnavailable:
-                if scope != "verify" or (self._active is not None and self._active[1]):
+                if scope != "verify" or (self._count is not None and self._count[1]):
                     raise
                 open_scopes = {"verify"}
         return Principal("open", frozenset(open_scopes), None)
@@ -94,7 +95,7 @@ class KeyRing:
         """Drop what this replica holds of a key (it was revoked here): refused from the next request."""
         with self._lock:
             self._records.pop(key_id, None)
-        self._active = None
+        self._count = None
 
     def _record(self, key_id: str) -> KeyRecord | None:
         clock = time.monotonic()
@@ -107,11 +108,11 @@ class KeyRing:
                 self._records[key_id] = held
         return held[1]
 
-    def _active_keys(self) -> int:
+    def _stored_keys(self) -> int:
         clock = time.monotonic()
-        if self._active is None or clock - self._active[0] >= KEY_CACHE_S:
-            self._active = (clock, self.supervisor.get().active_keys())
-        return self._active[1]
+        if self._count is None or clock - self._count[0] >= KEY_CACHE_S:
+            self._count = (clock, self.supervisor.get().key_count())
+        return self._count[1]
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,6 @@ GENESIS = "0" * 64
 ACTIONS = (
     "gallery.create", "gallery.delete", "subject.create", "subject.delete", "subject.enrol",
     "template.delete", "gallery.import", "subject.verify", "gallery.search", "key.create", "key.revoke",
-    "subject.expire",
 )
 
 

@@ -300,8 +300,8 @@ class Storage(ABC):
         """Record that the key was used at `at`."""
 
     @abstractmethod
-    def active_keys(self) -> int:
-        """How many keys are neither revoked nor expired."""
+    def key_count(self) -> int:
+        """How many keys were ever stored, revoked and expired ones included."""
 
     # -- the audit trail ----------------------------------------------------------------------
 

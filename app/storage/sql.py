@@ -448,10 +448,9 @@ class SQLStorage(Storage):
         with self._transaction(write=True) as db:
             db.execute("UPDATE api_keys SET last_used_at = ? WHERE id = ?", (at, key_id))
 
-    def active_keys(self) -> int:
+    def key_count(self) -> int:
         with self._transaction(write=False) as db:
-            return int(db.execute("SELECT COUNT(*) FROM api_keys WHERE revoked_at IS NULL AND "
-                                  "(expires_at IS NULL OR expires_at > ?)", (now(),))[0][0])
+            return int(db.execute("SELECT COUNT(*) FROM api_keys")[0][0])
 
     # -- the audit trail ----------------------------------------------------------------------
 

@@ -453,14 +453,14 @@ def test_keys_are_stored_listed_and_revoked_with_their_audit_entries(store: SQLS
                     expires_at=4e9, rate_per_s=5.0, burst=10)
     store.create_key(key, event("key.create", None))
     assert store.get_key(key.id) == key and store.get_key("ba9876543210") is None
-    assert store.active_keys() == 1
+    assert store.key_count() == 1
     store.create_key(KeyRecord("00000000000a", "old", "e" * 64, ("admin",), None, 1000.0, expires_at=1001.0),
                      event("key.create", None))
-    assert store.active_keys() == 1  # the expired one does not count
+    assert store.key_count() == 2  # expired ones count: keys existed
     assert [k.id for k in store.list_keys(None, 10).items] == ["00000000000a", key.id]
     store.touch_key(key.id, 2000.0)
     revoked = store.revoke_key(key.id, event("key.revoke", None, status=200))
-    assert revoked.revoked_at is not None and revoked.last_used_at == 2000.0 and store.active_keys() == 0
+    assert revoked.revoked_at is not None and revoked.last_used_at == 2000.0 and store.key_count() == 2
     assert store.revoke_key(key.id, event("key.revoke", None, status=200)).revoked_at == revoked.revoked_at
     with pytest.raises(NotFound) as missing:
         store.revoke_key("ba9876543210", event("key.revoke", None, status=200))
