@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from app.schemas.galleries import timestamp
 from app.security import GALLERY_PATTERN, SCOPES
@@ -45,10 +45,18 @@ class CreateKey(BaseModel):
 
     @field_validator("expires_at")
     @classmethod
-    def _aware(cls, value: dt.datetime | None) -> dt.datetime | None:
+    def _aware_and_ahead(cls, value: dt.datetime | None) -> dt.datetime | None:
         if value is not None and value.tzinfo is None:
             raise ValueError("give a time zone (e.g. 2027-01-01T00:00:00Z)")
+        if value is not None and value <= dt.datetime.now(dt.UTC):
+            raise ValueError("the key would have expired already")
         return value
+
+    @model_validator(mode="after")
+    def _admin_reaches_all(self) -> CreateKey:
+        if "admin" in self.scopes and self.galleries is not None:
+            raise ValueError("an admin key reaches every gallery; leave galleries out")
+        return self
 
 
 class KeyResponse(BaseModel):

@@ -67,3 +67,16 @@ async def test_an_address_that_keeps_failing_is_refused_before_any_key_is_checke
         throttled = await client.post("/verify", headers={"X-API-Key": "good"})
         refused(throttled, 429, "rate_limited", "failed authentications")
         assert int(throttled.headers["Retry-After"]) >= 59
+
+
+async def test_keys_that_could_never_work_as_asked_are_refused(tmp_path):
+    async with running(make_app(storage_url=f"sqlite:///{tmp_path}/keys.sqlite3", write_api_keys=("root",))) as client:
+        await storage_ready(client)
+        root = {"X-API-Key": "root"}
+        for body, naming in (({"expires_at": "2000-01-01T00:00:00Z"}, "expired already"),
+                             ({"expires_at": "2099-01-01T00:00:00"}, "time zone"),
+                             ({"scopes": ["admin"], "galleries": ["acme-*"]}, "every gallery"),
+                             ({"scopes": ["write"]}, "unknown scope"),
+                             ({"galleries": ["acme-*-x*"]}, "prefix")):
+            refused(await client.post("/keys", headers=root, json={"name": "k", "scopes": ["read"], **body}),
+                    422, "invalid_request", naming)
