@@ -6,6 +6,8 @@ store FACEVER_STORAGE_URL names (or --storage), with the service running or not.
     facever keys revoke KEY_ID
     facever audit verify
     facever audit export > audit.jsonl
+    facever templates status
+    facever templates rotate [--to KEY_ID]   # seal every template with a key (the first given by default)
 
 What the command line does is audited as key `cli`.
 """
@@ -31,7 +33,8 @@ CLI = Principal("cli", frozenset(SCOPES), None)
 
 
 def _storage(url: str | None) -> Storage:
-    storage = open_storage(url or Settings().storage_url)
+    settings = Settings()
+    storage = open_storage(url or settings.storage_url, settings.template_cipher())
     storage.migrate()
     return storage
 
@@ -81,6 +84,31 @@ def keys_main(argv: list[str]) -> None:
             print(json.dumps(KeyResponse.of(revoke_key(storage, args.key_id, CLI)).model_dump(), indent=2))
     except (StorageError, ValueError) as error:
         raise SystemExit(f"facever keys: {getattr(error, 'message', error)}") from None
+
+
+def templates_main(argv: list[str]) -> None:
+    parser = _parser("facever templates")
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("status", help="templates by the key they are sealed with")
+    rotate = commands.add_parser("rotate", help="seal every template with one key, in batches, while the service "
+                                 "runs: those in the clear (encrypting a database in place) and those of other keys; "
+                                 "rerun after a kill to finish")
+    rotate.add_argument("--to", dest="key_id", help="the key's id (default: the first of FACEVER_TEMPLATE_KEYS)")
+    rotate.add_argument("--batch", type=int, default=500, help="templates per transaction")
+    args = parser.parse_args(argv)
+    try:
+        storage = _storage(args.storage)
+        if args.command == "rotate":
+            key_id = args.key_id or (storage.cipher.current if storage.cipher else None)
+            if key_id is None:
+                raise SystemExit("facever templates: no template keys given (FACEVER_TEMPLATE_KEYS)")
+            done = 0
+            while resealed := storage.reseal(key_id, args.batch):
+                done += resealed
+                print(f"sealed {done} templates with {key_id!r}", file=sys.stderr)
+        print(json.dumps({"sealed_with": {key or "(clear)": count for key, count in storage.sealed_counts().items()}}))
+    except StorageError as error:
+        raise SystemExit(f"facever templates: {error.message}") from None
 
 
 def audit_main(argv: list[str]) -> None:

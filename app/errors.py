@@ -63,6 +63,7 @@ STATUS_BY_CODE: dict[str, int] = {
     "low_quality": 422,
     "rate_limited": 429,
     "internal_error": 500,
+    "template_corrupted": 500,
     "not_ready": 503,
     "overloaded": 503,
     "timeout": 503,

@@ -140,7 +140,7 @@ def create_app(
     app.state.startup_error = None
     # Subjects are served where a store is configured; opening connects to nothing yet.
     app.state.storage = None if settings.storage_url == "off" else StorageSupervisor(
-        open_storage(settings.storage_url), settings.audit_retention_days)
+        open_storage(settings.storage_url, settings.template_cipher()), settings.audit_retention_days)
     app.state.search_index = SearchIndex()
     app.state.key_ring = KeyRing(settings, app.state.storage)
     app.state.rate_limiter = RateLimiter()

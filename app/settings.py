@@ -9,6 +9,7 @@ from typing import Annotated, Literal
 from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from app.storage.crypto import TemplateCipher, parse_keys
 from model.paths import DEFAULT_ENCODER_DIR, WEIGHTS_DIR
 from model.types import DetectorChoice, Engine, Precision, SelectionPolicy
 
@@ -67,6 +68,13 @@ class Settings(BaseSettings):
         None, gt=0, description="audit entries older than this are deleted (the chain's anchor moves on); unset = "
         "kept for ever",
     )
+    template_keys: str | None = Field(
+        None, repr=False, description="keys that seal stored templates (AES-256-GCM): id:base64 of 32 bytes, "
+        "comma-separated, the first seals; unset = templates stored in the clear",
+    )
+    template_keys_file: Path | None = Field(
+        None, description="a file holding the template keys, as FACEVER_TEMPLATE_KEYS takes them (a mounted secret)",
+    )
     storage_url: str = Field(
         "sqlite:///data/facever.sqlite3", repr=False,
         description="where enrolled subjects live: sqlite:///<path> (relative to the working directory; "
@@ -107,6 +115,12 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             return tuple(item.strip() for item in value.split(",") if item.strip())
         return value
+
+    def template_cipher(self) -> TemplateCipher | None:
+        """The cipher of the template keys given (the variable, else the file); None: none given.
+        ValueError for malformed keys, naming no key."""
+        text = self.template_keys or (self.template_keys_file.read_text() if self.template_keys_file else None)
+        return TemplateCipher(parse_keys(text)) if text else None
 
     @field_validator("log_level", mode="before")
     @classmethod

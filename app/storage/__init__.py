@@ -8,21 +8,25 @@
 from __future__ import annotations
 
 from app.storage.base import Storage
+from app.storage.crypto import TemplateCipher
 
 
-def open_storage(url: str) -> Storage:
-    """The store a URL names; opening connects to nothing yet (migrate() does), so an unreachable
-    database never stops the service from starting."""
+def open_storage(url: str, cipher: TemplateCipher | None = None) -> Storage:
+    """The store a URL names, sealing templates with `cipher` where one is given; opening connects
+    to nothing yet (migrate() does), so an unreachable database never stops the service from starting."""
     scheme, _, rest = url.partition("://")
     if scheme == "sqlite" and rest.startswith("/") and len(rest) > 1:
         from app.storage.sqlite import SQLiteStorage
 
-        return SQLiteStorage(rest[1:])
-    if scheme in ("postgresql", "postgres"):
+        storage = SQLiteStorage(rest[1:])
+    elif scheme in ("postgresql", "postgres"):
         from app.storage.postgres import PostgresStorage  # psycopg loads only where it is used
 
-        return PostgresStorage(url)
-    raise ValueError(f"storage URL must be sqlite:///<path> or postgresql://...; got {redacted(url)!r}")
+        storage = PostgresStorage(url)
+    else:
+        raise ValueError(f"storage URL must be sqlite:///<path> or postgresql://...; got {redacted(url)!r}")
+    storage.cipher = cipher
+    return storage
 
 
 def redacted(url: str) -> str:

@@ -22,7 +22,7 @@ from model.types import EmbeddingModel
 # Ids name galleries and subjects in URLs and logs: a conservative alphabet keeps them safe to echo.
 ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 # The schema version this code writes; a database of a newer one is refused (SchemaTooNew).
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 
 class StorageError(Exception):
@@ -41,6 +41,16 @@ class StorageUnavailable(StorageError):
 
 class SchemaTooNew(StorageUnavailable):
     """The database was made by a newer version of the service; this one will not touch it."""
+
+
+class MissingTemplateKey(StorageUnavailable):
+    """Templates are sealed with a key this service was not given: it touches no data until it is."""
+
+
+class CorruptTemplate(StorageError):
+    """A stored template that does not decrypt for its row: moved, edited or damaged."""
+
+    code = "template_corrupted"
 
 
 class NotFound(StorageError):
@@ -278,6 +288,17 @@ class Storage(ABC):
         subjects nearest `probe`, nearest first, exact. None: it has none (the service searches
         its own matrix of gallery_templates, app.storage.search_index)."""
         return None
+
+    # -- templates at rest ----------------------------------------------------------------------
+
+    @abstractmethod
+    def reseal(self, key_id: str, batch: int) -> int:
+        """Up to `batch` templates not sealed with template key `key_id` sealed with it, in one
+        transaction; how many (0: none left)."""
+
+    @abstractmethod
+    def sealed_counts(self) -> dict[str | None, int]:
+        """Templates by the key they are sealed with (None: in the clear)."""
 
     # -- keys -------------------------------------------------------------------------------
 

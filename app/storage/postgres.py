@@ -116,10 +116,16 @@ class PostgresStorage(SQLStorage):
     def migrate(self) -> None:
         """The schema, and where the server has pgvector, each subject's centroid per model in a
         vector column with an HNSW index per dimension (built when a search first needs it):
-        kept in step inside every template write's transaction, searched by nearest()."""
+        kept in step inside every template write's transaction, searched by nearest(). Not where
+        templates are sealed: pgvector cannot index ciphertext, so the service's own index (which
+        decrypts) searches, and centroids left from before are deleted."""
         super().migrate()
         with self._transaction(write=True) as db:
             self._lock_schema(db)
+            if self.cipher is not None:  # centroids in the clear would undo the templates' sealing
+                if db.execute("SELECT 1 FROM pg_tables WHERE tablename = 'subject_centroids'"):
+                    db.execute("DELETE FROM subject_centroids")
+                return
             if not db.execute("SELECT 1 FROM pg_available_extensions WHERE name = 'vector'"):
                 return
             db.execute("CREATE EXTENSION IF NOT EXISTS vector")

@@ -17,16 +17,19 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from app.logging import get_logger
 from app.storage.audit import GENESIS, AuditEntry, AuditEvent, entry_hash
 from app.storage.base import (
     SCHEMA_VERSION,
+    AuditQuery,
     Conflict,
+    CorruptTemplate,
     Deleted,
     EnrolmentCheck,
-    AuditQuery,
     Gallery,
     GalleryTemplates,
     KeyRecord,
+    MissingTemplateKey,
     NewTemplate,
     NotFound,
     Page,
@@ -37,6 +40,7 @@ from app.storage.base import (
     mixed_dimensions,
     now,
 )
+from app.storage.crypto import BrokenSeal, TemplateCipher, template_binding
 from model.types import EmbeddingModel
 
 # Each version's statements; `{blob}` is the dialect's byte-string type, `{serial}` its
@@ -110,6 +114,9 @@ MIGRATIONS: list[list[str]] = [
         "CREATE TABLE audit_head (id INTEGER PRIMARY KEY, seq BIGINT NOT NULL, hash TEXT NOT NULL, anchor TEXT NOT NULL)",
         f"INSERT INTO audit_head (id, seq, hash, anchor) VALUES (1, 0, '{GENESIS}', '{GENESIS}')",
     ],
+    [  # 5: the key each template is sealed with (NULL: stored in the clear; app.storage.crypto)
+        "ALTER TABLE templates ADD COLUMN key_id TEXT",
+    ],
 ]
 # How many of a gallery's latest revisions the change log keeps; an index further behind reads the
 # gallery again. And how many changed subjects a patch fetches before reading the whole is as quick.
@@ -119,7 +126,8 @@ IN_CHUNK = 500  # ids per `IN (...)` list
 assert len(MIGRATIONS) == SCHEMA_VERSION
 
 _TEMPLATE_COLUMNS = ("id, subject_id, model_name, model_version, inference, precision, dim, embedding, face, "
-                     "quality, upload_hash, created_at")
+                     "quality, upload_hash, created_at, key_id")
+logger = get_logger("storage")
 
 
 class Database(Protocol):
@@ -130,13 +138,12 @@ class Database(Protocol):
     def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None: ...
 
 
-def _template(row: tuple) -> Template:
-    (template_id, subject_id, name, version, inference, precision, dim, blob, face, quality, upload_hash,
-     created_at) = row
+def _template(row: tuple, embedding: np.ndarray) -> Template:
+    (template_id, subject_id, name, version, inference, precision, dim, _, face, quality, upload_hash,
+     created_at, _) = row
     face = json.loads(face) if face else {}
     return Template(
-        id=template_id, subject_id=subject_id, created_at=created_at,
-        embedding=np.frombuffer(bytes(blob), dtype="<f4", count=dim).astype(np.float32),
+        id=template_id, subject_id=subject_id, created_at=created_at, embedding=embedding,
         model=EmbeddingModel(name, version, inference, precision),
         box=tuple(face["box"]) if face.get("box") else None,
         landmarks=tuple(tuple(point) for point in face["landmarks"]) if face.get("landmarks") else None,
@@ -156,6 +163,8 @@ class SQLStorage(Storage):
 
     blob_type = "BLOB"
     serial_type = "INTEGER PRIMARY KEY AUTOINCREMENT"
+    # Seals templates at rest where keys are given (open_storage); None: stored in the clear.
+    cipher: TemplateCipher | None = None
     # Locks a row read for the rest of the transaction (PostgreSQL); SQLite's write transaction
     # holds the whole database already.
     for_update = ""
@@ -190,6 +199,11 @@ class SQLStorage(Storage):
                 db.execute("INSERT INTO meta (key, value) VALUES ('upload_salt', ?)", (secrets.token_hex(32),))
             elif version < SCHEMA_VERSION:
                 db.execute("UPDATE schema_version SET version = ?", (SCHEMA_VERSION,))
+            sealed_with = {row[0] for row in db.execute("SELECT DISTINCT key_id FROM templates WHERE key_id IS NOT NULL")}
+        missing = sorted(sealed_with - set(self.cipher.key_ids if self.cipher else ()))
+        if missing:
+            raise MissingTemplateKey(f"templates are sealed with key {missing[0]!r}, which this service was not given "
+                                     "(FACEVER_TEMPLATE_KEYS or FACEVER_TEMPLATE_KEYS_FILE); no data is touched")
 
     def ping(self) -> None:
         with self._transaction(write=False) as db:
@@ -259,7 +273,7 @@ class SQLStorage(Storage):
             rows = self._subject_rows(db, gallery_id, subject_id)
             templates = db.execute(f"SELECT {_TEMPLATE_COLUMNS} FROM templates WHERE gallery_id = ? AND subject_id = ? "
                                    "ORDER BY seq", (gallery_id, subject_id))
-        return Subject(*rows[0], templates=tuple(_template(row) for row in templates))
+        return Subject(*rows[0], templates=tuple(self._read_template(gallery_id, row) for row in templates))
 
     def _subject_rows(self, db: Database, gallery_id: str, subject_id: str) -> list[tuple]:
         rows = db.execute(self._SUBJECT + " WHERE s.gallery_id = ? AND s.id = ?", (gallery_id, subject_id))
@@ -298,7 +312,7 @@ class SQLStorage(Storage):
         with self._transaction(write=True) as db:
             if not self._lock_subject(db, gallery_id, subject_id):
                 self._subject_rows(db, gallery_id, subject_id)
-            stored = [_template(row) for row in db.execute(
+            stored = [self._read_template(gallery_id, row) for row in db.execute(
                 f"SELECT {_TEMPLATE_COLUMNS} FROM templates WHERE gallery_id = ? AND subject_id = ? "
                 "ORDER BY seq", (gallery_id, subject_id))]
             if len(stored) + len(templates) > max_templates:
@@ -314,7 +328,7 @@ class SQLStorage(Storage):
             created = now()
             added = [Template(**vars(t), id=uuid.uuid4().hex, subject_id=subject_id, created_at=created)
                      for t in templates]
-            _insert_templates(db, gallery_id, added)
+            self._insert_templates(db, gallery_id, added)
             self._templates_changed(db, gallery_id, [subject_id])
             db.execute("UPDATE subjects SET updated_at = ? WHERE gallery_id = ? AND id = ?",
                        (created, gallery_id, subject_id))
@@ -348,7 +362,7 @@ class SQLStorage(Storage):
                 raise NotFound("gallery", f"no gallery {gallery_id!r}")
             db.executemany("INSERT INTO subjects (gallery_id, id, created_at, updated_at) VALUES (?, ?, ?, ?)",
                            [(gallery_id, subject_id, created, created) for subject_id, _ in subjects])
-            _insert_templates(db, gallery_id, rows)
+            self._insert_templates(db, gallery_id, rows)
             self._templates_changed(db, gallery_id, [subject_id for subject_id, _ in subjects])
             self._next_revision(db, gallery_id, [subject_id for subject_id, _ in subjects])
             self._audit(db, audit)
@@ -376,15 +390,15 @@ class SQLStorage(Storage):
             raise NotFound("gallery", f"no gallery {gallery_id!r}")
         return int(rows[0][0])
 
-    _MODEL_TEMPLATES = ("SELECT subject_id, dim, embedding FROM templates WHERE gallery_id = ? AND model_name = ? "
-                        "AND model_version = ? AND inference = ?")
+    _MODEL_TEMPLATES = ("SELECT subject_id, dim, embedding, id, precision, key_id FROM templates WHERE gallery_id = ? "
+                        "AND model_name = ? AND model_version = ? AND inference = ?")
 
     def gallery_templates(self, gallery_id: str, model: EmbeddingModel) -> GalleryTemplates:
         with self._transaction(write=False) as db:
             created_at, revision = self._gallery_version(db, gallery_id)
             rows = db.execute(self._MODEL_TEMPLATES + " ORDER BY subject_id, seq",
                               (gallery_id, model.name, model.version, model.inference))
-        return _grouped(created_at, revision, rows)
+        return self._grouped(gallery_id, model, created_at, revision, rows)
 
     def gallery_changes(self, gallery_id: str, model: EmbeddingModel, created_at: float,
                         since: int) -> GalleryTemplates | None:
@@ -404,13 +418,99 @@ class SQLStorage(Storage):
                 rows += db.execute(self._MODEL_TEMPLATES + f" AND subject_id IN ({', '.join('?' * len(chunk))}) "
                                    "ORDER BY subject_id, seq", (gallery_id, model.name, model.version,
                                                                 model.inference, *chunk))
-        return _grouped(created, revision, rows, changed)
+        return self._grouped(gallery_id, model, created, revision, rows, changed)
 
     def _gallery_version(self, db: Database, gallery_id: str) -> tuple[float, int]:
         rows = db.execute("SELECT created_at, revision FROM galleries WHERE id = ?", (gallery_id,))
         if not rows:
             raise NotFound("gallery", f"no gallery {gallery_id!r}")
         return float(rows[0][0]), int(rows[0][1])
+
+    # -- templates at rest --------------------------------------------------------------------
+
+    def _seal(self, gallery_id: str, template: Template, key_id: str | None = None) -> tuple[str | None, bytes]:
+        """The key id and the bytes a template's embedding is stored as: sealed where keys are given
+        (with `key_id`, else the first key)."""
+        data = np.ascontiguousarray(template.embedding, dtype="<f4").tobytes()
+        if self.cipher is None:
+            return None, data
+        model = template.model
+        binding = template_binding(gallery_id, template.subject_id, template.id,
+                                   (model.name, model.version, model.inference, model.precision), len(template.embedding))
+        return self.cipher.seal(data, binding, key_id)
+
+    def _unseal(self, gallery_id: str, subject_id: str, template_id: str, model: tuple[str, ...], dim: int,
+                key_id: str | None, blob: bytes) -> np.ndarray:
+        """A stored embedding; CorruptTemplate where its blob does not open for its row."""
+        data = bytes(blob)
+        if key_id is not None:
+            try:
+                data = self.cipher.open(key_id, data, template_binding(gallery_id, subject_id, template_id, model, dim))
+            except BrokenSeal:
+                raise CorruptTemplate(f"subject {subject_id!r} of gallery {gallery_id!r} holds a template that does not "
+                                      f"decrypt ({template_id}): it was moved, edited or damaged") from None
+        if len(data) != 4 * dim:
+            raise CorruptTemplate(f"subject {subject_id!r} of gallery {gallery_id!r} holds a template of the wrong "
+                                  f"length ({template_id})")
+        return np.frombuffer(data, dtype="<f4").astype(np.float32)
+
+    def _read_template(self, gallery_id: str, row: tuple) -> Template:
+        template_id, subject_id, name, version, inference, precision, dim, blob = row[:8]
+        embedding = self._unseal(gallery_id, subject_id, template_id, (name, version, inference, precision), dim,
+                                 row[-1], blob)
+        return _template(row, embedding)
+
+    def _insert_templates(self, db: Database, gallery_id: str, templates: Sequence[Template]) -> None:
+        rows = []
+        for t in templates:
+            key_id, blob = self._seal(gallery_id, t)
+            rows.append((gallery_id, t.id, t.subject_id, t.model.name, t.model.version, t.model.inference,
+                         t.model.precision, len(t.embedding), blob, _face_json(t),
+                         json.dumps(t.quality) if t.quality else None, t.upload_hash, t.created_at, key_id))
+        db.executemany(f"INSERT INTO templates (gallery_id, {_TEMPLATE_COLUMNS}) "
+                       "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+
+    def _grouped(self, gallery_id: str, model: EmbeddingModel, created_at: float, revision: int, rows: list[tuple],
+                 changed: list[str] | None = None) -> GalleryTemplates:
+        """(subject_id, dim, embedding, id, precision, key_id) rows, grouped by subject, as
+        GalleryTemplates. A template that does not decrypt is left out, with an error in the log: one
+        damaged row costs its subject, not the gallery's search."""
+        dims = {row[1] for row in rows}
+        if len(dims) > 1:
+            raise mixed_dimensions(dims)
+        dim = dims.pop() if dims else 0
+        subjects, vectors = [], []
+        for subject_id, _, blob, template_id, precision, key_id in rows:
+            try:
+                vectors.append(self._unseal(gallery_id, subject_id, template_id,
+                                            (model.name, model.version, model.inference, precision), dim, key_id, blob))
+            except CorruptTemplate as error:
+                logger.error("search leaves a template out: %s", error.message)
+                continue
+            subjects.append(subject_id)
+        matrix = np.stack(vectors) if vectors else np.zeros((0, dim), np.float32)
+        return GalleryTemplates(created_at, revision, subjects, matrix, changed)
+
+    def reseal(self, key_id: str, batch: int) -> int:
+        """Up to `batch` templates not sealed with `key_id` (those in the clear included) sealed with
+        it, in one transaction; how many. Run until it answers 0: a kill loses at most the batch in
+        flight, which the next run does again, and every row opens under the key it names throughout."""
+        if self.cipher is None or key_id not in self.cipher.key_ids:
+            raise MissingTemplateKey(f"key {key_id!r} is not among the template keys given")
+        with self._transaction(write=True) as db:
+            rows = db.execute(f"SELECT gallery_id, {_TEMPLATE_COLUMNS} FROM templates WHERE key_id IS NULL OR key_id <> ? "
+                              f"ORDER BY seq LIMIT ?{self.for_update}", (key_id, batch))
+            for gallery_id, *row in rows:
+                template = self._read_template(gallery_id, tuple(row))
+                sealed_with, blob = self._seal(gallery_id, template, key_id)
+                db.execute("UPDATE templates SET embedding = ?, key_id = ? WHERE id = ?", (blob, sealed_with, template.id))
+        return len(rows)
+
+    def sealed_counts(self) -> dict[str | None, int]:
+        """Templates by the key they are sealed with (None: in the clear)."""
+        with self._transaction(write=False) as db:
+            return {key_id: int(count) for key_id, count in
+                    db.execute("SELECT key_id, COUNT(*) FROM templates GROUP BY key_id")}
 
     # -- keys -------------------------------------------------------------------------------
 
@@ -518,26 +618,6 @@ class SQLStorage(Storage):
 
     def _after_delete(self) -> None:
         """Where the back-end keeps deleted rows' bytes around (SQLite's write-ahead log), drop them."""
-
-
-def _grouped(created_at: float, revision: int, rows: list[tuple], changed: list[str] | None = None) -> GalleryTemplates:
-    """(subject_id, dim, embedding) rows, grouped by subject, as GalleryTemplates."""
-    dims = {dim for _, dim, _ in rows}
-    if len(dims) > 1:
-        raise mixed_dimensions(dims)
-    dim = dims.pop() if dims else 0
-    matrix = np.frombuffer(b"".join(bytes(blob) for _, _, blob in rows), "<f4").reshape(len(rows), dim)
-    return GalleryTemplates(created_at, revision, [subject for subject, _, _ in rows], matrix.astype(np.float32),
-                            changed)
-
-
-def _insert_templates(db: Database, gallery_id: str, templates: Sequence[Template]) -> None:
-    db.executemany(
-        f"INSERT INTO templates (gallery_id, {_TEMPLATE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        [(gallery_id, t.id, t.subject_id, t.model.name, t.model.version, t.model.inference, t.model.precision,
-          len(t.embedding), np.ascontiguousarray(t.embedding, dtype="<f4").tobytes(), _face_json(t),
-          json.dumps(t.quality) if t.quality else None, t.upload_hash, t.created_at) for t in templates],
-    )
 
 
 def _page(items: list, limit: int) -> Page:

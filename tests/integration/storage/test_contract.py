@@ -3,6 +3,7 @@ real PostgreSQL server on loopback (tests/support/postgres.py)."""
 
 from __future__ import annotations
 
+import base64
 import sqlite3
 import threading
 import time
@@ -16,14 +17,17 @@ from app.storage.base import (
     SCHEMA_VERSION,
     AuditQuery,
     Conflict,
+    CorruptTemplate,
     Deleted,
     KeyRecord,
+    MissingTemplateKey,
     NewTemplate,
     NotFound,
     SchemaTooNew,
     StorageUnavailable,
     check_id,
 )
+from app.storage.crypto import TemplateCipher, parse_keys
 from app.storage.sql import CHANGES_KEPT, MIGRATIONS, SQLStorage
 from model.types import EmbeddingModel
 
@@ -519,3 +523,81 @@ def test_listings_hold_only_the_galleries_a_key_reaches(store: SQLStorage) -> No
     assert [g.id for g in store.list_galleries("acme-1", 10, ("acme-*",)).items] == ["acme-2"]
     assert store.list_galleries(None, 10, ()).items == []
     assert len(store.list_galleries(None, 10).items) == 5
+
+
+# -- templates at rest ---------------------------------------------------------------------------
+
+KEYS = parse_keys(f"k2:{base64.b64encode(b'2' * 32).decode()},k1:{base64.b64encode(b'1' * 32).decode()}")
+
+
+def sealed(store: SQLStorage, *key_ids: str) -> SQLStorage:
+    """The same database opened again with the template keys `key_ids` (none: in the clear)."""
+    again = open_storage(store.url if hasattr(store, "url") else f"sqlite:///{store.path}",
+                         TemplateCipher({key_id: KEYS[key_id] for key_id in key_ids}) if key_ids else None)
+    again.migrate()
+    return again
+
+
+def test_sealed_templates_read_back_and_search_as_plain_ones(store: SQLStorage) -> None:
+    store.create_gallery("staff")
+    store.create_subject("staff", "alice")
+    store.add_templates("staff", "alice", [template(1, 0, 0, 0)], accept, 10)  # in the clear
+    secret = sealed(store, "k1")
+    secret.add_templates("staff", "alice", [template(0, 1, 0, 0)], accept, 10)
+    assert secret.sealed_counts() == {None: 1, "k1": 1}
+    embeddings = [t.embedding for t in secret.get_subject("staff", "alice").templates]
+    np.testing.assert_array_equal(np.stack(embeddings), np.stack([unit(1, 0, 0, 0), unit(0, 1, 0, 0)]))
+    gallery = secret.gallery_templates("staff", MODEL)
+    assert gallery.subject_ids == ["alice", "alice"] and gallery.embeddings.shape == (2, 4)
+    secret.close()
+
+
+def test_a_sealed_database_without_its_key_touches_nothing(store: SQLStorage) -> None:
+    store.create_gallery("staff")
+    store.create_subject("staff", "alice")
+    secret = sealed(store, "k1")
+    secret.add_templates("staff", "alice", [template(1, 0, 0, 0)], accept, 10)
+    secret.close()
+    with pytest.raises(MissingTemplateKey, match="'k1'"):
+        sealed(store)
+    with pytest.raises(MissingTemplateKey, match="'k1'"):
+        sealed(store, "k2")
+
+
+def test_a_moved_or_flipped_blob_is_corrupt_for_its_subject_only(store: SQLStorage) -> None:
+    secret = sealed(store, "k1")
+    secret.create_gallery("staff")
+    for name, values in (("alice", (1, 0, 0, 0)), ("bob", (0, 1, 0, 0)), ("carol", (0, 0, 1, 0))):
+        secret.create_subject("staff", name)
+        secret.add_templates("staff", name, [template(*values)], accept, 10)
+    with secret._transaction(write=True) as db:
+        bob = db.execute("SELECT embedding FROM templates WHERE subject_id = 'bob'")[0][0]
+        db.execute("UPDATE templates SET embedding = ? WHERE subject_id = 'alice'", (bytes(bob),))  # moved
+        carol = bytearray(db.execute("SELECT embedding FROM templates WHERE subject_id = 'carol'")[0][0])
+        carol[20] ^= 1
+        db.execute("UPDATE templates SET embedding = ? WHERE subject_id = 'carol'", (bytes(carol),))  # flipped
+    for name in ("alice", "carol"):
+        with pytest.raises(CorruptTemplate, match=f"subject '{name}'") as corrupt:
+            secret.get_subject("staff", name)
+        assert corrupt.value.code == "template_corrupted"
+    np.testing.assert_array_equal(secret.get_subject("staff", "bob").templates[0].embedding, unit(0, 1, 0, 0))
+    assert secret.gallery_templates("staff", MODEL).subject_ids == ["bob"]  # the search leaves them out
+    secret.close()
+
+
+def test_reseal_moves_every_template_to_one_key_in_batches(store: SQLStorage) -> None:
+    store.create_gallery("staff")
+    store.import_subjects("staff", [(f"s{i}", [template(1, i, 0, 0)]) for i in range(5)])
+    old = sealed(store, "k1")
+    old.import_subjects("staff", [(f"t{i}", [template(0, 1, i, 0)]) for i in range(3)])
+    old.close()
+    both = sealed(store, "k2", "k1")
+    before = {s: both.get_subject("staff", s).templates[0].embedding for s in ("s0", "t2")}
+    assert [both.reseal("k2", 3) for _ in range(4)] == [3, 3, 2, 0]
+    assert both.sealed_counts() == {"k2": 8}
+    for subject, embedding in before.items():
+        np.testing.assert_array_equal(both.get_subject("staff", subject).templates[0].embedding, embedding)
+    with pytest.raises(MissingTemplateKey):
+        both.reseal("k3", 10)
+    both.close()
+    sealed(store, "k2").close()  # k1 may go now
