@@ -8,6 +8,7 @@ store FACEVER_STORAGE_URL names (or --storage), with the service running or not.
     facever audit export > audit.jsonl
     facever templates status
     facever templates rotate [--to KEY_ID]   # seal every template with a key (the first given by default)
+    facever retention sweep [--dry-run] [--at 2027-01-01T00:00:00Z]
 
 What the command line does is audited as key `cli`.
 """
@@ -18,6 +19,7 @@ import argparse
 import datetime as dt
 import json
 import sys
+import time
 import uuid
 
 from app.logging import request_id_var
@@ -109,6 +111,27 @@ def templates_main(argv: list[str]) -> None:
         print(json.dumps({"sealed_with": {key or "(clear)": count for key, count in storage.sealed_counts().items()}}))
     except StorageError as error:
         raise SystemExit(f"facever templates: {error.message}") from None
+
+
+def retention_main(argv: list[str]) -> None:
+    parser = _parser("facever retention")
+    commands = parser.add_subparsers(dest="command", required=True)
+    sweep = commands.add_parser("sweep", help="delete the subjects past their gallery's retention (the service does "
+                                "this every minute), each with its audit entry")
+    sweep.add_argument("--dry-run", action="store_true", help="list them; delete nothing")
+    sweep.add_argument("--at", help="as at this time (ISO 8601 with a zone; default: now)")
+    args = parser.parse_args(argv)
+    at = dt.datetime.fromisoformat(args.at).timestamp() if args.at else time.time()
+    try:
+        storage = _storage(args.storage)
+        while expired := storage.sweep_expired(at, args.dry_run, limit=1000 if not args.dry_run else 1_000_000):
+            for item in expired:
+                print(json.dumps({"gallery": item.gallery_id, "subject": item.subject_id, "expires_at": item.expires_at,
+                                  "deleted": not args.dry_run}))
+            if args.dry_run:
+                break
+    except StorageError as error:
+        raise SystemExit(f"facever retention: {error.message}") from None
 
 
 def audit_main(argv: list[str]) -> None:

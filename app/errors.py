@@ -61,6 +61,7 @@ STATUS_BY_CODE: dict[str, int] = {
     "no_face_detected": 422,
     "multiple_faces": 422,
     "low_quality": 422,
+    "consent_required": 422,
     "rate_limited": 429,
     "internal_error": 500,
     "template_corrupted": 500,

@@ -3,7 +3,7 @@
     facever serve [--host H] [--port P] [--workers N]
     facever train | evaluate | calibrate | calibrate-subjects | calibrate-quality | calibrate-search | fuse | quantize [options]
     facever convert-dlib | convert-sface | convert-yunet | fetch-mtcnn [options]
-    facever keys create | list | revoke;  facever audit verify | export;  facever templates status | rotate
+    facever keys create | list | revoke;  facever audit verify | export;  facever templates status | rotate;  facever retention sweep
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ TASKS = {
     "keys": "app.admin:keys_main",
     "audit": "app.admin:audit_main",
     "templates": "app.admin:templates_main",
+    "retention": "app.admin:retention_main",
     "evaluate": "model.evaluation.evaluate",
     "calibrate": "model.evaluation.calibrate",
     "calibrate-subjects": "model.evaluation.subject_calibration",

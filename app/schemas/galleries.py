@@ -12,12 +12,12 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from app.schemas.requests import EmbeddingInput, QualityFloor, VerifyOptions, VerifySide
 from app.schemas.responses import Box, EmbeddingModelRef, FaceSummary, ModelRef, OperatingPointInfo, Point, Timings, elapsed_ms
-from app.storage.base import ID_PATTERN, Deleted, Gallery, Page, Subject, Template
+from app.storage.base import ID_PATTERN, Deleted, Expired, Gallery, Page, Retention, Subject, Template
 from model.card import EncoderCard, SubjectRule
 from model.types import LANDMARK_NAMES, EmbeddingModel, SelectionPolicy
 
 if TYPE_CHECKING:  # the services' results, which the responses are made of (the services read these requests)
-    from app.services.enrolment import Enrolment, SubjectVerification
+    from app.services.enrolment import Enrolment, Export, SubjectVerification
     from app.services.search import Search
 
 ID_REGEX = f"^{ID_PATTERN.pattern}$"
@@ -26,6 +26,10 @@ ID_FIELD = Field(pattern=ID_REGEX, description="1-128 letters, digits, '.', '_' 
 
 def timestamp(seconds: float) -> str:
     return dt.datetime.fromtimestamp(seconds, dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def optional_timestamp(seconds: float | None) -> str | None:
+    return None if seconds is None else timestamp(seconds)
 
 
 def cursor_of(page: Page) -> str | None:
@@ -49,14 +53,35 @@ def after_cursor(cursor: str | None) -> str | None:
 # -- requests ----------------------------------------------------------------------------------
 
 
-class CreateGallery(BaseModel):
+CONSENT_REF = Field(None, min_length=1, max_length=256,
+                    description="an opaque reference to the person's release (e.g. the id of a signed form): "
+                    "stored, returned and audited")
+
+
+class GalleryPolicy(BaseModel):
+    """How long the gallery keeps a subject, and whether enrolment needs a consent reference."""
+
     model_config = ConfigDict(extra="forbid")
 
+    max_inactive_days: float | None = Field(
+        None, gt=0, le=36500, description="delete a subject this long after its last successful verification, "
+        "search match or enrolment; null: no such limit")
+    max_age_days: float | None = Field(None, gt=0, le=36500, description="delete a subject this long after its "
+                                       "first enrolment; null: no such limit")
+    require_consent: bool = Field(False, description="refuse an enrolment without a consent_ref (422 consent_required)")
+
+    def retention(self) -> Retention:
+        return Retention(self.max_inactive_days, self.max_age_days)
+
+
+class CreateGallery(GalleryPolicy):
     id: str = ID_FIELD
 
 
-class CreateSubject(CreateGallery):
-    pass
+class CreateSubject(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    id: str = ID_FIELD
 
 
 class EnrolOptions(BaseModel):
@@ -73,6 +98,7 @@ class EnrolOptions(BaseModel):
         None, description="refuse (422 low_quality) a face whose quality is below this score or level; default: "
         "the service's enrolment floor (see /info), stricter than for probes",
     )
+    consent_ref: str | None = CONSENT_REF
 
 
 class EnrolJSON(EnrolOptions):
@@ -94,6 +120,7 @@ class ImportedSubject(BaseModel):
 
     id: str = ID_FIELD
     embeddings: list[EmbeddingInput] = Field(min_length=1, max_length=100)
+    consent_ref: str | None = CONSENT_REF
 
 
 class ImportJSON(BaseModel):
@@ -149,11 +176,15 @@ class GalleryResponse(BaseModel):
     created_at: str
     subjects: int
     templates: int
+    max_inactive_days: float | None
+    max_age_days: float | None
+    require_consent: bool
 
     @classmethod
     def of(cls, gallery: Gallery) -> GalleryResponse:
         return cls(id=gallery.id, created_at=timestamp(gallery.created_at), subjects=gallery.subject_count,
-                   templates=gallery.template_count)
+                   templates=gallery.template_count, max_inactive_days=gallery.retention.max_inactive_days,
+                   max_age_days=gallery.retention.max_age_days, require_consent=gallery.require_consent)
 
 
 class GalleryList(BaseModel):
@@ -204,11 +235,15 @@ class SubjectSummary(BaseModel):
     created_at: str
     updated_at: str
     templates: int
+    last_active_at: str | None = Field(description="its last enrolment, matched verification or search match")
+    expires_at: str | None = Field(description="when the gallery's retention deletes it; null: kept until deleted")
+    consent_ref: str | None
 
     @classmethod
     def of(cls, subject: Subject) -> SubjectSummary:
         return cls(id=subject.id, created_at=timestamp(subject.created_at), updated_at=timestamp(subject.updated_at),
-                   templates=subject.template_count)
+                   templates=subject.template_count, last_active_at=optional_timestamp(subject.last_active_at),
+                   expires_at=optional_timestamp(subject.expires_at), consent_ref=subject.consent_ref)
 
 
 class SubjectList(BaseModel):
@@ -372,3 +407,46 @@ class SearchResponse(BaseModel):
             face=FaceSummary.of(search.probe) if search.probe.face is not None else None, model=ModelRef.of(card),
             timings_ms=Timings(**search.timings, total=elapsed_ms(state.started)), request_id=state.request_id,
         )
+
+
+class ExpiringSubject(BaseModel):
+    subject: str
+    expires_at: str
+
+
+class ExpiringResponse(BaseModel):
+    """What the gallery's retention would delete by `at` (a dry run: nothing is deleted)."""
+
+    gallery: str
+    at: str
+    subjects: list[ExpiringSubject]
+
+    @classmethod
+    def of(cls, gallery_id: str, at: float, expired: list[Expired]) -> ExpiringResponse:
+        return cls(gallery=gallery_id, at=timestamp(at),
+                   subjects=[ExpiringSubject(subject=item.subject_id, expires_at=timestamp(item.expires_at))
+                             for item in expired])
+
+
+class ExportedTemplate(TemplateResponse):
+    embedding: list[float] | None = Field(None, description="only where asked for (embeddings=true), by an admin")
+
+
+class SubjectExport(BaseModel):
+    """Everything stored about a subject: its record, its templates' metadata (embeddings only on
+    explicit request, with the admin scope), consent, expiry, and the audit entries that name it."""
+
+    gallery: str
+    subject: SubjectSummary
+    faces: list[ExportedTemplate]
+    audit: list[dict]
+    request_id: str
+
+    @classmethod
+    def of(cls, export: Export, state: Any) -> SubjectExport:
+        subject = export.subject.subject
+        faces = [ExportedTemplate(**TemplateResponse.of(t, t.id in export.subject.usable).model_dump(),
+                                  embedding=[float(v) for v in t.embedding] if export.embeddings else None)
+                 for t in subject.templates]
+        return cls(gallery=subject.gallery_id, subject=SubjectSummary.of(subject), faces=faces,
+                   audit=[entry.to_json() for entry in export.audit], request_id=state.request_id)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from starlette.concurrency import run_in_threadpool
@@ -22,7 +22,8 @@ from app.services.galleries import within_reach
 from app.services.keys import audit_event
 from app.services.verification import NO_TIMINGS, VerificationService
 from app.settings import Settings
-from app.storage.base import Conflict, NewTemplate, Storage, Subject, Template
+from app.storage.audit import AuditEntry
+from app.storage.base import AuditQuery, Conflict, NewTemplate, Storage, Subject, Template
 from model.card import SubjectRule
 from model.verify.decision import Decision, Verdict
 from model.verify.results import FaceEmbedding
@@ -49,6 +50,15 @@ class Enrolment:
     embeddings_given: int
     checked_against: int
     timings: dict[str, float]
+
+
+@dataclass(frozen=True)
+class Export:
+    """Everything stored about a subject, and the audit entries that name it."""
+
+    subject: StoredSubject
+    audit: list[AuditEntry]
+    embeddings: bool
 
 
 @dataclass(frozen=True)
@@ -165,9 +175,10 @@ class EnrolmentService:
         hashes = [upload_hash(self.upload_salt, data) for data in uploads.images] + [None] * len(given)
         templates = new_templates(self.verifier, faces + given, hashes)
         check = MatchesSubject(self.verifier, templates, self.settings.enrol_operating_point, options.allow_mismatch)
-        event = audit_event(principal, "subject.enrol", gallery_id, subject_id, 201)
+        event = replace(audit_event(principal, "subject.enrol", gallery_id, subject_id, 201),
+                        consent_ref=options.consent_ref)
         added = await run_in_threadpool(self.storage.add_templates, gallery_id, subject_id, templates, check,
-                                        self.settings.max_templates_per_subject, event)
+                                        self.settings.max_templates_per_subject, event, options.consent_ref)
         return Enrolment(await self.get_subject(principal, gallery_id, subject_id), added, faces, len(given),
                          check.checked_against, timings)
 
@@ -184,7 +195,19 @@ class EnrolmentService:
         if len({subject_id for subject_id, _ in batch}) != len(batch):
             raise invalid_request("a subject id is given twice in the import")
         event = audit_event(principal, "gallery.import", gallery_id, None, 201)
-        return await run_in_threadpool(self.storage.import_subjects, gallery_id, batch, event)
+        consent = {subject.id: subject.consent_ref for subject in subjects if subject.consent_ref}
+        return await run_in_threadpool(self.storage.import_subjects, gallery_id, batch, event, consent)
+
+    async def export(self, principal: Principal, gallery_id: str, subject_id: str, embeddings: bool) -> Export:
+        """Everything stored about the subject, as the person it is of may ask (GDPR's access); the
+        embeddings only where asked for, by an admin. The export is audited."""
+        if embeddings and not principal.allows("admin"):
+            raise ServiceError("forbidden", "exporting embeddings needs the 'admin' scope")
+        stored = await self.get_subject(principal, gallery_id, subject_id)
+        entries = await run_in_threadpool(self.storage.audit_entries, AuditQuery(gallery_id, subject_id), 10_000)
+        await run_in_threadpool(self.storage.record,
+                                audit_event(principal, "subject.export", gallery_id, subject_id, 200))
+        return Export(stored, entries, embeddings)
 
     async def verify(self, principal: Principal, gallery_id: str, subject_id: str,
                      uploads: ProbeUploads) -> SubjectVerification:

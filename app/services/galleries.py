@@ -14,7 +14,7 @@ from starlette.concurrency import run_in_threadpool
 from app.errors import ServiceError
 from app.security import Principal
 from app.services.keys import audit_event
-from app.storage.base import Deleted, Gallery, NotFound, Page, Storage, Subject
+from app.storage.base import Deleted, Expired, Gallery, NotFound, Page, Retention, Storage, Subject
 from app.storage.search_index import SearchIndex
 
 
@@ -30,12 +30,23 @@ class GalleryService:
     storage: Storage
     index: SearchIndex
 
-    async def create_gallery(self, principal: Principal, gallery_id: str) -> Gallery:
+    async def create_gallery(self, principal: Principal, gallery_id: str, retention: Retention = Retention(),
+                             require_consent: bool = False) -> Gallery:
         if not principal.reaches(gallery_id):  # the same answer whether or not it exists
             raise ServiceError("forbidden", f"this key may not create gallery {gallery_id!r}: it is outside the "
                                "galleries the key reaches")
         event = audit_event(principal, "gallery.create", gallery_id, None, 201)
-        return await run_in_threadpool(self.storage.create_gallery, gallery_id, event)
+        return await run_in_threadpool(self.storage.create_gallery, gallery_id, event, retention, require_consent)
+
+    async def set_policy(self, principal: Principal, gallery_id: str, retention: Retention,
+                         require_consent: bool) -> Gallery:
+        event = audit_event(principal, "gallery.update", within_reach(principal, gallery_id), None, 200)
+        return await run_in_threadpool(self.storage.set_gallery_policy, gallery_id, retention, require_consent, event)
+
+    async def expiring(self, principal: Principal, gallery_id: str, at: float) -> list[Expired]:
+        """What the gallery's retention would delete by `at`: a dry run of the sweep."""
+        await run_in_threadpool(self.storage.get_gallery, within_reach(principal, gallery_id))
+        return await run_in_threadpool(self.storage.sweep_expired, at, True, gallery_id, 10_000)
 
     async def list_galleries(self, principal: Principal, after: str | None, limit: int) -> Page:
         return await run_in_threadpool(self.storage.list_galleries, after, limit, principal.reach)

@@ -23,6 +23,7 @@ GENESIS = "0" * 64
 ACTIONS = (
     "gallery.create", "gallery.delete", "subject.create", "subject.delete", "subject.enrol",
     "template.delete", "gallery.import", "subject.verify", "gallery.search", "key.create", "key.revoke",
+    "gallery.update", "subject.expire", "subject.export",
 )
 
 
@@ -37,6 +38,7 @@ class AuditEvent:
     status: int
     request_id: str
     matched: bool | None = None  # a decision's outcome (subject verification, search); None for a write
+    consent_ref: str | None = None  # the release an enrolment gave, where it gave one
 
     def __post_init__(self) -> None:
         if self.action not in ACTIONS:
@@ -58,6 +60,8 @@ def entry_hash(event: AuditEvent, at: float, prev_hash: str) -> str:
     """The hash of an entry: its fields, its time and the hash before it, in one canonical text."""
     fields = {name: getattr(event, name) for name in
               ("key_id", "action", "gallery_id", "subject_id", "status", "request_id", "matched")}
+    if event.consent_ref is not None:
+        fields["consent_ref"] = event.consent_ref
     text = json.dumps({**fields, "at": repr(float(at)), "prev_hash": prev_hash}, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()
 

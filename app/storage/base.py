@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -22,7 +22,7 @@ from model.types import EmbeddingModel
 # Ids name galleries and subjects in URLs and logs: a conservative alphabet keeps them safe to echo.
 ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 # The schema version this code writes; a database of a newer one is refused (SchemaTooNew).
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 
 
 class StorageError(Exception):
@@ -45,6 +45,12 @@ class SchemaTooNew(StorageUnavailable):
 
 class MissingTemplateKey(StorageUnavailable):
     """Templates are sealed with a key this service was not given: it touches no data until it is."""
+
+
+class ConsentRequired(StorageError):
+    """An enrolment into a gallery that requires a consent reference, without one."""
+
+    code = "consent_required"
 
 
 class CorruptTemplate(StorageError):
@@ -97,6 +103,27 @@ class Template(NewTemplate):
     created_at: float = 0.0
 
 
+DAY_S = 86400.0
+
+
+@dataclass(frozen=True)
+class Retention:
+    """How long a gallery keeps a subject: `max_age_days` after its first enrolment, and
+    `max_inactive_days` after its last successful verification, search match or enrolment; the
+    sooner of the two. None: no limit of that kind."""
+
+    max_inactive_days: float | None = None
+    max_age_days: float | None = None
+
+    def expires_at(self, created_at: float, enrolled_at: float | None, last_active_at: float | None) -> float | None:
+        ends = []
+        if self.max_age_days is not None:
+            ends.append((enrolled_at or created_at) + self.max_age_days * DAY_S)
+        if self.max_inactive_days is not None:
+            ends.append((last_active_at or enrolled_at or created_at) + self.max_inactive_days * DAY_S)
+        return min(ends, default=None)
+
+
 @dataclass(frozen=True)
 class Subject:
     gallery_id: str
@@ -105,6 +132,10 @@ class Subject:
     updated_at: float
     template_count: int
     templates: tuple[Template, ...] = field(default=(), repr=False)  # filled by get_subject only
+    enrolled_at: float | None = None  # its first enrolment
+    last_active_at: float | None = None  # its last enrolment, matched verification or search match
+    consent_ref: str | None = None  # the caller's reference to the person's release, e.g. a signed form's id
+    expires_at: float | None = None  # under its gallery's retention; None: kept until deleted
 
 
 @dataclass(frozen=True)
@@ -113,6 +144,17 @@ class Gallery:
     created_at: float
     subject_count: int
     template_count: int
+    retention: Retention = Retention()
+    require_consent: bool = False  # an enrolment must give a consent_ref (or the subject have one)
+
+
+@dataclass(frozen=True)
+class Expired:
+    """A subject past its gallery's retention, as a sweep finds (and deletes) it."""
+
+    gallery_id: str
+    subject_id: str
+    expires_at: float
 
 
 @dataclass(frozen=True)
@@ -219,7 +261,12 @@ class Storage(ABC):
         """This database's secret salt for hashing uploads (made once, kept in the database)."""
 
     @abstractmethod
-    def create_gallery(self, gallery_id: str, audit: AuditEvent | None = None) -> Gallery: ...
+    def create_gallery(self, gallery_id: str, audit: AuditEvent | None = None, retention: Retention = Retention(),
+                       require_consent: bool = False) -> Gallery: ...
+
+    @abstractmethod
+    def set_gallery_policy(self, gallery_id: str, retention: Retention, require_consent: bool,
+                           audit: AuditEvent | None = None) -> Gallery: ...
 
     @abstractmethod
     def get_gallery(self, gallery_id: str) -> Gallery: ...
@@ -247,12 +294,13 @@ class Storage(ABC):
     @abstractmethod
     def add_templates(
         self, gallery_id: str, subject_id: str, templates: Sequence[NewTemplate], check: EnrolmentCheck,
-        max_templates: int, audit: AuditEvent | None = None,
+        max_templates: int, audit: AuditEvent | None = None, consent_ref: str | None = None,
     ) -> list[Template]:
         """All of `templates` or none, after `check` accepted the subject's stored templates, with
         the subject locked against concurrent enrolments and deletes for the transaction's length.
         Conflict duplicate_face where an upload hash is already in the gallery, subject_full beyond
-        max_templates."""
+        max_templates; ConsentRequired where the gallery requires a consent reference and neither the
+        subject nor the request has one. The subject's enrolment and activity times move on."""
 
     @abstractmethod
     def delete_template(self, gallery_id: str, subject_id: str, template_id: str,
@@ -260,7 +308,7 @@ class Storage(ABC):
 
     @abstractmethod
     def import_subjects(self, gallery_id: str, subjects: Sequence[tuple[str, Sequence[NewTemplate]]],
-                        audit: AuditEvent | None = None) -> int:
+                        audit: AuditEvent | None = None, consent_refs: Mapping[str, str] | None = None) -> int:
         """New subjects with their templates, in one transaction, without enrolment checks (moving a
         gallery from another system, or a benchmark's); all or none: Conflict for a taken id.
         Returns the templates stored."""
@@ -328,7 +376,14 @@ class Storage(ABC):
 
     @abstractmethod
     def record(self, event: AuditEvent) -> AuditEntry:
-        """Append a decision's entry (a subject verification, a search) in a transaction of its own."""
+        """Append a decision's entry (a subject verification, a search) in a transaction of its own; a
+        match is the subject's activity too (its retention's max_inactive_days counts from it)."""
+
+    @abstractmethod
+    def sweep_expired(self, at: float, dry_run: bool = False, gallery_id: str | None = None,
+                      limit: int = 1000) -> list[Expired]:
+        """Subjects past their gallery's retention at `at`, deleted for real with an audit entry each
+        (subject.expire, key `retention`) unless `dry_run`; one replica sweeps at a time."""
 
     @abstractmethod
     def audit_entries(self, query: AuditQuery, limit: int) -> list[AuditEntry]:

@@ -29,6 +29,7 @@ from model.types import EmbeddingModel
 CONNECT_TIMEOUT_S = 5.0
 logger = get_logger("storage")
 MIGRATION_LOCK = 0x66616365  # "face": pg_advisory_xact_lock's key for schema changes
+SWEEP_LOCK = 0x72657465  # "rete": one replica at a time sweeps expired subjects
 # pgvector's HNSW search: the candidates it visits (recall), and how many nearest it hands the exact
 # re-rank, per result asked for. The index's build: its memory (a graph that fits builds fast; 10^6
 # centroids of 256 dimensions in half precision take about 1.2 GB), how long a replica waits for
@@ -160,10 +161,10 @@ class PostgresStorage(SQLStorage):
         db.executemany("INSERT INTO subject_centroids (gallery_id, subject_id, model_key, dim, templates, centroid) "
                        "VALUES (?, ?, ?, ?, ?, ?::vector)", values)
 
-    def import_subjects(self, gallery_id, subjects, audit=None) -> int:
+    def import_subjects(self, gallery_id, subjects, audit=None, consent_refs=None) -> int:
         """As every back-end's, then fresh planner statistics where centroids were added in bulk:
         with stale ones PostgreSQL sorts the whole gallery rather than walk the HNSW index."""
-        stored = super().import_subjects(gallery_id, subjects, audit)
+        stored = super().import_subjects(gallery_id, subjects, audit, consent_refs)
         if self.vectors:
             with self._transaction(write=True) as db:
                 db.execute("ANALYZE subject_centroids")
@@ -277,6 +278,9 @@ class PostgresStorage(SQLStorage):
 
     def _lock_schema(self, db: Database) -> None:
         db.execute("SELECT pg_advisory_xact_lock(?)", (MIGRATION_LOCK,))
+
+    def _lock_sweep(self, db: Database) -> bool:
+        return bool(db.execute("SELECT pg_try_advisory_xact_lock(?)", (SWEEP_LOCK,))[0][0])
 
     def _lock_subject(self, db: Database, gallery_id: str, subject_id: str) -> bool:
         return bool(db.execute("SELECT 1 FROM subjects WHERE gallery_id = ? AND id = ? FOR UPDATE",

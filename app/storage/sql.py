@@ -11,7 +11,7 @@ import json
 import secrets
 import uuid
 from abc import abstractmethod
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from typing import Any, Protocol
 
@@ -20,12 +20,15 @@ import numpy as np
 from app.logging import get_logger
 from app.storage.audit import GENESIS, AuditEntry, AuditEvent, entry_hash
 from app.storage.base import (
+    DAY_S,
     SCHEMA_VERSION,
     AuditQuery,
+    ConsentRequired,
     Conflict,
     CorruptTemplate,
     Deleted,
     EnrolmentCheck,
+    Expired,
     Gallery,
     GalleryTemplates,
     KeyRecord,
@@ -33,6 +36,7 @@ from app.storage.base import (
     NewTemplate,
     NotFound,
     Page,
+    Retention,
     SchemaTooNew,
     Storage,
     Subject,
@@ -116,6 +120,17 @@ MIGRATIONS: list[list[str]] = [
     ],
     [  # 5: the key each template is sealed with (NULL: stored in the clear; app.storage.crypto)
         "ALTER TABLE templates ADD COLUMN key_id TEXT",
+    ],
+    [  # 6: retention per gallery; each subject's enrolment, last activity and consent reference
+        "ALTER TABLE galleries ADD COLUMN max_inactive_days DOUBLE PRECISION",
+        "ALTER TABLE galleries ADD COLUMN max_age_days DOUBLE PRECISION",
+        "ALTER TABLE galleries ADD COLUMN require_consent INTEGER NOT NULL DEFAULT 0",
+        "ALTER TABLE subjects ADD COLUMN enrolled_at DOUBLE PRECISION",
+        "ALTER TABLE subjects ADD COLUMN last_active_at DOUBLE PRECISION",
+        "ALTER TABLE subjects ADD COLUMN consent_ref TEXT",
+        "UPDATE subjects SET last_active_at = updated_at, enrolled_at = (SELECT MIN(t.created_at) FROM templates t "
+        "WHERE t.gallery_id = subjects.gallery_id AND t.subject_id = subjects.id)",
+        "ALTER TABLE audit ADD COLUMN consent_ref TEXT",
     ],
 ]
 # How many of a gallery's latest revisions the change log keeps; an index further behind reads the
@@ -216,30 +231,44 @@ class SQLStorage(Storage):
     # -- galleries ------------------------------------------------------------------------
 
     _GALLERY = ("SELECT g.id, g.created_at, (SELECT COUNT(*) FROM subjects s WHERE s.gallery_id = g.id), "
-                "(SELECT COUNT(*) FROM templates t WHERE t.gallery_id = g.id) FROM galleries g")
+                "(SELECT COUNT(*) FROM templates t WHERE t.gallery_id = g.id), g.max_inactive_days, g.max_age_days, "
+                "g.require_consent FROM galleries g")
 
-    def create_gallery(self, gallery_id: str, audit: AuditEvent | None = None) -> Gallery:
+    def create_gallery(self, gallery_id: str, audit: AuditEvent | None = None, retention: Retention = Retention(),
+                       require_consent: bool = False) -> Gallery:
         with self._transaction(write=True) as db:
             if db.execute("SELECT 1 FROM galleries WHERE id = ?", (gallery_id,)):
                 raise Conflict("gallery_exists", f"gallery {gallery_id!r} already exists")
             created = now()
-            db.execute("INSERT INTO galleries (id, created_at) VALUES (?, ?)", (gallery_id, created))
+            db.execute("INSERT INTO galleries (id, created_at, max_inactive_days, max_age_days, require_consent) "
+                       "VALUES (?, ?, ?, ?, ?)", (gallery_id, created, retention.max_inactive_days,
+                                                  retention.max_age_days, int(require_consent)))
             self._audit(db, audit)
-        return Gallery(gallery_id, created, 0, 0)
+        return Gallery(gallery_id, created, 0, 0, retention, require_consent)
+
+    def set_gallery_policy(self, gallery_id: str, retention: Retention, require_consent: bool,
+                           audit: AuditEvent | None = None) -> Gallery:
+        with self._transaction(write=True) as db:
+            if not db.execute("UPDATE galleries SET max_inactive_days = ?, max_age_days = ?, require_consent = ? "
+                              "WHERE id = ? RETURNING id", (retention.max_inactive_days, retention.max_age_days,
+                                                            int(require_consent), gallery_id)):
+                raise NotFound("gallery", f"no gallery {gallery_id!r}")
+            self._audit(db, audit)
+            return _gallery(db.execute(self._GALLERY + " WHERE g.id = ?", (gallery_id,))[0])
 
     def get_gallery(self, gallery_id: str) -> Gallery:
         with self._transaction(write=False) as db:
             rows = db.execute(self._GALLERY + " WHERE g.id = ?", (gallery_id,))
         if not rows:
             raise NotFound("gallery", f"no gallery {gallery_id!r}")
-        return Gallery(*rows[0])
+        return _gallery(rows[0])
 
     def list_galleries(self, after: str | None, limit: int, reach: Sequence[str] | None = None) -> Page:
         where, params = _reach_filter(reach)
         with self._transaction(write=False) as db:
             rows = db.execute(self._GALLERY + f" WHERE g.id > ?{where} ORDER BY g.id LIMIT ?",
                               (after or "", *params, limit + 1))
-        return _page([Gallery(*row) for row in rows], limit)
+        return _page([_gallery(row) for row in rows], limit)
 
     def delete_gallery(self, gallery_id: str, audit: AuditEvent | None = None) -> Deleted:
         with self._transaction(write=True) as db:
@@ -254,7 +283,9 @@ class SQLStorage(Storage):
     # -- subjects -------------------------------------------------------------------------
 
     _SUBJECT = ("SELECT s.gallery_id, s.id, s.created_at, s.updated_at, (SELECT COUNT(*) FROM templates t "
-                "WHERE t.gallery_id = s.gallery_id AND t.subject_id = s.id) FROM subjects s")
+                "WHERE t.gallery_id = s.gallery_id AND t.subject_id = s.id), s.enrolled_at, s.last_active_at, "
+                "s.consent_ref, g.max_inactive_days, g.max_age_days FROM subjects s JOIN galleries g "
+                "ON g.id = s.gallery_id")
 
     def create_subject(self, gallery_id: str, subject_id: str, audit: AuditEvent | None = None) -> Subject:
         with self._transaction(write=True) as db:
@@ -266,14 +297,14 @@ class SQLStorage(Storage):
             db.execute("INSERT INTO subjects (gallery_id, id, created_at, updated_at) VALUES (?, ?, ?, ?)",
                        (gallery_id, subject_id, created, created))
             self._audit(db, audit)
-        return Subject(gallery_id, subject_id, created, created, 0)
+            return _subject(self._subject_rows(db, gallery_id, subject_id)[0])
 
     def get_subject(self, gallery_id: str, subject_id: str) -> Subject:
         with self._transaction(write=False) as db:
             rows = self._subject_rows(db, gallery_id, subject_id)
             templates = db.execute(f"SELECT {_TEMPLATE_COLUMNS} FROM templates WHERE gallery_id = ? AND subject_id = ? "
                                    "ORDER BY seq", (gallery_id, subject_id))
-        return Subject(*rows[0], templates=tuple(self._read_template(gallery_id, row) for row in templates))
+        return _subject(rows[0], tuple(self._read_template(gallery_id, row) for row in templates))
 
     def _subject_rows(self, db: Database, gallery_id: str, subject_id: str) -> list[tuple]:
         rows = db.execute(self._SUBJECT + " WHERE s.gallery_id = ? AND s.id = ?", (gallery_id, subject_id))
@@ -289,7 +320,7 @@ class SQLStorage(Storage):
                 raise NotFound("gallery", f"no gallery {gallery_id!r}")
             rows = db.execute(self._SUBJECT + " WHERE s.gallery_id = ? AND s.id > ? ORDER BY s.id LIMIT ?",
                               (gallery_id, after or "", limit + 1))
-        return _page([Subject(*row) for row in rows], limit)
+        return _page([_subject(row) for row in rows], limit)
 
     def delete_subject(self, gallery_id: str, subject_id: str, audit: AuditEvent | None = None) -> Deleted:
         with self._transaction(write=True) as db:
@@ -307,11 +338,16 @@ class SQLStorage(Storage):
 
     def add_templates(
         self, gallery_id: str, subject_id: str, templates: Sequence[NewTemplate], check: EnrolmentCheck,
-        max_templates: int, audit: AuditEvent | None = None,
+        max_templates: int, audit: AuditEvent | None = None, consent_ref: str | None = None,
     ) -> list[Template]:
         with self._transaction(write=True) as db:
             if not self._lock_subject(db, gallery_id, subject_id):
                 self._subject_rows(db, gallery_id, subject_id)
+            required, given_before = db.execute(
+                "SELECT g.require_consent, s.consent_ref FROM subjects s JOIN galleries g ON g.id = s.gallery_id "
+                "WHERE s.gallery_id = ? AND s.id = ?", (gallery_id, subject_id))[0]
+            if required and not (consent_ref or given_before):
+                raise ConsentRequired(f"gallery {gallery_id!r} enrols only with a consent_ref")
             stored = [self._read_template(gallery_id, row) for row in db.execute(
                 f"SELECT {_TEMPLATE_COLUMNS} FROM templates WHERE gallery_id = ? AND subject_id = ? "
                 "ORDER BY seq", (gallery_id, subject_id))]
@@ -330,8 +366,9 @@ class SQLStorage(Storage):
                      for t in templates]
             self._insert_templates(db, gallery_id, added)
             self._templates_changed(db, gallery_id, [subject_id])
-            db.execute("UPDATE subjects SET updated_at = ? WHERE gallery_id = ? AND id = ?",
-                       (created, gallery_id, subject_id))
+            db.execute("UPDATE subjects SET updated_at = ?, last_active_at = ?, enrolled_at = COALESCE(enrolled_at, ?), "
+                       "consent_ref = COALESCE(?, consent_ref) WHERE gallery_id = ? AND id = ?",
+                       (created, created, created, consent_ref, gallery_id, subject_id))
             self._next_revision(db, gallery_id, [subject_id])
             self._audit(db, audit)
         return added
@@ -353,15 +390,23 @@ class SQLStorage(Storage):
         return Deleted(templates=1)
 
     def import_subjects(self, gallery_id: str, subjects: Sequence[tuple[str, Sequence[NewTemplate]]],
-                        audit: AuditEvent | None = None) -> int:
+                        audit: AuditEvent | None = None, consent_refs: Mapping[str, str] | None = None) -> int:
         created = now()
+        consent_refs = consent_refs or {}
         rows = [Template(**vars(t), id=uuid.uuid4().hex, subject_id=subject_id, created_at=created)
                 for subject_id, templates in subjects for t in templates]
         with self._transaction(write=True) as db:
-            if not db.execute("SELECT 1 FROM galleries WHERE id = ?", (gallery_id,)):
+            gallery = db.execute("SELECT require_consent FROM galleries WHERE id = ?", (gallery_id,))
+            if not gallery:
                 raise NotFound("gallery", f"no gallery {gallery_id!r}")
-            db.executemany("INSERT INTO subjects (gallery_id, id, created_at, updated_at) VALUES (?, ?, ?, ?)",
-                           [(gallery_id, subject_id, created, created) for subject_id, _ in subjects])
+            lacking = [subject_id for subject_id, _ in subjects if not consent_refs.get(subject_id)]
+            if gallery[0][0] and lacking:
+                raise ConsentRequired(f"gallery {gallery_id!r} enrols only with a consent_ref; subject "
+                                      f"{lacking[0]!r} has none")
+            db.executemany("INSERT INTO subjects (gallery_id, id, created_at, updated_at, enrolled_at, last_active_at, "
+                           "consent_ref) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                           [(gallery_id, subject_id, created, created, created if templates else None, created,
+                             consent_refs.get(subject_id)) for subject_id, templates in subjects])
             self._insert_templates(db, gallery_id, rows)
             self._templates_changed(db, gallery_id, [subject_id for subject_id, _ in subjects])
             self._next_revision(db, gallery_id, [subject_id for subject_id, _ in subjects])
@@ -554,8 +599,8 @@ class SQLStorage(Storage):
 
     # -- the audit trail ----------------------------------------------------------------------
 
-    _AUDIT = ("SELECT key_id, action, gallery_id, subject_id, status, request_id, matched, seq, at, prev_hash, hash "
-              "FROM audit")
+    _AUDIT = ("SELECT key_id, action, gallery_id, subject_id, status, request_id, matched, consent_ref, seq, at, "
+              "prev_hash, hash FROM audit")
 
     def _audit(self, db: Database, event: AuditEvent | None) -> AuditEntry | None:
         """Append `event` to the chain, in the caller's transaction: the head's row is locked until
@@ -566,16 +611,59 @@ class SQLStorage(Storage):
         at = now()
         digest = entry_hash(event, at, previous)
         seq = db.execute("INSERT INTO audit (at, key_id, action, gallery_id, subject_id, status, matched, request_id, "
-                         "prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING seq",
+                         "prev_hash, hash, consent_ref) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING seq",
                          (at, event.key_id, event.action, event.gallery_id, event.subject_id, event.status,
                           None if event.matched is None else int(event.matched), event.request_id, previous,
-                          digest))[0][0]
+                          digest, event.consent_ref))[0][0]
         db.execute("UPDATE audit_head SET seq = ?, hash = ? WHERE id = 1", (seq, digest))
         return AuditEntry(**vars(event), seq=int(seq), at=at, prev_hash=previous, hash=digest)
 
     def record(self, event: AuditEvent) -> AuditEntry:
         with self._transaction(write=True) as db:
-            return self._audit(db, event)
+            entry = self._audit(db, event)
+            if event.matched and event.gallery_id and event.subject_id:  # a match is the subject's activity
+                db.execute("UPDATE subjects SET last_active_at = ? WHERE gallery_id = ? AND id = ?",
+                           (entry.at, event.gallery_id, event.subject_id))
+            return entry
+
+    def sweep_expired(self, at: float, dry_run: bool = False, gallery_id: str | None = None,
+                      limit: int = 1000) -> list[Expired]:
+        """Subjects past their gallery's retention at `at` (at most `limit`), deleted for real with an
+        audit entry each unless `dry_run`. Replicas sweep one at a time: a sweep that finds another
+        under way finds nothing."""
+        where = ("((g.max_age_days IS NOT NULL AND COALESCE(s.enrolled_at, s.created_at) + g.max_age_days * ? <= ?) "
+                 "OR (g.max_inactive_days IS NOT NULL AND COALESCE(s.last_active_at, s.enrolled_at, s.created_at) "
+                 "+ g.max_inactive_days * ? <= ?))")
+        params: list[Any] = [DAY_S, at, DAY_S, at]
+        if gallery_id is not None:
+            where += " AND s.gallery_id = ?"
+            params.append(gallery_id)
+        with self._transaction(write=not dry_run) as db:
+            if not dry_run and not self._lock_sweep(db):
+                return []
+            rows = db.execute("SELECT s.gallery_id, s.id, s.created_at, s.enrolled_at, s.last_active_at, "
+                              "g.max_inactive_days, g.max_age_days FROM subjects s JOIN galleries g "
+                              f"ON g.id = s.gallery_id WHERE {where} ORDER BY s.gallery_id, s.id LIMIT ?",
+                              (*params, limit))
+            expired = [Expired(gallery, subject, Retention(inactive, age).expires_at(created, enrolled, active))
+                       for gallery, subject, created, enrolled, active, inactive, age in rows]
+            if not dry_run:
+                request_id = f"retention-{uuid.uuid4().hex}"
+                for item in expired:
+                    db.execute("DELETE FROM templates WHERE gallery_id = ? AND subject_id = ?",
+                               (item.gallery_id, item.subject_id))
+                    db.execute("DELETE FROM subjects WHERE gallery_id = ? AND id = ?", (item.gallery_id, item.subject_id))
+                    self._audit(db, AuditEvent("retention", "subject.expire", item.gallery_id, item.subject_id, 200,
+                                               request_id))
+                for gallery in dict.fromkeys(item.gallery_id for item in expired):
+                    self._next_revision(db, gallery, [item.subject_id for item in expired if item.gallery_id == gallery])
+        if expired and not dry_run:
+            self._after_delete()
+        return expired
+
+    def _lock_sweep(self, db: Database) -> bool:
+        """Whether this transaction may sweep (SQLite's write transaction already excludes others)."""
+        return True
 
     def audit_entries(self, query: AuditQuery, limit: int) -> list[AuditEntry]:
         where, params = ["seq > ?"], [query.after]
@@ -644,6 +732,17 @@ def _key(row: tuple) -> KeyRecord:
 
 
 def _audit_entry(row: tuple) -> AuditEntry:
-    key_id, action, gallery_id, subject_id, status, request_id, matched, seq, at, prev_hash, digest = row
+    key_id, action, gallery_id, subject_id, status, request_id, matched, consent_ref, seq, at, prev_hash, digest = row
     return AuditEntry(key_id, action, gallery_id, subject_id, int(status), request_id,
-                      None if matched is None else bool(matched), int(seq), float(at), prev_hash, digest)
+                      None if matched is None else bool(matched), consent_ref, int(seq), float(at), prev_hash, digest)
+
+
+def _gallery(row: tuple) -> Gallery:
+    gallery_id, created, subjects, templates, inactive, age, consent = row
+    return Gallery(gallery_id, created, subjects, templates, Retention(inactive, age), bool(consent))
+
+
+def _subject(row: tuple, templates: tuple[Template, ...] = ()) -> Subject:
+    gallery_id, subject_id, created, updated, count, enrolled, active, consent_ref, inactive, age = row
+    return Subject(gallery_id, subject_id, created, updated, count, templates, enrolled, active, consent_ref,
+                   Retention(inactive, age).expires_at(created, enrolled, active))

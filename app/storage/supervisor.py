@@ -21,6 +21,7 @@ logger = get_logger("storage")
 RETRY_S = 2.0  # between attempts while the database is unreachable
 CHECK_S = 5.0  # between pings while it answers
 PRUNE_EVERY_S = 3600.0  # between prunings of the audit trail, where it has a retention
+SWEEP_EVERY_S = 60.0  # between sweeps of the subjects past their gallery's retention
 
 StorageStatus = Literal["starting", "ok", "unavailable"]
 
@@ -33,6 +34,7 @@ class StorageSupervisor:
         self.error: str | None = None
         self.salt: bytes | None = None  # known once migrated
         self._pruned_at = float("-inf")
+        self._swept_at = float("-inf")
 
     def get(self) -> Storage:
         """The store, once its schema is ready; StorageUnavailable before that."""
@@ -50,11 +52,21 @@ class StorageSupervisor:
                     await asyncio.to_thread(self.storage.ping)
                 self._set("ok", None)
                 await self._prune_audit()
+                await self._sweep_expired()
             except SchemaTooNew as error:
                 self._set("unavailable", error.message)
             except StorageError as error:
                 self._set("unavailable", f"the database is unreachable: {error.message}")
             await asyncio.sleep(CHECK_S if self.status == "ok" else RETRY_S)
+
+    async def _sweep_expired(self) -> None:
+        """Subjects past their gallery's retention deleted, each with its audit entry, at most once
+        every SWEEP_EVERY_S (and one replica at a time, through the database)."""
+        if time.monotonic() - self._swept_at < SWEEP_EVERY_S:
+            return
+        self._swept_at = time.monotonic()
+        while expired := await asyncio.to_thread(self.storage.sweep_expired, time.time()):
+            logger.info("retention: %d subjects deleted", len(expired))
 
     async def _prune_audit(self) -> None:
         """Entries past the audit retention deleted, at most once every PRUNE_EVERY_S."""

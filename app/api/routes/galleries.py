@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import datetime as dt
+import time
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
@@ -13,10 +15,13 @@ from app.schemas.galleries import (
     CreateGallery,
     CreateSubject,
     DeletedResponse,
+    ExpiringResponse,
     GalleryList,
+    GalleryPolicy,
     GalleryResponse,
     ImportJSON,
     ImportResponse,
+    SubjectExport,
     SubjectList,
     SubjectResponse,
     SubjectSummary,
@@ -39,8 +44,30 @@ def _after(cursor: str | None) -> str | None:
 
 @router.post("", status_code=201, response_model=GalleryResponse)
 async def create_gallery(principal: EnrolKey, body: CreateGallery, galleries: GalleriesDep) -> GalleryResponse:
-    """A new gallery, within the galleries the key reaches (403 forbidden outside them)."""
-    return GalleryResponse.of(await galleries.create_gallery(principal, body.id))
+    """A new gallery, within the galleries the key reaches (403 forbidden outside them), with its
+    retention and consent policy."""
+    return GalleryResponse.of(await galleries.create_gallery(principal, body.id, body.retention(),
+                                                             body.require_consent))
+
+
+@router.patch("/{gallery_id}", response_model=GalleryResponse)
+async def set_policy(principal: EnrolKey, gallery_id: GalleryId, body: GalleryPolicy,
+                     galleries: GalleriesDep) -> GalleryResponse:
+    """The gallery's retention and consent policy, replaced whole; subjects past the new retention are
+    deleted by the next sweep (see /expiring first)."""
+    return GalleryResponse.of(await galleries.set_policy(principal, gallery_id, body.retention(),
+                                                         body.require_consent))
+
+
+@router.get("/{gallery_id}/expiring", response_model=ExpiringResponse)
+async def expiring(principal: ReadKey, gallery_id: GalleryId, galleries: GalleriesDep,
+                   at: Annotated[dt.datetime | None, Query(description="by when (ISO 8601); default: now")] = None
+                   ) -> ExpiringResponse:
+    """A dry run of the retention sweep: the subjects it would delete by `at`; nothing is deleted."""
+    if at is not None and at.tzinfo is None:
+        raise invalid_request("give at with a time zone (e.g. 2027-01-01T00:00:00Z)")
+    when = at.timestamp() if at else time.time()
+    return ExpiringResponse.of(gallery_id, when, await galleries.expiring(principal, gallery_id, when))
 
 
 @router.get("", response_model=GalleryList)
@@ -93,6 +120,16 @@ async def get_subject(principal: ReadKey, gallery_id: GalleryId, subject_id: Sub
     serving made it; needs_reenrolment where none is."""
     stored = await enrolment.get_subject(principal, gallery_id, subject_id)
     return SubjectResponse.of(stored.subject, stored.usable)
+
+
+@router.get("/{gallery_id}/subjects/{subject_id}/export", response_model=SubjectExport)
+async def export_subject(principal: ReadKey, gallery_id: GalleryId, subject_id: SubjectId, enrolment: EnrolmentDep,
+                         request: Request,
+                         embeddings: Annotated[bool, Query(description="include the embeddings (admin only)")] = False
+                         ) -> SubjectExport:
+    """Everything stored about the subject as JSON: its record, consent and expiry, its templates'
+    metadata, and the audit entries that name it; the embeddings only where asked for, by an admin."""
+    return SubjectExport.of(await enrolment.export(principal, gallery_id, subject_id, embeddings), request.state)
 
 
 @router.delete("/{gallery_id}/subjects/{subject_id}", response_model=DeletedResponse)

@@ -14,15 +14,18 @@ import pytest
 from app.storage import open_storage, redacted
 from app.storage.audit import AuditEvent, verify_chain
 from app.storage.base import (
+    DAY_S,
     SCHEMA_VERSION,
     AuditQuery,
     Conflict,
+    ConsentRequired,
     CorruptTemplate,
     Deleted,
     KeyRecord,
     MissingTemplateKey,
     NewTemplate,
     NotFound,
+    Retention,
     SchemaTooNew,
     StorageUnavailable,
     check_id,
@@ -601,3 +604,64 @@ def test_reseal_moves_every_template_to_one_key_in_batches(store: SQLStorage) ->
         both.reseal("k3", 10)
     both.close()
     sealed(store, "k2").close()  # k1 may go now
+
+
+# -- retention and consent ------------------------------------------------------------------------
+
+
+def test_exactly_the_expired_subjects_go_each_with_its_audit_entry(store: SQLStorage) -> None:
+    store.create_gallery("kept")  # no retention: never swept
+    store.create_gallery("door", retention=Retention(max_inactive_days=30, max_age_days=365))
+    for gallery in ("kept", "door"):
+        for name in ("old", "active"):
+            store.create_subject(gallery, name)
+            store.add_templates(gallery, name, [template(1, 0, 0, 0)], accept, 10)
+    enrolled = store.get_subject("door", "old").enrolled_at
+    assert store.get_subject("door", "old").expires_at == pytest.approx(enrolled + 30 * DAY_S)
+    assert store.get_subject("kept", "old").expires_at is None
+    later = enrolled + 20 * DAY_S
+    with store._transaction(write=True) as db:  # the clock injected: "active" matched 20 days on
+        db.execute("UPDATE subjects SET last_active_at = ? WHERE id = 'active'", (later,))
+    assert store.get_subject("door", "active").expires_at == pytest.approx(later + 30 * DAY_S)
+
+    day_31 = enrolled + 31 * DAY_S
+    assert [(e.gallery_id, e.subject_id) for e in store.sweep_expired(day_31, dry_run=True)] == [("door", "old")]
+    assert store.get_subject("door", "old")  # a dry run deletes nothing
+    swept = store.sweep_expired(day_31)
+    assert [(e.gallery_id, e.subject_id) for e in swept] == [("door", "old")]
+    with pytest.raises(NotFound):
+        store.get_subject("door", "old")
+    entries = store.audit_entries(AuditQuery(action="subject.expire"), 10)
+    assert [(e.key_id, e.gallery_id, e.subject_id) for e in entries] == [("retention", "door", "old")]
+    assert store.sweep_expired(day_31) == []
+    assert [e.subject_id for e in store.sweep_expired(enrolled + 366 * DAY_S)] == ["active"]  # max_age wins
+
+
+def test_a_match_is_activity_that_extends_a_subject_s_life(store: SQLStorage) -> None:
+    store.create_gallery("door", retention=Retention(max_inactive_days=1))
+    store.create_subject("door", "alice")
+    store.add_templates("door", "alice", [template(1, 0, 0, 0)], accept, 10)
+    before = store.get_subject("door", "alice").expires_at
+    time.sleep(0.01)
+    store.record(event("subject.verify", gallery="door", subject="alice", status=200, matched=False))
+    assert store.get_subject("door", "alice").expires_at == before  # no match: no activity
+    store.record(event("subject.verify", gallery="door", subject="alice", status=200, matched=True))
+    assert store.get_subject("door", "alice").expires_at > before
+
+
+def test_a_gallery_that_requires_consent_enrols_only_with_a_reference(store: SQLStorage) -> None:
+    store.create_gallery("signup", require_consent=True)
+    store.create_subject("signup", "alice")
+    with pytest.raises(ConsentRequired) as refused:
+        store.add_templates("signup", "alice", [template(1, 0, 0, 0)], accept, 10)
+    assert refused.value.code == "consent_required"
+    store.add_templates("signup", "alice", [template(1, 0, 0, 0)], accept, 10,
+                        event("subject.enrol", gallery="signup", subject="alice"), consent_ref="form-17")
+    store.add_templates("signup", "alice", [template(0, 1, 0, 0)], accept, 10)  # it has one now
+    assert store.get_subject("signup", "alice").consent_ref == "form-17"
+    with pytest.raises(ConsentRequired):
+        store.import_subjects("signup", [("bob", [template(0, 0, 1, 0)])])
+    store.import_subjects("signup", [("bob", [template(0, 0, 1, 0)])], consent_refs={"bob": "form-18"})
+    assert store.get_subject("signup", "bob").consent_ref == "form-18"
+    gallery = store.set_gallery_policy("signup", Retention(max_age_days=10), False)
+    assert gallery.retention.max_age_days == 10 and not gallery.require_consent
