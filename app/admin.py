@@ -110,7 +110,9 @@ def templates_main(argv: list[str]) -> None:
                 print(f"sealed {done} templates with {key_id!r}", file=sys.stderr)
         print(json.dumps({"sealed_with": {key or "(clear)": count for key, count in storage.sealed_counts().items()}}))
     except StorageError as error:
-        raise SystemExit(f"facever templates: {error.message}") from None
+        hint = ("; delete that template (DELETE /galleries/{g}/subjects/{s}/faces/{t}) or restore it, then run this "
+                "again" if error.code == "template_corrupted" else "")
+        raise SystemExit(f"facever templates: {error.message}{hint}") from None
 
 
 def retention_main(argv: list[str]) -> None:

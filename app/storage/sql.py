@@ -206,6 +206,8 @@ class SQLStorage(Storage):
             if version > SCHEMA_VERSION:
                 raise SchemaTooNew(f"the database's schema is version {version}, newer than this service's "
                                    f"{SCHEMA_VERSION}: it was made by a newer release; run that release (or newer)")
+            if version >= 5:  # templates may be sealed: refuse before any change, schema migrations included
+                self._check_template_keys(db)
             for statements in MIGRATIONS[version:]:
                 for statement in statements:
                     db.execute(statement.format(blob=self.blob_type, serial=self.serial_type))
@@ -214,7 +216,10 @@ class SQLStorage(Storage):
                 db.execute("INSERT INTO meta (key, value) VALUES ('upload_salt', ?)", (secrets.token_hex(32),))
             elif version < SCHEMA_VERSION:
                 db.execute("UPDATE schema_version SET version = ?", (SCHEMA_VERSION,))
-            sealed_with = {row[0] for row in db.execute("SELECT DISTINCT key_id FROM templates WHERE key_id IS NOT NULL")}
+
+    def _check_template_keys(self, db: Database) -> None:
+        """MissingTemplateKey where templates are sealed with a key this service was not given."""
+        sealed_with = {row[0] for row in db.execute("SELECT DISTINCT key_id FROM templates WHERE key_id IS NOT NULL")}
         missing = sorted(sealed_with - set(self.cipher.key_ids if self.cipher else ()))
         if missing:
             raise MissingTemplateKey(f"templates are sealed with key {missing[0]!r}, which this service was not given "
@@ -487,7 +492,16 @@ class SQLStorage(Storage):
     def _unseal(self, gallery_id: str, subject_id: str, template_id: str, model: tuple[str, ...], dim: int,
                 key_id: str | None, blob: bytes) -> np.ndarray:
         """A stored embedding; CorruptTemplate where its blob does not open for its row."""
+        data = self._unsealed_bytes(gallery_id, subject_id, template_id, model, dim, key_id, blob)
+        return np.frombuffer(data, dtype="<f4").astype(np.float32)
+
+    def _unsealed_bytes(self, gallery_id: str, subject_id: str, template_id: str, model: tuple[str, ...], dim: int,
+                        key_id: str | None, blob: bytes) -> bytes:
         data = bytes(blob)
+        if key_id is not None and (self.cipher is None or key_id not in self.cipher.key_ids):
+            raise CorruptTemplate(f"subject {subject_id!r} of gallery {gallery_id!r} holds a template sealed with key "
+                                  f"{key_id!r}, which this service was not given ({template_id}); give the service "
+                                  "every key the templates name")
         if key_id is not None:
             try:
                 data = self.cipher.open(key_id, data, template_binding(gallery_id, subject_id, template_id, model, dim))
@@ -497,7 +511,7 @@ class SQLStorage(Storage):
         if len(data) != 4 * dim:
             raise CorruptTemplate(f"subject {subject_id!r} of gallery {gallery_id!r} holds a template of the wrong "
                                   f"length ({template_id})")
-        return np.frombuffer(data, dtype="<f4").astype(np.float32)
+        return data
 
     def _read_template(self, gallery_id: str, row: tuple) -> Template:
         template_id, subject_id, name, version, inference, precision, dim, blob = row[:8]
@@ -524,16 +538,20 @@ class SQLStorage(Storage):
         if len(dims) > 1:
             raise mixed_dimensions(dims)
         dim = dims.pop() if dims else 0
-        subjects, vectors = [], []
+        subjects, blobs = [], []
         for subject_id, _, blob, template_id, precision, key_id in rows:
-            try:
-                vectors.append(self._unseal(gallery_id, subject_id, template_id,
-                                            (model.name, model.version, model.inference, precision), dim, key_id, blob))
-            except CorruptTemplate as error:
-                logger.error("search leaves a template out: %s", error.message)
-                continue
+            data = bytes(blob)
+            if key_id is not None:  # sealed: opened one by one; rows in the clear are read in one go
+                try:
+                    data = self._unsealed_bytes(gallery_id, subject_id, template_id,
+                                                (model.name, model.version, model.inference, precision), dim, key_id,
+                                                data)
+                except CorruptTemplate as error:
+                    logger.error("search leaves a template out: %s", error.message)
+                    continue
             subjects.append(subject_id)
-        matrix = np.stack(vectors) if vectors else np.zeros((0, dim), np.float32)
+            blobs.append(data)
+        matrix = np.frombuffer(b"".join(blobs), "<f4").reshape(len(blobs), dim).astype(np.float32)
         return GalleryTemplates(created_at, revision, subjects, matrix, changed)
 
     def reseal(self, key_id: str, batch: int) -> int:

@@ -14,7 +14,7 @@ import time
 from typing import Literal
 
 from app.logging import get_logger
-from app.storage.base import SchemaTooNew, Storage, StorageError, StorageUnavailable
+from app.storage.base import MissingTemplateKey, SchemaTooNew, Storage, StorageError, StorageUnavailable
 
 logger = get_logger("storage")
 
@@ -53,7 +53,7 @@ class StorageSupervisor:
                 self._set("ok", None)
                 await self._prune_audit()
                 await self._sweep_expired()
-            except SchemaTooNew as error:
+            except (SchemaTooNew, MissingTemplateKey) as error:
                 self._set("unavailable", error.message)
             except StorageError as error:
                 self._set("unavailable", f"the database is unreachable: {error.message}")
