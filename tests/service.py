@@ -7,6 +7,7 @@ loads; `running(app)` is the usual case: started, loaded and warmed up, then shu
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -64,3 +65,15 @@ async def running(app: FastAPI, ready_timeout_s: float = 10.0, client_timeout_s:
             yield client
     finally:
         await lifespan.shut_down()
+
+
+async def storage_becomes(client: httpx.AsyncClient, status: str, timeout_s: float = 30) -> None:
+    """Wait until /health/ready reports the subject store `status` (ok, unavailable)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        ready = await client.get("/health/ready")
+        assert ready.status_code == 200, ready.text
+        if ready.json()["storage"] == status:
+            return
+        assert time.monotonic() < deadline, f"storage stayed {ready.json()['storage']!r}, never {status!r}"
+        await asyncio.sleep(0.05)

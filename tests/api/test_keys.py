@@ -4,29 +4,19 @@ answer 429 with Retry-After; metrics name keys by id only."""
 
 from __future__ import annotations
 
-import asyncio
-
 import pytest
 
 from tests.api.conftest import make_app
 from tests.metrics import sample
-from tests.service import running
+from tests.service import running, storage_becomes
 from tests.support.answers import refused
 
 pytestmark = pytest.mark.anyio
 
 
-async def storage_ready(client) -> None:
-    for _ in range(100):
-        if (await client.get("/health/ready")).json().get("storage") == "ok":
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError("storage never became ready")
-
-
 async def test_the_open_service_closes_with_the_first_key_and_stays_closed(tmp_path):
     async with running(make_app(storage_url=f"sqlite:///{tmp_path}/keys.sqlite3")) as client:
-        await storage_ready(client)
+        await storage_becomes(client, "ok")
         assert (await client.get("/galleries")).status_code == 200  # no key anywhere: open
         made = await client.post("/keys", json={"name": "first", "scopes": ["admin"]})
         assert made.status_code == 201 and made.json()["key"].startswith(f"fvk_{made.json()['id']}_")
@@ -45,7 +35,7 @@ async def test_the_open_service_closes_with_the_first_key_and_stays_closed(tmp_p
 async def test_a_key_over_its_rate_gets_429_with_retry_after_and_others_do_not(tmp_path):
     app = make_app(storage_url=f"sqlite:///{tmp_path}/keys.sqlite3", write_api_keys=("root",))
     async with running(app) as client:
-        await storage_ready(client)
+        await storage_becomes(client, "ok")
         root = {"X-API-Key": "root"}
         slow, other = [(await client.post("/keys", headers=root, json={
             "name": name, "scopes": ["read"], "rate_per_s": 0.5, "burst": 2})).json() for name in ("slow", "other")]
@@ -71,7 +61,7 @@ async def test_an_address_that_keeps_failing_is_refused_before_any_key_is_checke
 
 async def test_keys_that_could_never_work_as_asked_are_refused(tmp_path):
     async with running(make_app(storage_url=f"sqlite:///{tmp_path}/keys.sqlite3", write_api_keys=("root",))) as client:
-        await storage_ready(client)
+        await storage_becomes(client, "ok")
         root = {"X-API-Key": "root"}
         for body, naming in (({"expires_at": "2000-01-01T00:00:00Z"}, "expired already"),
                              ({"expires_at": "2099-01-01T00:00:00"}, "time zone"),

@@ -3,12 +3,10 @@ HTTP on a fake model and a SQLite file."""
 
 from __future__ import annotations
 
-import asyncio
-
 import pytest
 
 from tests.api.conftest import make_app
-from tests.service import running
+from tests.service import running, storage_becomes
 from tests.support.answers import refused
 from tests.support.images import image_bytes
 
@@ -16,18 +14,10 @@ pytestmark = pytest.mark.anyio
 ROOT = {"X-API-Key": "root"}
 
 
-async def storage_ready(client) -> None:
-    for _ in range(100):
-        if (await client.get("/health/ready")).json().get("storage") == "ok":
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError("storage never became ready")
-
-
 async def test_consent_retention_and_export(tmp_path):
     app = make_app(storage_url=f"sqlite:///{tmp_path}/s.sqlite3", write_api_keys=("root",), enrol_min_quality=None)
     async with running(app) as client:
-        await storage_ready(client)
+        await storage_becomes(client, "ok")
         made = await client.post("/galleries", headers=ROOT, json={
             "id": "signup", "require_consent": True, "max_inactive_days": 30, "max_age_days": 365})
         assert made.status_code == 201 and made.json()["require_consent"] and made.json()["max_inactive_days"] == 30

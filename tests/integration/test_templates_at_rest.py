@@ -22,7 +22,6 @@ tests/integration/test_storage_faults.py's (its helpers are reused).
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import signal
@@ -44,8 +43,9 @@ from app.storage import open_storage
 from app.storage.crypto import TemplateCipher, new_key_text, parse_keys
 from tests.integration.real_service import real_service
 from tests.integration.test_storage_faults import server, wait_storage
+from tests.service import storage_becomes
 from tests.support.answers import refused
-from tests.support.postgres import NoPostgres, started_postgres
+from tests.support.postgres import postgres_or_skip
 
 pytestmark = [pytest.mark.data]
 
@@ -74,17 +74,6 @@ def cipher(keys: str | None) -> TemplateCipher | None:
 
 def photo(lfw_dir: Path, name: str) -> bytes:
     return (lfw_dir / "images" / name).read_bytes()
-
-
-async def storage_becomes(client: httpx.AsyncClient, status: str, timeout_s: float = 30) -> None:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        ready = await client.get("/health/ready")
-        assert ready.status_code == 200, ready.text
-        if ready.json()["storage"] == status:
-            return
-        assert time.monotonic() < deadline, f"storage stayed {ready.json()['storage']!r}, never {status!r}"
-        await asyncio.sleep(0.05)
 
 
 async def embed(client: httpx.AsyncClient, lfw_dir: Path, *names: str) -> list[dict]:
@@ -158,15 +147,8 @@ def store_of(backend: str, tmp_path: Path) -> Iterator[Store]:
         path = tmp_path / "facever.sqlite3"
         yield Store(f"sqlite:///{path}", sqlite_path=path)
         return
-    try:
-        started = started_postgres()
-        postgres = started.__enter__()
-    except NoPostgres as reason:
-        pytest.skip(str(reason))
-    try:
+    with postgres_or_skip() as postgres:
         yield Store(postgres.url, postgres=postgres)
-    finally:
-        started.__exit__(None, None, None)
 
 
 def raw_files(store: Store) -> dict[str, bytes]:
@@ -184,14 +166,7 @@ def raw_files(store: Store) -> dict[str, bytes]:
                            "facever", "--no-owner", "facever"], capture_output=True, timeout=120)
     assert dump.returncode == 0, dump.stderr.decode()
     assert b"templates" in dump.stdout
-    sql(store.url, "CHECKPOINT")
-    cluster = []
-    for path in sorted(postgres.data.rglob("*")):
-        try:
-            cluster.append(path.read_bytes() if path.is_file() else b"")
-        except FileNotFoundError:  # a temporary file the server removed meanwhile
-            pass
-    return {"pg_dump": dump.stdout, "cluster files": b"".join(cluster)}
+    return {"pg_dump": dump.stdout, "cluster files": postgres.files()}
 
 
 def needles(vector: np.ndarray) -> dict[str, bytes]:

@@ -622,19 +622,8 @@ def raw_files(w: World) -> dict[str, bytes]:
     assert dump.returncode == 0, dump.stderr.decode()
     assert b"api_keys" in dump.stdout
     files = {"pg_dump": dump.stdout}
-    # A checkpoint first, so the tables' pages are on disk, not only in the write-ahead log (whose
-    # records may be split by its page headers): what is stored is then whole in the files read.
-    import psycopg
-
-    with psycopg.connect(w.backend.url, autocommit=True) as connection:
-        connection.execute("CHECKPOINT")
-    cluster = []
-    for path in sorted(server.data.rglob("*")):
-        try:
-            cluster.append(path.read_bytes() if path.is_file() else b"")
-        except FileNotFoundError:  # a temporary file the server removed meanwhile
-            pass
-    files["cluster files"] = b"".join(cluster)
+    # Checkpointed first (PostgresServer.files): the write-ahead log's page headers may split a record.
+    files["cluster files"] = server.files()
     return files
 
 

@@ -69,6 +69,21 @@ class PostgresServer:
             command = ["runuser", "-u", self.user, "--", *command]
         return subprocess.run(command, check=check, capture_output=True, text=True, timeout=120)
 
+    def files(self) -> bytes:
+        """Every file of the cluster, joined: what a file-level backup would hold. Checkpoint first
+        so the tables' pages are on disk, not only in the write-ahead log."""
+        import psycopg
+
+        with psycopg.connect(self.url, autocommit=True) as connection:
+            connection.execute("CHECKPOINT")
+        contents = []
+        for path in sorted(self.data.rglob("*")):
+            try:
+                contents.append(path.read_bytes() if path.is_file() else b"")
+            except FileNotFoundError:  # a temporary file the server removed meanwhile
+                pass
+        return b"".join(contents)
+
     def fresh_database(self, name: str) -> str:
         """An empty database `name` (dropped first if it exists); its URL."""
         import psycopg
@@ -148,9 +163,9 @@ def started_postgres() -> Iterator[PostgresServer]:
         shutil.rmtree(root, ignore_errors=True)
 
 
-@pytest.fixture(scope="session")
-def postgres_server():
-    """One real PostgreSQL server for the session; each test gets its own database."""
+@contextmanager
+def postgres_or_skip() -> Iterator[PostgresServer]:
+    """A started server of its own for a test, or the test skipped saying why there is none."""
     try:
         started = started_postgres()
         server = started.__enter__()
@@ -160,6 +175,13 @@ def postgres_server():
         yield server
     finally:
         started.__exit__(None, None, None)
+
+
+@pytest.fixture(scope="session")
+def postgres_server():
+    """One real PostgreSQL server for the session; each test gets its own database."""
+    with postgres_or_skip() as server:
+        yield server
 
 
 @pytest.fixture
