@@ -64,7 +64,7 @@ class KeyRing:
         settings = self.settings
         if given:
             principal = environment_principal(given, settings.api_keys, settings.write_api_keys)
-            if principal is None and (key_id := key_id_of(given)) is not None:
+            if principal is None and self.supervisor is not None and (key_id := key_id_of(given)) is not None:
                 principal = self._stored(key_id, given)
             return principal
         if settings.api_keys:

@@ -70,3 +70,10 @@ async def test_keys_that_could_never_work_as_asked_are_refused(tmp_path):
                              ({"galleries": ["acme-*-x*"]}, "prefix")):
             refused(await client.post("/keys", headers=root, json={"name": "k", "scopes": ["read"], **body}),
                     422, "invalid_request", naming)
+
+
+async def test_a_stored_key_where_storage_is_off_is_refused_not_an_error():
+    async with running(make_app()) as client:  # storage off, no keys: open
+        assert (await client.get("/info")).status_code == 200
+        refused(await client.get("/info", headers={"X-API-Key": "fvk_0123456789ab_" + "a" * 43}),
+                401, "unauthorized")
