@@ -1,6 +1,6 @@
 """What keys cost and how their limits hold, on real `facever serve` processes over SQLite (loopback).
 
-    python -m bench.keys [--keys 10000] [--requests 200] [--rate 10] [--seconds 10]
+    python -m bench.keys [--keys 10000] [--requests 200] [--rate 10] [--seconds 10] [--cap avx2]
 
 Two measurements, written to bench/results/keys.json:
 - cost: two servers of this build side by side, one with keys off (no key anywhere: the open
@@ -12,6 +12,7 @@ Two measurements, written to bench/results/keys.json:
 - limits: one key sent requests at 3x its rate for --seconds, another key at half its own rate
   beside it: the first's admitted rate against its limit, its 429s and their Retry-After, and the
   second's refusals (none expected).
+Under --cap the servers' libraries are held to that ISA (bench/results/keys_<cap>.json).
 """
 
 from __future__ import annotations
@@ -31,8 +32,9 @@ from app.services.keys import create_key
 from app.storage import open_storage
 from app.storage.audit import AuditEvent
 from app.storage.base import NewTemplate
-from bench.machine import write_report
+from bench.machine import add_cap_argument, apply_cap, write_report
 from bench.server import running_server
+from model.engines.cpu import isa_suffix
 from model.paths import DEFAULT_DATA_DIR, REPORTS_DIR
 from model.types import EmbeddingModel
 
@@ -173,8 +175,11 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=10.0, help="the limited key's requests a second")
     parser.add_argument("--seconds", type=float, default=10.0, help="how long the limited key is flooded")
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA_DIR)
-    parser.add_argument("--out", type=Path, default=REPORTS_DIR / "keys.json")
+    parser.add_argument("--out", type=Path, help="default: bench/results/keys[_<cap>].json")
+    add_cap_argument(parser, "the servers' libraries")
     args = parser.parse_args()
+    apply_cap(args, "bench.keys")
+    args.out = args.out or REPORTS_DIR / f"keys{isa_suffix()}.json"
     limits = measure_limits(args.rate, args.seconds)
     print(f"limits: {limits}")
     cost = measure_cost(args.data, args.keys, args.requests)
