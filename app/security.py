@@ -140,6 +140,10 @@ class RateLimiter:
             return (1.0 - bucket.tokens) / rate
 
 
+# Addresses whose failures are held before those outside the window are dropped: a bound on memory.
+MAX_TRACKED_ADDRESSES = 100_000
+
+
 @dataclass
 class FailedAuthentications:
     """Failed authentications per client address in a sliding window, so keys cannot be guessed
@@ -166,8 +170,12 @@ class FailedAuthentications:
             return failures[0] + self.window_s - now if len(failures) >= self.limit else 0.0
 
     def record(self, address: str) -> None:
+        now = self.clock()
         with self._lock:
-            self._failures.setdefault(address, deque()).append(self.clock())
+            if len(self._failures) >= MAX_TRACKED_ADDRESSES:  # many addresses failing at once: keep the recent
+                for stale in [a for a, times in self._failures.items() if times[-1] <= now - self.window_s]:
+                    del self._failures[stale]
+            self._failures.setdefault(address, deque(maxlen=self.limit)).append(now)
 
 
 def retry_after_header(seconds: float) -> dict[str, str]:

@@ -90,3 +90,17 @@ def test_an_address_is_refused_after_its_failures_until_the_oldest_leaves_the_wi
     assert failures.retry_after("10.0.0.2") == 0.0
     clock.now = 160.0
     assert failures.retry_after("10.0.0.1") == 0.0
+
+
+def test_the_addresses_held_are_bounded(monkeypatch):
+    monkeypatch.setattr("app.security.MAX_TRACKED_ADDRESSES", 3)
+    clock = Clock()
+    failures = FailedAuthentications(limit=2, window_s=10.0, clock=clock)
+    for address in ("a", "b", "c"):
+        failures.record(address)
+    clock.now += 11  # all three out of the window
+    failures.record("d")
+    assert set(failures._failures) == {"d"}
+    for _ in range(5):
+        failures.record("d")
+    assert len(failures._failures["d"]) == 2  # no more than the limit per address
