@@ -3,6 +3,8 @@ HTTP on a fake model and a SQLite file."""
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from tests.api.conftest import make_app
@@ -56,3 +58,23 @@ async def test_consent_retention_and_export(tmp_path):
         patched = await client.patch("/galleries/signup", headers=ROOT, json={"max_age_days": 1})
         assert patched.status_code == 200 and patched.json()["max_inactive_days"] is None
         assert not patched.json()["require_consent"]
+
+
+async def test_the_service_sweeps_what_its_gallery_no_longer_keeps(tmp_path, monkeypatch):
+    monkeypatch.setattr("app.storage.supervisor.CHECK_S", 0.1)
+    monkeypatch.setattr("app.storage.supervisor.SWEEP_EVERY_S", 0.1)
+    app = make_app(storage_url=f"sqlite:///{tmp_path}/s.sqlite3", write_api_keys=("root",), enrol_min_quality=None)
+    async with running(app) as client:
+        await storage_becomes(client, "ok")
+        await client.post("/galleries", headers=ROOT, json={"id": "brief", "max_age_days": 1 / 86400})  # 1 s
+        await client.post("/galleries/brief/subjects", headers=ROOT, json={"id": "alice"})
+        enrolled = await client.post("/galleries/brief/subjects/alice/faces", headers=ROOT,
+                                     files={"images": ("a.jpg", image_bytes())})
+        assert enrolled.status_code == 201, enrolled.text
+        for _ in range(100):
+            if (await client.get("/galleries/brief/subjects/alice", headers=ROOT)).status_code == 404:
+                break
+            await asyncio.sleep(0.05)
+        refused(await client.get("/galleries/brief/subjects/alice", headers=ROOT), 404, "subject_not_found")
+        entries = (await client.get("/audit", headers=ROOT, params={"action": "subject.expire"})).json()["entries"]
+        assert [(e["key_id"], e["gallery"], e["subject"]) for e in entries] == [("retention", "brief", "alice")]
