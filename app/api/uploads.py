@@ -25,6 +25,14 @@ from starlette.datastructures import UploadFile
 from starlette.formparsers import MultiPartException, MultiPartParser
 
 from app.errors import ServiceError, describe_validation_errors, invalid_request
+from app.schemas.galleries import (
+    EnrolJSON,
+    EnrolOptions,
+    EnrolUploads,
+    ProbeUploads,
+    SubjectVerifyJSON,
+    SubjectVerifyOptions,
+)
 from app.schemas.requests import (
     EmbeddingInput,
     EmbedJSON,
@@ -34,14 +42,6 @@ from app.schemas.requests import (
     VerifyOptions,
     VerifySide,
     VerifyUploads,
-)
-from app.schemas.galleries import (
-    EnrolJSON,
-    EnrolOptions,
-    EnrolUploads,
-    ProbeUploads,
-    SubjectVerifyJSON,
-    SubjectVerifyOptions,
 )
 
 BODY_FIELDS = frozenset({"image1", "image2", "embedding1", "embedding2", "images", "image", "embedding", "embeddings"})

@@ -14,14 +14,14 @@ from starlette.concurrency import run_in_threadpool
 from app.errors import ServiceError
 from app.security import Principal
 from app.services.keys import audit_event
-from app.storage.base import Deleted, Expired, Gallery, NotFound, Page, Retention, Storage, Subject
+from app.storage.base import Deleted, Expired, Gallery, Page, Retention, Storage, Subject, gallery_not_found
 from app.storage.search_index import SearchIndex
 
 
 def within_reach(principal: Principal, gallery_id: str) -> str:
-    """The gallery id, where the key reaches it; else the very NotFound of a gallery that does not exist."""
+    """The gallery id, where the key reaches it; else the very answer of a gallery that does not exist."""
     if not principal.reaches(gallery_id):
-        raise NotFound("gallery", f"no gallery {gallery_id!r}")
+        raise gallery_not_found(gallery_id)
     return gallery_id
 
 

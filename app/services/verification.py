@@ -82,9 +82,9 @@ class VerificationService:
         """A subject verification's or a search's probe: the embedding given, accepted, or the face of
         its image, embedded under its face options."""
         probe = self.upload(uploads.probe)
+        if probe.embedding is not None:  # no face to judge: its options are not asked about, as before
+            return probe.embedding, dict(NO_TIMINGS)
         options = uploads.options
         faces = self.face_options(options.face_policy, options.min_quality, self.settings.min_quality)
-        if probe.embedding is not None:
-            return probe.embedding, dict(NO_TIMINGS)
         embedded, timings = await self.embed_images("verify", [probe.image], faces, [probe.label])
         return embedded[0], timings

@@ -65,6 +65,11 @@ class NotFound(StorageError):
         self.code = f"{what}_not_found"
 
 
+def gallery_not_found(gallery_id: str) -> NotFound:
+    """The one answer for a gallery that is not there, or not within a key's reach (app.services.galleries)."""
+    return NotFound("gallery", f"no gallery {gallery_id!r}")
+
+
 class Conflict(StorageError):
     def __init__(self, code: str, message: str):
         super().__init__(message)

@@ -21,7 +21,7 @@ import psycopg
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from app.logging import get_logger
-from app.storage.base import Candidate, Conflict, NotFound, StorageError, StorageUnavailable
+from app.storage.base import Candidate, Conflict, StorageError, StorageUnavailable, gallery_not_found
 from app.storage.sql import Database, SQLStorage
 from model.types import EmbeddingModel
 
@@ -254,7 +254,7 @@ class PostgresStorage(SQLStorage):
         with self._transaction(write=False) as db:
             revision = db.execute("SELECT revision FROM galleries WHERE id = ?", (gallery_id,))
             if not revision:
-                raise NotFound("gallery", f"no gallery {gallery_id!r}")
+                raise gallery_not_found(gallery_id)
             known = self._sizes.get((gallery_id, key))
             if known is None or known[0] != revision[0][0]:  # counted again only after a write
                 count = db.execute("SELECT count(*) FROM subject_centroids WHERE gallery_id = ? AND model_key = ?",

@@ -41,6 +41,7 @@ from app.storage.base import (
     Storage,
     Subject,
     Template,
+    gallery_not_found,
     mixed_dimensions,
     now,
 )
@@ -257,7 +258,7 @@ class SQLStorage(Storage):
             if not db.execute("UPDATE galleries SET max_inactive_days = ?, max_age_days = ?, require_consent = ? "
                               "WHERE id = ? RETURNING id", (retention.max_inactive_days, retention.max_age_days,
                                                             int(require_consent), gallery_id)):
-                raise NotFound("gallery", f"no gallery {gallery_id!r}")
+                raise gallery_not_found(gallery_id)
             self._audit(db, audit)
             return _gallery(db.execute(self._GALLERY + " WHERE g.id = ?", (gallery_id,))[0])
 
@@ -265,7 +266,7 @@ class SQLStorage(Storage):
         with self._transaction(write=False) as db:
             rows = db.execute(self._GALLERY + " WHERE g.id = ?", (gallery_id,))
         if not rows:
-            raise NotFound("gallery", f"no gallery {gallery_id!r}")
+            raise gallery_not_found(gallery_id)
         return _gallery(rows[0])
 
     def list_galleries(self, after: str | None, limit: int, reach: Sequence[str] | None = None) -> Page:
@@ -280,7 +281,7 @@ class SQLStorage(Storage):
             counts = db.execute("SELECT (SELECT COUNT(*) FROM subjects WHERE gallery_id = ?), "
                                 "(SELECT COUNT(*) FROM templates WHERE gallery_id = ?)", (gallery_id, gallery_id))[0]
             if not db.execute("DELETE FROM galleries WHERE id = ? RETURNING id", (gallery_id,)):
-                raise NotFound("gallery", f"no gallery {gallery_id!r}")
+                raise gallery_not_found(gallery_id)
             self._audit(db, audit)
         self._after_delete()
         return Deleted(galleries=1, subjects=counts[0], templates=counts[1])
@@ -295,7 +296,7 @@ class SQLStorage(Storage):
     def create_subject(self, gallery_id: str, subject_id: str, audit: AuditEvent | None = None) -> Subject:
         with self._transaction(write=True) as db:
             if not db.execute("SELECT 1 FROM galleries WHERE id = ?", (gallery_id,)):
-                raise NotFound("gallery", f"no gallery {gallery_id!r}")
+                raise gallery_not_found(gallery_id)
             if db.execute("SELECT 1 FROM subjects WHERE gallery_id = ? AND id = ?", (gallery_id, subject_id)):
                 raise Conflict("subject_exists", f"subject {subject_id!r} already exists in gallery {gallery_id!r}")
             created = now()
@@ -316,13 +317,13 @@ class SQLStorage(Storage):
         if rows:
             return rows
         if not db.execute("SELECT 1 FROM galleries WHERE id = ?", (gallery_id,)):
-            raise NotFound("gallery", f"no gallery {gallery_id!r}")
+            raise gallery_not_found(gallery_id)
         raise NotFound("subject", f"no subject {subject_id!r} in gallery {gallery_id!r}")
 
     def list_subjects(self, gallery_id: str, after: str | None, limit: int) -> Page:
         with self._transaction(write=False) as db:
             if not db.execute("SELECT 1 FROM galleries WHERE id = ?", (gallery_id,)):
-                raise NotFound("gallery", f"no gallery {gallery_id!r}")
+                raise gallery_not_found(gallery_id)
             rows = db.execute(self._SUBJECT + " WHERE s.gallery_id = ? AND s.id > ? ORDER BY s.id LIMIT ?",
                               (gallery_id, after or "", limit + 1))
         return _page([_subject(row) for row in rows], limit)
@@ -403,7 +404,7 @@ class SQLStorage(Storage):
         with self._transaction(write=True) as db:
             gallery = db.execute("SELECT require_consent FROM galleries WHERE id = ?", (gallery_id,))
             if not gallery:
-                raise NotFound("gallery", f"no gallery {gallery_id!r}")
+                raise gallery_not_found(gallery_id)
             lacking = [subject_id for subject_id, _ in subjects if not consent_refs.get(subject_id)]
             if gallery[0][0] and lacking:
                 raise ConsentRequired(f"gallery {gallery_id!r} enrols only with a consent_ref; subject "
@@ -437,7 +438,7 @@ class SQLStorage(Storage):
         with self._transaction(write=False) as db:
             rows = db.execute("SELECT revision FROM galleries WHERE id = ?", (gallery_id,))
         if not rows:
-            raise NotFound("gallery", f"no gallery {gallery_id!r}")
+            raise gallery_not_found(gallery_id)
         return int(rows[0][0])
 
     _MODEL_TEMPLATES = ("SELECT subject_id, dim, embedding, id, precision, key_id FROM templates WHERE gallery_id = ? "
@@ -473,7 +474,7 @@ class SQLStorage(Storage):
     def _gallery_version(self, db: Database, gallery_id: str) -> tuple[float, int]:
         rows = db.execute("SELECT created_at, revision FROM galleries WHERE id = ?", (gallery_id,))
         if not rows:
-            raise NotFound("gallery", f"no gallery {gallery_id!r}")
+            raise gallery_not_found(gallery_id)
         return float(rows[0][0]), int(rows[0][1])
 
     # -- templates at rest --------------------------------------------------------------------
