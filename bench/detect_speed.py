@@ -5,7 +5,7 @@
 Prints median / p90 milliseconds per stage and writes bench/results/detect_speed.json for MTCNN on
 torch, or bench/results/detect_speed[_<detector>][_<engine>].json otherwise: the detector unless it
 is MTCNN, the engine unless it is torch (the default encoder's card names yunet+mtcnn: YuNet, with
-MTCNN only where YuNet finds no face). Uses two torch threads, all the cores of the 2-core host.
+MTCNN only where YuNet finds no face). Uses two threads, all the cores of the 2-core host.
 """
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ import statistics
 import time
 
 import numpy as np
-import torch
 from PIL import Image
 
 from bench.machine import write_report
@@ -75,10 +74,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=50)
     parser.add_argument("--detector", choices=DETECTORS, default="mtcnn")
-    parser.add_argument("--engine", choices=ENGINE_NAMES, default="torch", help="what runs YuNet's network")
+    parser.add_argument("--engine", choices=ENGINE_NAMES, default="torch", help="what runs the detector's networks")
     args = parser.parse_args(argv)
 
-    torch.set_num_threads(THREADS)
+    if args.engine == "torch":
+        import torch
+
+        torch.set_num_threads(THREADS)
     print(isa_line())
     print(f"detector {args.detector}, engine {args.engine}, float32")
     detector = build_detector(args.detector, engine=args.engine, threads=THREADS)

@@ -19,12 +19,13 @@ import statistics
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from bench.machine import write_report
 from model.card import EncoderCard, load_card
 from model.encoders import load_encoder
-from model.encoders.fused import FusedEncoder
+from model.encoders.inference import InferenceEncoder
 from model.encoders.loading import per_input_networks, reference_encoder
 from model.engines.cpu import isa_line, isa_suffix
 from model.paths import REPORTS_DIR, WEIGHTS_DIR
@@ -38,12 +39,13 @@ WARMUP_RUNS = 5
 GEMM_SIDE = 2048  # square float32 matrices: large enough for the BLAS to reach its rate
 
 
-def random_chips(batch: int, sizes: list[int]) -> list[torch.Tensor]:
+def random_chips(batch: int, sizes: list[int]) -> list[np.ndarray]:
     """One batch of chips per template size: a fused encoder takes one per member."""
-    return [torch.rand(batch, 3, size, size) * 255 for size in sizes]
+    rng = np.random.default_rng(0)
+    return [(rng.random((batch, 3, size, size)) * 255).astype(np.float32) for size in sizes]
 
 
-def time_batches(run, inputs: list[torch.Tensor], runs: int) -> list[float]:
+def time_batches(run, inputs: list, runs: int) -> list[float]:
     """Seconds per `run(*inputs)` over `runs` calls, after a warm-up (allocator, oneDNN kernels)."""
     timings = []
     with torch.inference_mode():
@@ -82,12 +84,11 @@ def float32_gemm_gflops() -> float:
     return 2 * GEMM_SIDE**3 / seconds / 1e9
 
 
-def member_rows(card: EncoderCard, encoder: torch.nn.Module) -> list[dict]:
+def member_rows(card: EncoderCard, encoder: InferenceEncoder) -> list[dict]:
     """Each member of the encoder (or the encoder itself) alone: ms per chip at batch 1, its
     multiply-adds per chip, and the float32-equivalent GFLOP/s (2 per multiply-add) it runs at."""
-    compiled = encoder.members if isinstance(encoder, FusedEncoder) else [encoder]
     rows = []
-    for network, (reference, example), spec in zip(compiled, per_input_networks(card, reference_encoder(card)),
+    for network, (reference, example), spec in zip(encoder.networks, per_input_networks(card, reference_encoder(card)),
                                                    card.input):
         macs = multiply_adds(reference, example[0][:1])
         ms = statistics.median(time_batches(network, random_chips(1, [spec.size]), CASES[0][1])) * 1000

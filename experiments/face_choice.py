@@ -26,7 +26,6 @@ import json
 from pathlib import Path
 
 import numpy as np
-import torch
 from PIL import Image
 
 from experiments.common import parse, study_parser
@@ -54,9 +53,8 @@ def detect_and_embed(verifier: FaceVerifier, images: list[np.ndarray]) -> list[l
             if not faces:
                 found.append([])
                 continue
-            with torch.inference_mode():
-                chips = verifier.align([array] * len(faces), faces)
-                embeddings = l2_normalise(verifier.encode_chips(chips, flip_tta=False)).numpy()
+            chips = verifier.align([array] * len(faces), faces)
+            embeddings = l2_normalise(verifier.encode_chips(chips, flip_tta=False))
             found.append(list(zip(faces, embeddings)))
     return found
 

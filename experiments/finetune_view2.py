@@ -31,13 +31,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch import nn
 
 from experiments.common import parse, study_parser
 from experiments.training_losses import RESULTS, finished_run, repo_relative
 from model.card import load_card, tta_mode
 from model.encoders import load_encoder
-from model.encoders.flip import encode_with_mirror
+from model.encoders.inference import InferenceEncoder
 from model.evaluation import metrics
 from model.evaluation.embeddings import DatasetEmbeddings
 from model.evaluation.protocols import Pair, identity_images, protocol_distances, read_pairs
@@ -63,17 +62,16 @@ def fold_config(config: TrainingConfig, fold: int, epochs: int | None, batches_p
     return TrainingConfig.model_validate(data)
 
 
-@torch.inference_mode()
-def embed_chips(encoder: nn.Module, chips: torch.Tensor, paths: list[str], detected: np.ndarray,
+def embed_chips(encoder: InferenceEncoder, chips: torch.Tensor, paths: list[str], detected: np.ndarray,
                 batch_size: int = 128) -> DatasetEmbeddings:
     """Raw embeddings of each uint8 chip and of its mirror, in one encoder pass, as the service's flip
     TTA computes them."""
     raw, mirrored = [], []
     for start in range(0, len(chips), batch_size):
-        plain, flipped = encode_with_mirror(encoder, [chips[start : start + batch_size].float()])
+        plain, flipped = encoder.embed_with_mirror([chips[start : start + batch_size].numpy().astype(np.float32)])
         raw.append(plain)
         mirrored.append(flipped)
-    return DatasetEmbeddings(paths, torch.cat(raw).numpy(), torch.cat(mirrored).numpy(), detected)
+    return DatasetEmbeddings(paths, np.concatenate(raw), np.concatenate(mirrored), detected)
 
 
 def distances_per_mode(embeddings: DatasetEmbeddings, pairs: list[Pair]) -> dict[str, np.ndarray]:

@@ -1,4 +1,4 @@
-"""Everything torch, one package per lifecycle: serving (verify/, faces/, encoders/, engines/, card,
-images), evaluation/, training/ and convert/. The top-level modules types, card, paths, errors,
-files, distance, images and registry, and engines.cpu, import no torch, so the HTTP service (and
-what reads the CPU it runs on) can use them without loading it (tests/api/test_imports.py)."""
+"""The model side, one package per lifecycle: serving (verify/, faces/, encoders/, engines/, card,
+images), evaluation/, training/ and convert/. Serving is NumPy and OpenVINO and never imports torch
+(tests/api/test_imports.py); torch, an optional extra, is the reference engine
+(engines/reference.py), the networks' definitions, training and conversion."""

@@ -16,7 +16,7 @@ import os
 from pathlib import Path
 
 from model.card import EncoderCard, load_card, write_card
-from model.encoders import load_encoder
+from model.encoders import reference_encoder
 from model.paths import WEIGHTS_DIR
 from model.types import detector_parts
 
@@ -73,7 +73,7 @@ def fuse(
             + f" --detector {detector} --precision {precision}" + ("" if flip_tta else " --no-flip-tta"),
         },
     )
-    load_encoder(write_card(fused, out_dir))  # the folder must load strictly before it is called done
+    reference_encoder(write_card(fused, out_dir))  # the folder must load strictly before it is called done
     return out_dir
 
 

@@ -21,6 +21,7 @@ import os
 import sys
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from model.card import CARD_FILE, EncoderCard, load_card, write_card
@@ -43,10 +44,9 @@ def calibration_images(data_dir: Path, count: int) -> list[str]:
     return sorted({path for pair in pairs for path in (pair.first, pair.second)})[:count]
 
 
-@torch.inference_mode()
-def calibration_chips(verifier: FaceVerifier, data_dir: Path, paths: list[str]) -> list[torch.Tensor]:
+def calibration_chips(verifier: FaceVerifier, data_dir: Path, paths: list[str]) -> list[np.ndarray]:
     """Per template, the chips of every image where a face is found, then their mirror images."""
-    per_template: list[list[torch.Tensor]] = [[] for _ in verifier.templates]
+    per_template: list[list[np.ndarray]] = [[] for _ in verifier.templates]
     for path in paths:
         array = to_array(load_image(data_dir / "lfw" / "images" / path))
         try:
@@ -55,7 +55,7 @@ def calibration_chips(verifier: FaceVerifier, data_dir: Path, paths: list[str]) 
             continue
         for chips, kept in zip(verifier.align([array], [face]), per_template):
             kept.append(chips)
-    return [torch.cat([torch.cat(kept), torch.cat(kept).flip(-1)]) for kept in per_template]
+    return [np.concatenate([np.concatenate(kept), np.concatenate(kept)[..., ::-1]]) for kept in per_template]
 
 
 def quantize(source: Path, name: str, out_dir: Path, data_dir: Path, images: int, command: str,
@@ -66,7 +66,8 @@ def quantize(source: Path, name: str, out_dir: Path, data_dir: Path, images: int
     import nncf
     import openvino as ov
 
-    from model.engines import openvino
+    from model.engines.conversion import convert
+    from model.engines.openvino import save_model
 
     card = load_card(source)
     verifier = FaceVerifier.from_folders(source, precision="float32", engine="torch")
@@ -76,12 +77,12 @@ def quantize(source: Path, name: str, out_dir: Path, data_dir: Path, images: int
     (out_dir / FOLDER).mkdir(parents=True, exist_ok=True)
     files = []
     for index, ((network, example), samples) in enumerate(zip(networks, chips)):
-        model, _ = openvino.convert(network, example, ((0,),))
-        dataset = nncf.Dataset([chip[None].numpy() for chip in samples])
+        model = convert(network, example, ((0,),))
+        dataset = nncf.Dataset([np.ascontiguousarray(chip[None]) for chip in samples])
         quantized = nncf.quantize(model, dataset, subset_size=len(samples), preset=nncf.QuantizationPreset.MIXED)
         member = card.members[index]["name"] if card.members else card.name
         file = f"{FOLDER}/{member}.xml"
-        openvino.save_model(quantized, out_dir / file)
+        save_model(quantized, out_dir / file)
         files.append(file)
     borrowed = {
         prefix: os.path.relpath(path.parent.resolve(), out_dir.resolve())

@@ -23,7 +23,7 @@ import torch
 
 from model.convert.base import ConversionError, WheelFile, converter_main, expect, torch_bytes, write_sha256sums
 from model.convert.onnx_graph import ComputeNodes, Graph, Node, conv_attributes, dequantize_blocked, load_graph
-from model.engines.compile import save_compiled
+from model.engines.conversion import save_converted
 from model.faces.networks.yunet import LANDMARKS, STRIDES, YuNetNetwork
 from model.faces.yunet import COMPILED_FILE, DYNAMIC_AXES, EXAMPLE_INPUT, WEIGHTS_FILE
 from model.files import write_atomic
@@ -255,7 +255,7 @@ def write_weights(network: YuNetNetwork, out_dir: Path) -> int:
     returns the parameter count."""
     out_dir.mkdir(parents=True, exist_ok=True)
     write_atomic(out_dir / WEIGHTS_FILE, torch_bytes(network.state_dict()))
-    save_compiled(network.eval(), [torch.zeros(EXAMPLE_INPUT)], out_dir / COMPILED_FILE, DYNAMIC_AXES)
+    save_converted(network.eval(), [torch.zeros(EXAMPLE_INPUT)], out_dir / COMPILED_FILE, DYNAMIC_AXES)
     write_atomic(out_dir / "LICENSE", LICENSE_TEXT.encode())
     write_atomic(out_dir / "README.md", readme_text().encode())
     write_sha256sums(out_dir, (WEIGHTS_FILE, COMPILED_FILE, Path(COMPILED_FILE).with_suffix(".bin").name))

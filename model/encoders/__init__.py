@@ -1,6 +1,6 @@
-"""Face encoders: the registry, each network, the fused encoder, inference precision, loading from a card."""
+"""Face encoders: the registry, each network, the fused encoder, loading from a card (the torch
+reference, or the engine-neutral InferenceEncoder that serving runs)."""
 
-from model.encoders.loading import load_encoder
-from model.encoders.registry import ENCODERS, build_encoder, register_encoder
+from model.encoders.loading import load_encoder, reference_encoder
 
-__all__ = ["ENCODERS", "build_encoder", "load_encoder", "register_encoder"]
+__all__ = ["load_encoder", "reference_encoder"]

@@ -32,15 +32,6 @@ class FusedEncoder(nn.Module):
         )
         self.weights = tuple(float(member["weight"]) for member in members)
 
-    @classmethod
-    def of(cls, networks: list[nn.Module], weights: list[float]) -> FusedEncoder:
-        """The same fusion of networks already built (e.g. compiled for another engine)."""
-        fused = cls.__new__(cls)
-        nn.Module.__init__(fused)
-        fused.members = nn.ModuleList(networks)
-        fused.weights = tuple(float(weight) for weight in weights)
-        return fused
-
     def forward(self, *chips: torch.Tensor) -> torch.Tensor:
         return self.embed_with_norms(*chips)[0]
 

@@ -1,16 +1,49 @@
-"""A network made ready for an engine: torch as it is, in the precision asked for; OpenVINO converted
-from the torch module and compiled for this CPU, or read from a model saved ahead of time."""
+"""A network made ready for an engine, behind one contract: called with NumPy arrays, it returns
+its outputs as a flat list of NumPy arrays (`Network`).
+
+Engines: `openvino`, networks compiled for this CPU, read from models saved ahead of time (the
+lean serving path, which never imports torch) or converted from the torch module where a card
+ships none; and `torch`, the reference, where torch is installed (`facever[torch]`).
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import importlib.util
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Protocol
 
-from torch import Tensor, nn
-from torch.utils._pytree import tree_flatten
+import numpy as np
 
-from model.engines.precision import with_precision
+if TYPE_CHECKING:
+    from torch import Tensor, nn
+
+    from model.engines.openvino import CompiledNetwork
+
+ENGINES = ("openvino", "torch")
+
+
+class Network(Protocol):
+    def __call__(self, *inputs: np.ndarray) -> list[np.ndarray]: ...
+
+
+class TorchMissing(RuntimeError):
+    """What needs torch was asked for where it is not installed: the torch engine, or converting a
+    network whose card ships no ready-made one."""
+
+
+def require_torch(purpose: str) -> None:
+    if importlib.util.find_spec("torch") is None:
+        raise TorchMissing(f"{purpose} needs torch, which this installation leaves out: install the extra "
+                           "(pip install 'facever[torch]'), or use the openvino engine and a card with "
+                           "networks compiled ahead of time (the shipped default)")
+
+
+def check_engine(engine: str) -> None:
+    if engine not in ENGINES:
+        raise ValueError(f"unknown engine {engine!r}; known: {', '.join(ENGINES)}")
+    if engine == "torch":
+        require_torch("the torch engine")
 
 
 def compile_network(
@@ -22,42 +55,61 @@ def compile_network(
     threads: int = 1,
     streams: int = 1,
     dynamic: Sequence[Sequence[int]] = ((0,),),
-) -> nn.Module:
-    """`network` (in eval mode, with its weights) ready to run on `engine` in `precision`.
-    `example` is one input per argument; `dynamic` the axes of each input that may vary (default:
-    the batch of a single input); `streams` how many inferences may run at once, each on `threads`."""
+    channels_last: bool = False,
+) -> Network:
+    """`network` (in eval mode, with its weights) ready to run on `engine` in `precision`: as it is
+    on torch, converted and compiled on OpenVINO. `example` is one input per argument (NCHW);
+    `dynamic` the axes of each input that may vary (default: the batch of a single input);
+    `streams` how many inferences may run at once, each on `threads`. `channels_last`: the network
+    is then called with NHWC arrays."""
+    check_engine(engine)
     if engine == "torch":
-        return with_precision(network, precision)
-    if engine != "openvino":
-        raise ValueError(f"unknown engine {engine!r}; known: torch, openvino")
-    from model.engines import openvino  # imported only where it runs
+        from model.engines.reference import TorchNetwork, with_precision
 
-    model, outputs = openvino.convert(network, example, dynamic)
-    return openvino.OpenVINONetwork(openvino.compile_model(model, precision, threads, streams), outputs)
+        return TorchNetwork(with_precision(network, precision), channels_last=channels_last)
+    require_torch("converting a network for OpenVINO")
+    from model.engines import openvino
+    from model.engines.conversion import convert
+
+    model = convert(network, example, dynamic)
+    if channels_last:
+        model = openvino.with_channels_last_input(model)
+    return openvino.CompiledNetwork(openvino.compile_model(model, precision, threads, streams))
 
 
 def load_compiled(
-    path: Path, *, precision: str, threads: int = 1, streams: int = 1, outputs: Any = None,
-    image_channels: str | None = None,
-) -> nn.Module:
-    """A network saved as an OpenVINO model (e.g. quantized to int8), compiled for this CPU. Its
-    outputs come back in the structure `outputs` has (any nesting of tuples and lists, with anything
-    at the leaves), or as one tensor. With `image_channels` (the channel order its network takes,
-    "RGB" or "BGR") it takes uint8 NHWC RGB images instead (openvino.with_image_input)."""
+    path: Path, *, precision: str, threads: int = 1, streams: int = 1, image_channels: str | None = None,
+    channels_last: bool = False,
+) -> CompiledNetwork:
+    """A network saved as an OpenVINO model (e.g. quantized to int8), compiled for this CPU. With
+    `image_channels` (the channel order its network takes, "RGB" or "BGR") it takes uint8 NHWC RGB
+    images instead (openvino.with_image_input); with `channels_last`, NHWC float32."""
     from model.engines import openvino
 
-    spec = None if outputs is None else tree_flatten(outputs)[1]
     model = openvino.read_model(path)
     if image_channels:
         model = openvino.with_image_input(model, image_channels)
-    return openvino.OpenVINONetwork(openvino.compile_model(model, precision, threads, streams), spec)
+    elif channels_last:
+        model = openvino.with_channels_last_input(model)
+    return openvino.CompiledNetwork(openvino.compile_model(model, precision, threads, streams))
 
 
-def save_compiled(
-    network: nn.Module, example: Sequence[Tensor], path: Path, dynamic: Sequence[Sequence[int]] = ((0,),)
-) -> None:
-    """`network` converted to an OpenVINO model (float32) and saved at `path` (.xml, weights beside
-    it in .bin), for `load_compiled`: what converters ship so that serving converts nothing."""
-    from model.engines import openvino
+def load_network(
+    engine: str,
+    *,
+    compiled: Path,
+    reference: Callable[[], nn.Module],
+    threads: int = 1,
+    streams: int = 1,
+    image_channels: str | None = None,
+    channels_last: bool = False,
+) -> Network:
+    """A shipped float32 network: on openvino the model saved at `compiled`, as it is; on torch the
+    module `reference()` builds with its weights. Both take the same arrays (see load_compiled)."""
+    check_engine(engine)
+    if engine == "openvino":
+        return load_compiled(compiled, precision="float32", threads=threads, streams=streams,
+                             image_channels=image_channels, channels_last=channels_last)
+    from model.engines.reference import TorchNetwork
 
-    openvino.save_model(openvino.convert(network, example, dynamic)[0], path)
+    return TorchNetwork(reference(), channels_last=channels_last, image_channels=image_channels)

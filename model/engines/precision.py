@@ -3,28 +3,17 @@ it natively; int8 through OpenVINO, from a model quantized ahead of time.
 
 On CPUs with bfloat16 dot-product instructions (AVX512-BF16, AMX) bfloat16 convolutions take about
 half the time of float32 ones; elsewhere bfloat16 is emulated and slower, so it is used only where it
-pays. In torch, bfloat16 runs by casting the weights and activations (ReducedPrecision); embeddings
-stay float32 outside the network.
+pays. Torch-free: the serving path decides this before any engine loads.
 """
 
 from __future__ import annotations
 
 import logging
 
-import torch
-from torch import nn
-
+from model.engines.cpu import native_bfloat16
 from model.types import PRECISION_NAMES
 
-# torch's arithmetic by precision name (its dtype names); int8 is OpenVINO's only.
-TORCH_DTYPES: dict[str, torch.dtype] = {"float32": torch.float32, "bfloat16": torch.bfloat16}
-
 logger = logging.getLogger(__name__)
-
-
-def native_bfloat16() -> bool:
-    """Whether this CPU has bfloat16 dot-product instructions that oneDNN uses."""
-    return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
 
 
 def usable_precision(requested: str, engine: str = "torch") -> str:
@@ -46,21 +35,3 @@ def default_precision(card_precision: str, engine: str) -> str:
         logger.warning("int8 runs only on the openvino engine: running the encoder in float32 on %s", engine)
         return "float32"
     return card_precision
-
-
-class ReducedPrecision(nn.Module):
-    """Runs `encoder` with its weights and activations in `dtype`; takes and returns float32, as the
-    encoder contract says. Chips of 0..255 survive the cast to bfloat16 to within half a grey level."""
-
-    def __init__(self, encoder: nn.Module, dtype: torch.dtype):
-        super().__init__()
-        self.encoder = encoder.to(dtype)
-        self.dtype = dtype
-
-    def forward(self, *chips: torch.Tensor) -> torch.Tensor:
-        return self.encoder(*(batch.to(self.dtype) for batch in chips)).float()
-
-
-def with_precision(encoder: nn.Module, precision: str) -> nn.Module:
-    dtype = TORCH_DTYPES[precision]
-    return encoder if dtype == torch.float32 else ReducedPrecision(encoder, dtype)

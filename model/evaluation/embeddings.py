@@ -17,9 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import torch
 
-from model.encoders.flip import encode_with_mirror, flip_mean
+from model.encoders.flip import flip_mean
 from model.engines.cpu import describe_cpu
 from model.errors import NoFaceDetected
 from model.evaluation.protocols import identity_images
@@ -122,7 +121,6 @@ def detect_dataset(
     return faces, sizes
 
 
-@torch.inference_mode()
 def embed_dataset(
     verifier: FaceVerifier,
     images_dir: str | Path,
@@ -161,9 +159,9 @@ def embed_dataset(
         batch = range(start, min(start + batch_size, len(paths)))
         arrays = [to_array(load_image(images_dir / paths[i])) for i in batch]
         chosen = [faces[i] or _scaled(fallback, sizes[i]) for i in batch]
-        plain, mirrored = encode_with_mirror(verifier.encoder, verifier.align(arrays, chosen))
-        raw.append(plain.numpy())
-        raw_mirrored.append(mirrored.numpy())
+        plain, mirrored = verifier.encoder.embed_with_mirror(verifier.align(arrays, chosen))
+        raw.append(plain)
+        raw_mirrored.append(mirrored)
         if (start // batch_size) % 50 == 0:
             _log(f"embed {batch.stop}/{len(paths)} ({time.perf_counter() - started:.0f} s)")
 

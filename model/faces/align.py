@@ -8,12 +8,10 @@ chip pixels with no half-pixel shift.
 from __future__ import annotations
 
 import math
+import threading
 from collections.abc import Sequence
 
 import numpy as np
-import torch
-import torch.nn.functional as F
-from torch import Tensor
 
 from model.types import AlignmentTemplate, Face
 
@@ -58,7 +56,7 @@ def similarity_transform(
     return np.hstack([scale * rotation, translation[:, None]])
 
 
-def align_faces(image: np.ndarray, faces: Sequence[Face], template: AlignmentTemplate) -> Tensor:
+def align_faces(image: np.ndarray, faces: Sequence[Face], template: AlignmentTemplate) -> np.ndarray:
     """One chip per face, (N, 3, size, size) float32 RGB with values 0..255 (not rounded).
 
     Each chip pixel is bilinearly sampled from the image at the inverse-transformed position;
@@ -69,18 +67,15 @@ def align_faces(image: np.ndarray, faces: Sequence[Face], template: AlignmentTem
     if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
         raise ValueError("align_faces() takes a uint8 HxWx3 RGB array")
     size = template.size
-    if not faces:
-        return torch.zeros(0, 3, size, size)
-    chips = [
-        _warp(image, _inverse(similarity_transform(face.landmarks, template.points, template.weights)), size)
-        for face in faces
-    ]
-    return torch.stack(chips)
+    chips = np.zeros((len(faces), 3, size, size), dtype=np.float32)
+    for chip, face in zip(chips, faces):
+        _warp(image, _inverse(similarity_transform(face.landmarks, template.points, template.weights)), chip)
+    return chips
 
 
-def chips_to_uint8(chips: Tensor) -> np.ndarray:
+def chips_to_uint8(chips: np.ndarray) -> np.ndarray:
     """Chips from align_faces as (N, size, size, 3) uint8 images, for saving or viewing."""
-    return chips.round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy()
+    return np.clip(np.rint(chips), 0, 255).astype(np.uint8).transpose(0, 2, 3, 1)
 
 
 def _inverse(transform: np.ndarray) -> np.ndarray:
@@ -89,8 +84,10 @@ def _inverse(transform: np.ndarray) -> np.ndarray:
     return np.hstack([linear, -linear @ transform[:, 2:]])
 
 
-def _warp(image: np.ndarray, chip_to_image: np.ndarray, size: int) -> Tensor:
-    """The (3, size, size) chip whose pixel (u, v) shows image position chip_to_image @ (u, v, 1)."""
+def _warp(image: np.ndarray, chip_to_image: np.ndarray, chip: np.ndarray) -> None:
+    """Fill `chip` (3, size, size), zeros, so that its pixel (u, v) shows image position
+    chip_to_image @ (u, v, 1)."""
+    size = chip.shape[-1]
     height, width = image.shape[:2]
     # The window of the image the chip's samples (and their right and lower neighbours) touch.
     corners = chip_to_image @ np.array([[0, size - 1, 0, size - 1], [0, 0, size - 1, size - 1], [1, 1, 1, 1]])
@@ -105,25 +102,87 @@ def _warp(image: np.ndarray, chip_to_image: np.ndarray, size: int) -> Tensor:
         rows, columns = window.shape[0] // factor * factor, window.shape[1] // factor * factor
         window = window[:rows, :columns].reshape(rows // factor, factor, columns // factor, factor, 3)
         window = window.mean(axis=(1, 3))
-    # float64 keeps whole-pixel shifts exact (the [-1, 1] grid units would round in float32); the
-    # window is at most about 3 chip widths on a side, so this costs little.
-    pixels = torch.from_numpy(np.ascontiguousarray(window, dtype=np.float64)).permute(2, 0, 1)
-    if pixels.shape[1] == 0 or pixels.shape[2] == 0:  # a window thinner than one shrunk block
-        return torch.zeros(3, size, size)
-    window_height, window_width = pixels.shape[1:]
+    if window.shape[0] == 0 or window.shape[1] == 0:  # a window thinner than one shrunk block
+        return
     # Compose chip pixel -> image pixel -> window pixel (after the shrink: block i is centred on
-    # pixel i * factor + (factor - 1) / 2) -> grid_sample's [-1, 1] units (align_corners=False).
+    # pixel i * factor + (factor - 1) / 2). float64 keeps whole-pixel shifts exact.
     to_window = np.array([[1 / factor, 0, (-left - (factor - 1) / 2) / factor],
                           [0, 1 / factor, (-top - (factor - 1) / 2) / factor], [0, 0, 1]])
-    to_unit = np.array([[2 / window_width, 0, 1 / window_width - 1], [0, 2 / window_height, 1 / window_height - 1],
-                        [0, 0, 1]])
-    chip_to_unit = to_unit @ to_window @ np.vstack([chip_to_image, [0, 0, 1]])
-    # grid[v, u] = chip_to_unit @ (u, v, 1), as two outer sums (a third of the time of a product
-    # with a meshgrid).
+    chip_to_window = to_window @ np.vstack([chip_to_image, [0, 0, 1]])
+    # Positions [v, u] = chip_to_window @ (u, v, 1), as two outer sums (a third of the time of a
+    # product with a meshgrid).
+    work = _scratch(size)
     steps = np.arange(size, dtype=np.float64)
-    grid = np.empty((size, size, 2))
-    for axis, (per_u, per_v, offset) in enumerate(chip_to_unit[:2]):
-        np.add.outer(steps * per_v + offset, steps * per_u, out=grid[:, :, axis])
-    chip = F.grid_sample(pixels[None], torch.from_numpy(grid[None]), mode="bilinear", padding_mode="zeros",
-                         align_corners=False)
-    return chip[0].float()
+    for position, (per_u, per_v, offset) in zip((work.x, work.y), chip_to_window[:2]):
+        np.add.outer(steps * per_v + offset, steps * per_u, out=position.reshape(size, size))
+    height, width = window.shape[:2]
+    _bilinear(work.padded_planes(window), width, height, work)
+    np.copyto(chip, work.samples.reshape(3, size, size), casting="same_kind")
+
+
+class _Scratch:
+    """The arrays one chip's sampling works in, kept per thread and chip size: allocated anew for
+    every chip they would exceed glibc's mmap threshold, and the page faults of mapping them
+    afresh each time cost more than the arithmetic (several times torch's grid_sample)."""
+
+    def __init__(self, count: int):
+        self.x, self.y, self.left, self.right, self.above, self.below, self.weight = np.empty((7, count))
+        self.index, self.shifted = np.empty((2, count), dtype=np.intp)
+        self.gathered, self.samples = np.empty((2, 3, count))
+        self._planes = np.empty(0)
+
+    def padded_planes(self, pixels: np.ndarray) -> np.ndarray:
+        """(C, (H + 2) * (W + 2)) float64: each channel of `pixels` (H, W, C) with a border of
+        zeros, flat, in a buffer kept for the next chip (grown when a window needs more)."""
+        height, width, channels = pixels.shape
+        if self._planes.size < channels * (height + 2) * (width + 2):
+            self._planes = np.empty(channels * (height + 2) * (width + 2))
+        planes = self._planes[: channels * (height + 2) * (width + 2)].reshape(channels, height + 2, width + 2)
+        planes[:, [0, -1]] = 0
+        planes[:, :, [0, -1]] = 0
+        planes[:, 1:-1, 1:-1] = pixels.transpose(2, 0, 1)
+        return planes.reshape(channels, -1)
+
+
+_scratches = threading.local()
+
+
+def _scratch(size: int) -> _Scratch:
+    per_size = _scratches.__dict__.setdefault("per_size", {})
+    if size not in per_size:
+        per_size[size] = _Scratch(size * size)
+    return per_size[size]
+
+
+def _bilinear(planes: np.ndarray, width: int, height: int, work: _Scratch) -> None:
+    """The image `planes` holds (see _Scratch.padded_planes) sampled at positions (work.x, work.y)
+    (pixel-centre units) by bilinear interpolation, neighbours outside the image counting as zero,
+    into work.samples (C, N). What torch's grid_sample computes (bilinear, zeros padding), in
+    NumPy. Thanks to the border, every neighbour of a position within one pixel of the image is a
+    real index; positions farther out sample the border's corner, which is zero. Every step writes
+    into `work` (see _Scratch).
+    """
+    x, y = work.x, work.y
+    far = (x <= -1) | (x >= width) | (y <= -1) | (y >= height)
+    x[far] = y[far] = -1
+    # Each neighbour's weight along an axis; x and y become the top-left neighbour's coordinates.
+    np.subtract(x, np.floor(x, out=work.left), out=work.right)
+    np.subtract(y, np.floor(y, out=work.above), out=work.below)
+    np.subtract(1, work.right, out=work.left)
+    np.subtract(1, work.below, out=work.above)
+    np.subtract(x, work.right, out=x)
+    np.subtract(y, work.below, out=y)
+    y += 1
+    y *= width + 2
+    y += x
+    y += 1
+    np.copyto(work.index, y, casting="unsafe")  # exact: whole numbers in float64
+    work.samples[...] = 0
+    for offset, column_weight, row_weight in (
+        (0, work.left, work.above), (1, work.right, work.above),
+        (width + 2, work.left, work.below), (width + 3, work.right, work.below),
+    ):
+        np.add(work.index, offset, out=work.shifted)
+        np.take(planes, work.shifted, axis=1, out=work.gathered)
+        work.gathered *= np.multiply(column_weight, row_weight, out=work.weight)
+        work.samples += work.gathered

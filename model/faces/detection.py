@@ -13,9 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 from PIL import Image
-from torch import Tensor, nn
 
 from model.paths import WEIGHTS_DIR
 from model.types import Face
@@ -26,12 +24,6 @@ NMS_BLOCK = 2048  # boxes per block of the NMS overlap matrix: bounds its memory
 def shipped_weights(folder: str) -> Path:
     """A detector's weights folder as the checkout ships it."""
     return WEIGHTS_DIR / folder
-
-
-def load_network(network: nn.Module, path: Path) -> nn.Module:
-    """`network` with the state dict at `path`, strictly loaded, for inference only."""
-    network.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
-    return network.eval().requires_grad_(False)
 
 
 def check_images(images: Sequence[np.ndarray]) -> None:
@@ -112,8 +104,7 @@ class FaceDetector:
         if not images:
             return []
         working = [working_copy(image, self.max_side) for image in images]
-        with torch.inference_mode():
-            found = self.detect_working(working)
+        found = self.detect_working(working)
         faces = [
             [face_in_image(corners, landmarks, score, image, copy) for corners, landmarks, score in detections]
             for image, copy, detections in zip(images, working, found)
@@ -142,15 +133,13 @@ def box_overlaps(a: np.ndarray, b: np.ndarray, over_smaller: bool) -> np.ndarray
 
 
 def nms(
-    boxes: Tensor | np.ndarray,
-    scores: Tensor | np.ndarray,
+    boxes: np.ndarray,
+    scores: np.ndarray,
     threshold: float,
-    groups: Tensor | np.ndarray | None = None,
+    groups: np.ndarray | None = None,
     over_smaller: bool = False,
-) -> Tensor | np.ndarray:
-    """Greedy non-maximum suppression: indices of the boxes kept, best score first (a tensor for
-    tensors, an array for arrays; computed in NumPy, whose small operations cost a fraction of
-    torch's).
+) -> np.ndarray:
+    """Greedy non-maximum suppression: indices of the boxes kept, best score first.
 
     A box is dropped when a kept, better-scoring box of the same group (image) overlaps it by more
     than `threshold`. The greedy pass is solved as a fixed point on the overlap matrix rather than
@@ -158,7 +147,6 @@ def nms(
     at once until nothing changes. Each round settles at least the next box in score order, and in
     practice a handful of rounds settle all. Blocks of NMS_BLOCK boxes bound the matrix's memory.
     """
-    as_tensor = isinstance(boxes, Tensor)
     boxes, scores = np.asarray(boxes), np.asarray(scores)
     order = np.argsort(-scores, kind="stable")
     boxes = boxes[order]
@@ -182,5 +170,4 @@ def nms(
                 break
             block_keep = settled
         keep[block] = block_keep
-    kept = order[keep]
-    return torch.from_numpy(kept) if as_tensor else kept
+    return order[keep]

@@ -54,11 +54,6 @@ class FallbackDetector:
         return found
 
 
-# The detectors whose network runs on any engine; MTCNN's cascade of small networks runs on torch
-# (in the default it runs only where YuNet finds no face).
-COMPILABLE = {"yunet"}
-
-
 def build_detector(
     name: str,
     detectors_dir: str | Path = WEIGHTS_DIR,
@@ -67,9 +62,10 @@ def build_detector(
     threads: int = 1,
     streams: int = 1,
 ) -> Detector:
+    """The detector `name` names (e.g. "yunet+mtcnn"), its networks on `engine`."""
     built = []
     for part in detector_parts(name):
         cls, folder = DETECTORS[part]
-        compiled = {"engine": engine, "threads": threads, "streams": streams} if part in COMPILABLE else {}
-        built.append(cls(weights_dir=Path(detectors_dir) / folder, min_face_size=min_face_size, **compiled))
+        built.append(cls(weights_dir=Path(detectors_dir) / folder, min_face_size=min_face_size, engine=engine,
+                         threads=threads, streams=streams))
     return built[0] if len(built) == 1 else FallbackDetector(*built)

@@ -27,16 +27,16 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
-from model.engines.compile import load_compiled
-from model.faces.detection import Detection, FaceDetector, load_network, nms, shipped_weights
-from model.faces.networks.yunet import LANDMARKS, STRIDES, YuNetNetwork
+from model.engines.compile import load_network
+from model.faces.detection import Detection, FaceDetector, nms, shipped_weights
 
+STRIDES = (8, 16, 32)  # the output levels' strides, finest first, as OpenCV decodes them
+LANDMARKS = 5
 DEFAULT_WEIGHTS_DIR = shipped_weights("yunet-2023mar")
 WEIGHTS_FILE = "yunet.pt"
 # The same network as an OpenVINO model, which the converter writes beside the weights, so that the
-# openvino engine loads it as it is (converting at start-up would take 1.5 s and 140 MiB).
+# openvino engine loads it as it is (converting at start-up would take 1.5 s, 140 MiB and torch).
 COMPILED_FILE = "yunet.xml"
 # What a traced network is shown: one padded image; batch, height and width stay free.
 EXAMPLE_INPUT = (1, 3, 128, 128)
@@ -112,11 +112,12 @@ class YuNet(FaceDetector):
         if not (0 <= score_threshold <= 1 and 0 <= nms_threshold <= 1):
             raise ValueError("need both thresholds in [0, 1]")
         # float32 on every engine: bfloat16 was no faster here and moved landmarks by pixels.
-        if engine == "openvino":
-            self.network = load_compiled(Path(weights_dir) / COMPILED_FILE, precision="float32", threads=threads,
-                                         streams=streams, image_channels="BGR")
-        else:
-            self.network = load_network(YuNetNetwork(), Path(weights_dir) / WEIGHTS_FILE)
+        # Either engine takes the padded uint8 images as they are: the network's own input (BGR,
+        # float32, as OpenCV feeds it) is made in the compiled graph, or by TorchNetwork.
+        weights_dir = Path(weights_dir)
+        self.network = load_network(engine, compiled=weights_dir / COMPILED_FILE,
+                                    reference=lambda: _reference(weights_dir / WEIGHTS_FILE), threads=threads,
+                                    streams=streams, image_channels="BGR")
         self.engine = engine
         self.score_threshold = score_threshold
         self.nms_threshold = nms_threshold
@@ -139,16 +140,18 @@ class YuNet(FaceDetector):
         return found
 
     def _levels(self, batch: np.ndarray) -> list[list[np.ndarray]]:
-        """The network's maps per stride, (class, objectness, box, landmarks), for padded images.
-        The compiled network takes them as they are; torch's as float32 BGR (the network's own
-        input, as OpenCV feeds it), channels-last in memory: the whole network then runs
-        channels-last, its fast layout on CPU."""
-        if self.engine == "openvino":
-            flat = self.network.infer_arrays(batch)
-        else:
-            bgr = torch.from_numpy(np.ascontiguousarray(batch[..., ::-1], dtype=np.float32)).permute(0, 3, 1, 2)
-            flat = [level.numpy() for maps in self.network(bgr) for level in maps]
+        """The network's maps per stride, (class, objectness, box, landmarks), for padded images."""
+        flat = self.network(batch)
         return [flat[start : start + MAPS_PER_STRIDE] for start in range(0, len(flat), MAPS_PER_STRIDE)]
+
+
+def _reference(weights: Path):
+    """The torch network with its weights (the torch engine's; channels-last in memory, its fast
+    layout on CPU, as TorchNetwork hands it images)."""
+    from model.engines.reference import load_state
+    from model.faces.networks.yunet import YuNetNetwork
+
+    return load_state(YuNetNetwork(), weights)
 
 
 def _padded_size(height: int, width: int) -> tuple[int, int]:

@@ -203,8 +203,9 @@ def load_face_set(
             faces = _locate(detector, arrays, policy)
             found += [face is not None for face in faces]
             chosen = [face or centred_face((a.shape[1], a.shape[0]), template) for face, a in zip(faces, arrays)]
-            batches.append(align_chips(arrays, chosen, [template])[0].round().clamp(0, 255).to(torch.uint8))
-        chips, detected = torch.cat(batches), np.array(found, dtype=bool)
+            chips = align_chips(arrays, chosen, [template])[0]
+            batches.append(np.clip(np.rint(chips), 0, 255).astype(np.uint8))
+        chips, detected = torch.from_numpy(np.concatenate(batches)), np.array(found, dtype=bool)
         print(f"aligned {len(paths)} images of {images_dir} in {time.perf_counter() - started:.0f} s; "
               f"{int((~detected).sum())} without a detected face (centred crop)", file=sys.stderr)
         if cache_file:

@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from model.card import STATE_FILE, Architecture, EncoderCard, InputSpec, write_card
-from model.encoders import load_encoder
+from model.encoders import reference_encoder
 from model.evaluation.protocols import PairDistances
 from model.files import write_atomic
 from model.training.config import TrainingConfig
@@ -66,5 +66,5 @@ def write_weights(out_dir: Path, config: TrainingConfig, encoder: nn.Module, arc
     torch.save(encoder.state_dict(), buffer)
     write_atomic(out_dir / STATE_FILE, buffer.getvalue())
     written = write_card(card, out_dir)
-    load_encoder(written)
+    reference_encoder(written)
     return written

@@ -36,7 +36,8 @@ from torch import nn
 from tqdm import tqdm
 
 from model.card import Architecture, InputSpec, load_card
-from model.encoders import build_encoder, load_encoder
+from model.encoders import reference_encoder
+from model.encoders.registry import build_encoder
 from model.evaluation.protocols import Pair, identity_images, pair_people, read_pairs
 from model.faces.detectors import build_detector
 from model.paths import DEFAULT_DATA_DIR, REPO_ROOT, WEIGHTS_DIR
@@ -94,7 +95,7 @@ def build_model(config: TrainingConfig, template: AlignmentTemplate | None) -> t
     section = config.encoder
     if section.init_from:
         card = load_card(REPO_ROOT / section.init_from)
-        encoder = load_encoder(card).train().requires_grad_(True)
+        encoder = reference_encoder(card).train().requires_grad_(True)
         architecture, spec = card.architecture, card.input[0]
     else:
         encoder = build_encoder(section.name, **section.params)

@@ -2,7 +2,8 @@
 templates, embed.
 
 The one object the service holds. The images of a pass go through the detector together and
-their chips through the encoder in one batch.
+their chips through the encoder in one batch. NumPy throughout, whatever engine runs the networks:
+on the openvino engine with networks shipped compiled (the default) nothing here imports torch.
 """
 
 from __future__ import annotations
@@ -13,12 +14,12 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
-import torch
-from torch import nn
 
 from model.card import EncoderCard, load_card
 from model.encoders import load_encoder
-from model.encoders.flip import encode_with_mirror, encode_with_norms, flip_mean
+from model.encoders.flip import flip_mean
+from model.encoders.inference import InferenceEncoder
+from model.engines.compile import check_engine
 from model.engines.precision import default_precision, usable_precision
 from model.errors import InputError
 from model.faces.align import align_faces
@@ -31,8 +32,10 @@ from model.verify.verifier import Stopwatch, Verifier
 logger = logging.getLogger(__name__)
 
 
-def l2_normalise(embeddings: torch.Tensor) -> torch.Tensor:
-    return nn.functional.normalize(embeddings, dim=-1)
+def l2_normalise(embeddings: np.ndarray) -> np.ndarray:
+    """Rows scaled to unit length (a zero row stays zero, as torch's F.normalize leaves it)."""
+    norms = np.linalg.norm(embeddings, axis=-1, keepdims=True)
+    return embeddings / np.maximum(norms, np.float32(1e-12))
 
 
 def locate_faces(
@@ -54,10 +57,10 @@ def locate_faces(
 
 def align_chips(
     arrays: Sequence[np.ndarray], faces: Sequence[Face], templates: Sequence[AlignmentTemplate]
-) -> list[torch.Tensor]:
+) -> list[np.ndarray]:
     """One batch of chips per template, the i-th chip of each from faces[i] in arrays[i]."""
     return [
-        torch.cat([align_faces(array, [face], template) for array, face in zip(arrays, faces)])
+        np.concatenate([align_faces(array, [face], template) for array, face in zip(arrays, faces)])
         for template in templates
     ]
 
@@ -66,7 +69,7 @@ class FaceVerifier(Verifier):
     def __init__(
         self,
         card: EncoderCard,
-        encoder: nn.Module,
+        encoder: InferenceEncoder,
         detector: Detector,
         *,
         flip_tta: bool | None = None,
@@ -102,14 +105,17 @@ class FaceVerifier(Verifier):
         None the card's own (that of its calibration) where this engine and CPU run it natively,
         else float32; `engine` None the card's own. `threads`: each inference's threads, by default
         all the cores this process may use; `streams`: how many inferences a compiled engine runs at
-        once. Around a compiled network torch only aligns and decodes, as fast on one thread, which
-        leaves the cores to the engine: torch's threads, process-wide, are set to `threads` on the
-        torch engine and to 1 on another. `detectors_dir` holds each detector's weights folder
-        (default: the shipped ones)."""
+        once. The torch engine (where torch is installed) runs on torch's threads, process-wide,
+        set to `threads`. `detectors_dir` holds each detector's weights folder (default: the
+        shipped ones)."""
         card = load_card(encoder_dir)
         threads = threads or len(os.sched_getaffinity(0))
         engine = engine or card.inference.engine
-        torch.set_num_threads(threads if engine == "torch" else 1)
+        check_engine(engine)
+        if engine == "torch":
+            import torch
+
+            torch.set_num_threads(threads)
         precision = usable_precision(precision or default_precision(card.precision, engine), engine)
         detector_args = {"detectors_dir": Path(detectors_dir)} if detectors_dir else {}
         return cls(
@@ -139,19 +145,18 @@ class FaceVerifier(Verifier):
         chips = self.align([array for array, _ in views], [face for _, face in views])
         watch.lap("align")
         raw, norms = self.encode_chips_with_norms(chips)
-        embeddings = l2_normalise(raw).numpy()
+        embeddings = l2_normalise(raw)
         watch.lap("embed")
-        signals = [chip_signals(chip, tuple(row)) for chip, row in zip(chips[0].numpy(), norms.tolist())]
+        signals = [chip_signals(chip, tuple(row)) for chip, row in zip(chips[0], norms.tolist())]
         watch.lap("quality")
         return embeddings, watch.ms, signals
 
-    @torch.inference_mode()
-    def encode_chips_with_norms(self, chips: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    def encode_chips_with_norms(self, chips: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
         """encode_chips, and each face's raw member norms (of the face itself, not its mirror)."""
         if not self.flip_tta:
-            return encode_with_norms(self.encoder, chips)
+            return self.encoder.embed_with_norms(*chips)
         count = len(chips[0])
-        both, norms = encode_with_norms(self.encoder, [torch.cat([batch, batch.flip(-1)]) for batch in chips])
+        both, norms = self.encoder.embed_with_norms(*[np.concatenate([batch, batch[..., ::-1]]) for batch in chips])
         return flip_mean(both[:count], both[count:]), norms[:count]
 
     def locate(
@@ -159,19 +164,18 @@ class FaceVerifier(Verifier):
     ) -> list[tuple[Face, int]]:
         return locate_faces(self.detector, arrays, policy or self.face_policy, labels)
 
-    @torch.inference_mode()
-    def encode_chips(self, chips: Sequence[torch.Tensor], flip_tta: bool | None = None) -> torch.Tensor:
+    def encode_chips(self, chips: Sequence[np.ndarray], flip_tta: bool | None = None) -> np.ndarray:
         """Raw embeddings of aligned chips (one batch per template); with flip TTA, the mean of each
         face's and its mirror's embedding, both in one encoder pass. `flip_tta` None: the verifier's."""
         flip_tta = self.flip_tta if flip_tta is None else flip_tta
         if not flip_tta:
             return self.encoder(*chips)
-        return flip_mean(*encode_with_mirror(self.encoder, chips))
+        return flip_mean(*self.encoder.embed_with_mirror(chips))
 
-    def align(self, arrays: Sequence[np.ndarray], faces: Sequence[Face]) -> list[torch.Tensor]:
+    def align(self, arrays: Sequence[np.ndarray], faces: Sequence[Face]) -> list[np.ndarray]:
         return align_chips(arrays, faces, self.templates)
 
     def warm_up(self) -> None:
         blank = np.zeros((160, 160, 3), dtype=np.uint8)
         self.detector.detect([blank, blank])
-        self.encode_chips([torch.zeros(2, 3, t.size, t.size) for t in self.templates])
+        self.encode_chips([np.zeros((2, 3, t.size, t.size), np.float32) for t in self.templates])

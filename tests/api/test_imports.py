@@ -1,6 +1,7 @@
-"""The app imports no torch: settings, schemas, routes and the app itself load without it, and torch
-comes in only when the lifespan builds the verifier. Nor do the model modules model/__init__.py
-lists as torch-free (what the service, or a tool beside it, uses without loading torch)."""
+"""The app imports no torch: settings, schemas, routes and the app itself load without it. Nor does
+the serving path the lifespan builds (detectors, alignment, encoders, the OpenVINO engine and the
+pipeline): torch is an optional extra (`facever[torch]`), for the torch engine, training, evaluation
+and conversion (tests/integration/test_lean_runtime.py runs the real server and watches it)."""
 
 from __future__ import annotations
 
@@ -30,6 +31,18 @@ TORCH_FREE_MODEL_MODULES = (
     "model.images",
     "model.registry",
     "model.engines.cpu",
+    "model.engines.precision",
+    "model.engines.compile",
+    "model.engines.openvino",
+    "model.encoders",
+    "model.encoders.inference",
+    "model.faces.align",
+    "model.faces.detectors",
+    "model.faces.mtcnn",
+    "model.faces.yunet",
+    "model.faces.quality",
+    "model.verify.pipeline",
+    "model.evaluation.embeddings",
 )
 
 
@@ -57,4 +70,4 @@ def test_the_torch_free_model_modules_load_no_torch():
 
 
 def test_the_check_sees_torch_where_it_is_imported():
-    assert first_importing_torch(("model.paths", "model.engines.precision")) == "model.engines.precision"
+    assert first_importing_torch(("model.paths", "model.engines.reference")) == "model.engines.reference"

@@ -9,9 +9,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from model.faces.align import similarity_transform
 from model.faces.detection import FaceDetector
 from model.images import load_image, to_array
-from model.types import Face
+from model.types import AlignmentTemplate, Face
 
 
 def iou(a, b) -> float:
@@ -50,3 +51,26 @@ def batch_of_one_difference(encoder: torch.nn.Module, chips: torch.Tensor) -> fl
     """The largest difference between the chips' embeddings in one batch and one at a time."""
     single = torch.cat([encoder(chip[None]) for chip in chips])
     return float((encoder(chips) - single).abs().max())
+
+
+def grid_sample_chips(image: np.ndarray, faces: list[Face], template: AlignmentTemplate) -> np.ndarray:
+    """Chips as torch's grid_sample aligns them (bilinear, zeros outside, float64), over the whole
+    image: the reference for model.faces.align on faces under twice the chip's scale (no
+    box-averaging), as LFW's are."""
+    import torch.nn.functional as F
+
+    height, width = image.shape[:2]
+    pixels = torch.from_numpy(image.astype(np.float64)).permute(2, 0, 1)[None]
+    steps = np.arange(template.size, dtype=np.float64)
+    u, v = np.meshgrid(steps, steps)
+    chips = []
+    for face in faces:
+        to_chip = similarity_transform(face.landmarks, template.points, template.weights)
+        chip_to_image = np.linalg.inv(np.vstack([to_chip, [0, 0, 1]]))[:2]
+        assert abs(np.linalg.det(chip_to_image[:, :2])) < 4, "a face this large is box-averaged first"
+        x, y = (row[0] * u + row[1] * v + row[2] for row in chip_to_image)
+        grid = np.stack([(2 * x + 1) / width - 1, (2 * y + 1) / height - 1], axis=-1)
+        chip = F.grid_sample(pixels, torch.from_numpy(grid[None]), mode="bilinear", padding_mode="zeros",
+                             align_corners=False)
+        chips.append(chip[0].float().numpy())
+    return np.stack(chips)

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from model.encoders import build_encoder
+from model.encoders.registry import build_encoder
 from tests.conftest import WEIGHTS_DIR
 from tests.integration.reference import EncoderComparison, batch_of_one_difference, compare_with_reference
 

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from model.card import load_card
-from model.encoders import load_encoder
+from model.encoders import reference_encoder
 from tests.conftest import WEIGHTS_DIR
 from tests.integration.reference import EncoderComparison, batch_of_one_difference, compare_with_reference
 
@@ -20,7 +20,7 @@ WEIGHTS = WEIGHTS_DIR / "sface-2021dec"
 
 @pytest.fixture(scope="module")
 def encoder() -> torch.nn.Module:
-    return load_encoder(load_card(WEIGHTS))
+    return reference_encoder(load_card(WEIGHTS))
 
 
 @pytest.fixture(scope="module")

@@ -9,9 +9,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-STRIDES = (8, 16, 32)  # the output levels' strides, finest first, as OpenCV decodes them
+from model.faces.yunet import LANDMARKS, STRIDES
+
 FEATURES = 64  # channels of every pyramid level the heads read
-LANDMARKS = 5
 
 
 class DepthwiseUnit(nn.Module):

@@ -14,8 +14,8 @@ from PIL import Image
 
 import model.faces.yunet as yunet
 from model.convert.yunet import LICENSE_TEXT
-from model.faces.networks.yunet import STRIDES, YuNetNetwork
-from model.faces.yunet import COMPILED_FILE, WEIGHTS_FILE, YuNet
+from model.faces.networks.yunet import YuNetNetwork
+from model.faces.yunet import COMPILED_FILE, STRIDES, WEIGHTS_FILE, YuNet
 from model.images import load_image, to_array
 from tests.conftest import WEIGHTS_DIR
 
@@ -50,8 +50,7 @@ def test_state_dict_keys_and_shapes_match_the_weight_file():
 
 
 def test_output_maps_cover_the_padded_input_at_each_stride(detector):
-    with torch.inference_mode():
-        levels = detector.network(torch.rand(2, 3, 64, 96) * 255)
+    levels = detector._levels(np.random.default_rng(0).integers(0, 256, (2, 64, 96, 3), dtype=np.uint8))
     for stride, maps in zip(STRIDES, levels):
         assert [tuple(m.shape) for m in maps] == [
             (2, channels, 64 // stride, 96 // stride) for channels in (1, 1, 4, 10)
@@ -74,27 +73,28 @@ def test_blank_images_have_no_faces(detector):
 def planted_network(*detections: dict):
     """A stand-in for the network: every map empty (probability 0) except the planted cells. Each
     detection names its `image` in the batch, `stride`, `row`, `col`, `cls` probability (objectness
-    1) and its `box` (4) and `points` (10) offsets. Records the batches it is given."""
+    1) and its `box` (4) and `points` (10) offsets. Records the batches it is given (the padded
+    uint8 RGB images every engine's network takes)."""
     batches = []
 
-    def network(batch: torch.Tensor) -> list:
-        batches.append(batch.clone())
-        count, _, height, width = batch.shape
-        levels = []
+    def network(batch: np.ndarray) -> list[np.ndarray]:
+        batches.append(batch.copy())
+        count, height, width, _ = batch.shape
+        flat = []
         for stride in STRIDES:
             cls, obj, bbox, kps = (
-                torch.zeros(count, channels, height // stride, width // stride)
+                np.zeros((count, channels, height // stride, width // stride), np.float32)
                 for channels in (1, 1, 4, 10)
             )
-            obj.fill_(1.0)
+            obj.fill(1.0)
             for d in detections:
                 if d["stride"] == stride and d["image"] < count:
                     cell = (d["image"], slice(None), d["row"], d["col"])
                     cls[cell] = d["cls"]
-                    bbox[cell] = torch.tensor(d["box"])
-                    kps[cell] = torch.tensor(d["points"])
-            levels.append((cls, obj, bbox, kps))
-        return levels
+                    bbox[cell] = d["box"]
+                    kps[cell] = d["points"]
+            flat += [cls, obj, bbox, kps]
+        return flat
 
     return network, batches
 
@@ -132,15 +132,17 @@ def test_scores_below_the_threshold_are_not_faces(monkeypatch):
     assert len(faces) == 1
 
 
-def test_input_is_bgr_zero_padded_to_a_multiple_of_32(monkeypatch):
+def test_input_is_zero_padded_to_a_multiple_of_32(monkeypatch):
+    """The network's own input (BGR floats, as OpenCV feeds it) is made from these by either engine
+    (tests/unit/engines/test_openvino.py)."""
     network, batches = planted_network()
     image = np.empty((40, 70, 3), np.uint8)
     image[...] = (10, 20, 30)
     with_network(monkeypatch, network).detect([image])
     (batch,) = batches
-    assert batch.shape == (1, 3, 64, 96)
-    assert [float(batch[0, channel, :40, :70].unique()) for channel in range(3)] == [30, 20, 10]
-    assert batch[0, :, 40:].abs().sum() == 0 and batch[0, :, :, 70:].abs().sum() == 0
+    assert batch.shape == (1, 64, 96, 3) and batch.dtype == np.uint8
+    assert [np.unique(batch[0, :40, :70, channel]).tolist() for channel in range(3)] == [[10], [20], [30]]
+    assert batch[0, 40:].sum() == 0 and batch[0, :, 70:].sum() == 0
 
 
 def test_nms_drops_the_weaker_of_overlapping_faces_within_an_image_only(monkeypatch):
@@ -183,7 +185,7 @@ def test_images_of_different_padded_sizes_go_in_separate_batches_in_order(monkey
     images = [np.zeros((250, 250, 3), np.uint8), np.zeros((40, 70, 3), np.uint8),
               np.zeros((256, 230, 3), np.uint8)]
     faces = with_network(monkeypatch, network).detect(images)
-    assert sorted(tuple(batch.shape) for batch in batches) == [(1, 3, 64, 96), (2, 3, 256, 256)]
+    assert sorted(tuple(batch.shape) for batch in batches) == [(1, 64, 96, 3), (2, 256, 256, 3)]
     assert [[round(face.score, 4) for face in image_faces] for image_faces in faces] == [
         [0.9], [0.9], [0.8]
     ]
@@ -194,7 +196,7 @@ def test_large_image_is_detected_downscaled_and_mapped_back(monkeypatch):
     detector = with_network(monkeypatch, network, max_side=640)
     (face,) = detector.detect([np.zeros((960, 1280, 3), np.uint8)])[0]
     (batch,) = batches
-    assert batch.shape == (1, 3, 480, 640)  # 1280x960 halved: already a multiple of 32
+    assert batch.shape == (1, 480, 640, 3)  # 1280x960 halved: already a multiple of 32
     # The working copy's box (68, 16, 100, 64) in the image's pixels: (p + 0.5) * 2 - 0.5.
     assert face.box == pytest.approx((136.5, 32.5, 200.5, 128.5), abs=1e-3)
 

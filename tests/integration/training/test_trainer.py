@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from model.card import load_card
-from model.encoders import load_encoder
+from model.encoders import reference_encoder
 from model.training import validation
 from model.training.config import parse_config
 from model.training.trainer import build_model, train
@@ -79,7 +79,7 @@ def run(config, tmp_path, name, *, data_dir, chip_cache, resume=False):
 def test_smoke_training_writes_a_loadable_weights_folder(att_dir, chip_cache, tmp_path):
     summary = run(smoke_config(tmp_path), tmp_path, "smoke", data_dir=att_dir, chip_cache=chip_cache)
     card = load_card(tmp_path / "smoke" / "weights")
-    encoder = load_encoder(card)
+    encoder = reference_encoder(card)
     assert encoder(torch.rand(3, 3, 32, 32) * 255).shape == (3, 16)
     assert card.template.size == 32 and card.distance == "euclidean_l2_normalised"
     assert card.inference.flip_tta is False and card.inference.precision == "float32"

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from model.encoders import ENCODERS, build_encoder
+from model.encoders.registry import ENCODERS, build_encoder
 from model.encoders.compact_cnn import CompactCNN
 
 

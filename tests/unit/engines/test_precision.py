@@ -6,8 +6,9 @@ from torch import nn
 
 from model.encoders.compact_cnn import CompactCNN
 from model.encoders.fused import FusedEncoder
-from model.engines import precision
-from model.engines.precision import ReducedPrecision, usable_precision, with_precision
+from model.engines import cpu, precision
+from model.engines.precision import usable_precision
+from model.engines.reference import ReducedPrecision, with_precision
 
 
 def small_encoder() -> nn.Module:
@@ -60,3 +61,19 @@ def test_int8_runs_only_on_openvino():
     assert usable_precision("int8", "openvino") == "int8"
     with pytest.raises(ValueError, match="openvino"):
         usable_precision("int8", "torch")
+
+
+@pytest.mark.parametrize(("flags", "cap", "native"), [
+    ({"avx512_bf16": True, "amx": False}, None, True),
+    ({"avx512_bf16": False, "amx": True}, "AVX512_CORE_AMX", True),
+    ({"avx512_bf16": True, "amx": False}, "AVX2", False),
+    ({"avx512_bf16": True, "amx": False}, "AVX512_CORE", False),
+    ({"avx512_bf16": False, "amx": False}, None, False),
+])
+def test_native_bfloat16_is_read_from_the_cpu_and_its_cap_without_torch(monkeypatch, flags, cap, native):
+    monkeypatch.setattr(cpu, "cpu_isa", lambda: {"avx2": True, "avx512": True, **flags})
+    if cap is None:
+        monkeypatch.delenv("ONEDNN_MAX_CPU_ISA", raising=False)
+    else:
+        monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", cap)
+    assert cpu.native_bfloat16() is native

@@ -8,6 +8,7 @@ import math
 import numpy as np
 import pytest
 
+from model.faces import align
 from model.faces.align import align_faces, chips_to_uint8, similarity_transform
 from model.types import AlignmentTemplate, Face
 
@@ -117,7 +118,7 @@ def test_identity_warp_reproduces_the_pixels():
     image = random_image(112, 112)
     chips = align_faces(image, [face_with_landmarks(TEMPLATE.points)], TEMPLATE)
     assert chips.shape == (1, 3, 112, 112)
-    np.testing.assert_allclose(chips[0].permute(1, 2, 0).numpy(), image.astype(np.float32), rtol=0, atol=EXACT)
+    np.testing.assert_allclose(chips[0].transpose(1, 2, 0), image.astype(np.float32), rtol=0, atol=EXACT)
 
 
 def test_integer_translation_crops_exactly_and_pads_with_black():
@@ -138,8 +139,8 @@ def test_half_pixel_shift_averages_neighbours_and_faces_are_batched():
     )
     assert chips.shape == (2, 3, 112, 112)
     expected = (image[:, 10:119].astype(np.float32) + image[:, 11:120]) / 2
-    np.testing.assert_allclose(chips[0, :, :90, :109].permute(1, 2, 0).numpy(), expected[:, :109], atol=EXACT)
-    np.testing.assert_allclose(chips[1, :, :90, :112].permute(1, 2, 0).numpy(), image[:, :112], rtol=0, atol=EXACT)
+    np.testing.assert_allclose(chips[0, :, :90, :109].transpose(1, 2, 0), expected[:, :109], atol=EXACT)
+    np.testing.assert_allclose(chips[1, :, :90, :112].transpose(1, 2, 0), image[:, :112], rtol=0, atol=EXACT)
 
 
 def test_rotation_and_scale_follow_the_landmarks():
@@ -151,7 +152,7 @@ def test_rotation_and_scale_follow_the_landmarks():
     chip = align_faces(image, [face_with_landmarks(landmarks)], TEMPLATE)[0]
     u, v = 20, 30
     x, y = apply(truth, np.array([[u, v]]))[0]
-    assert np.allclose(chip[:, v, u].numpy(), image[round(y), round(x)], atol=1e-3)
+    assert np.allclose(chip[:, v, u], image[round(y), round(x)], atol=1e-3)
 
 
 def test_a_face_many_times_the_chip_scale_is_box_averaged_first():
@@ -162,7 +163,7 @@ def test_a_face_many_times_the_chip_scale_is_box_averaged_first():
     image = random_image(4 * 112, 4 * 112)
     chip = align_faces(image, [face_with_landmarks(apply(truth, np.array(TEMPLATE.points)))], TEMPLATE)[0]
     blocks = image.reshape(112, 4, 112, 4, 3).mean(axis=(1, 3))
-    np.testing.assert_allclose(chip.permute(1, 2, 0).numpy(), blocks, atol=1e-3)
+    np.testing.assert_allclose(chip.transpose(1, 2, 0), blocks, atol=1e-3)
 
 
 def test_a_face_off_the_image_gives_a_black_chip():
@@ -173,3 +174,27 @@ def test_a_face_off_the_image_gives_a_black_chip():
 
 def test_no_faces_gives_an_empty_batch():
     assert align_faces(random_image(), [], TEMPLATE).shape == (0, 3, 112, 112)
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_the_numpy_sampler_is_torch_s_grid_sample(seed):
+    """Bilinear sampling with zeros outside, as torch's grid_sample (align_corners=False) computes
+    it: chips partly or wholly off the image, rotated and scaled (below the box-averaging scale)."""
+    import torch
+    import torch.nn.functional as F
+
+    rng = np.random.default_rng(seed)
+    height, width, size = int(rng.integers(20, 200)), int(rng.integers(20, 200)), 48
+    image = rng.integers(0, 256, (height, width, 3), dtype=np.uint8)
+    angle, scale = rng.uniform(-np.pi, np.pi), rng.uniform(0.3, 1.9)
+    chip_to_image = np.array([[scale * np.cos(angle), -scale * np.sin(angle), rng.uniform(-60, width + 20)],
+                              [scale * np.sin(angle), scale * np.cos(angle), rng.uniform(-60, height + 20)]])
+    chip = np.zeros((3, size, size), np.float32)
+    align._warp(image, chip_to_image, chip)
+    steps = np.arange(size, dtype=np.float64)
+    u, v = np.meshgrid(steps, steps)
+    x, y = (row[0] * u + row[1] * v + row[2] for row in chip_to_image)
+    grid = np.stack([(2 * x + 1) / width - 1, (2 * y + 1) / height - 1], axis=-1)
+    expected = F.grid_sample(torch.from_numpy(image.astype(np.float64)).permute(2, 0, 1)[None],
+                             torch.from_numpy(grid[None]), mode="bilinear", padding_mode="zeros", align_corners=False)
+    np.testing.assert_allclose(chip, expected[0].numpy(), rtol=0, atol=1e-4)
