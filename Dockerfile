@@ -9,10 +9,11 @@ ENV PIP_NO_CACHE_DIR=1 \
     PYTHONDONTWRITEBYTECODE=1
 
 WORKDIR /src
-# torch first, in a layer of its own: they change only when its pin in pyproject.toml does.
+# The pinned dependencies first, in a layer of their own: it changes only when pyproject.toml does.
+# The lean serving set (NumPy, Pillow, OpenVINO): no torch, which serving never imports.
 COPY deploy/build_image.sh deploy/
 COPY pyproject.toml ./
-RUN deploy/build_image.sh venv /srv && deploy/build_image.sh torch /srv
+RUN deploy/build_image.sh venv /srv && deploy/build_image.sh dependencies /srv
 COPY README.md ./
 COPY app app
 COPY model model

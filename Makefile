@@ -1,8 +1,11 @@
-# One way to do each thing. Every target sets up .venv on first use (idempotent).
+# One way to do each thing. Every target sets up .venv on first use (idempotent): `serve` with the
+# lean serving set, every other target with everything (torch, test, eval and train extras).
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
+# The lean serving set only (no torch): what `make serve` needs on a fresh machine, and the image carries.
+SERVE_STAMP := $(VENV)/.serve-stamp
 HOST   ?= 127.0.0.1
 PORT   ?= 8000
 
@@ -12,10 +15,15 @@ install: $(STAMP)
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test,eval,train]'
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[torch,test,eval,train]'
 	touch $(STAMP)
 
-serve: $(STAMP)
+$(SERVE_STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e .
+	touch $(SERVE_STAMP)
+
+serve: $(SERVE_STAMP)
 	$(BIN)/facever serve --host $(HOST) --port $(PORT)
 
 test: $(STAMP)

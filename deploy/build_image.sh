@@ -1,29 +1,29 @@
 #!/usr/bin/env bash
 # The facever runtime, built into PREFIX one step at a time. The Dockerfile runs these same steps
-# (one RUN each, so Docker caches the torch layer) and CI runs `all` into a temporary folder and
-# serves from it, so the image's build cannot drift from what is tested.
+# (one RUN each, so Docker caches the dependencies' layer) and CI runs `all` into a temporary folder
+# and serves from it, so the image's build cannot drift from what is tested.
 #
 #   deploy/build_image.sh STEP PREFIX        STEP: one of STEPS below, or all
 #
-#   PREFIX/venv      Python virtual environment: CPU-only torch and facever, no test or eval extras
-#   PREFIX/weights   the shipped weights (FACEVER_WEIGHTS_DIR, FACEVER_DETECTORS_DIR point here)
+#   PREFIX/venv      Python virtual environment: facever's lean serving set (NumPy, Pillow,
+#                    OpenVINO; no torch, no test or eval extras)
+#   PREFIX/weights   the shipped networks that set runs, compiled ahead of time, with their cards
+#                    (FACEVER_WEIGHTS_DIR, FACEVER_DETECTORS_DIR point here); torch's .pt state
+#                    files stay out, as nothing in the image can read them
 #
 # PYTHON           interpreter for the venv (default python3)
-# TORCH_INDEX_URL  index of the CPU torch wheel (default PyTorch's CPU index, since PyPI's default
-#                  torch is a multi-GB CUDA build); empty: pip's own configuration (e.g. find-links)
 # RUNTIME_UID      the image's non-root user; `check` imports and warms the model up as this user
 #                  when run as root
 set -euo pipefail
 
 # In this order, as `all` and the Dockerfile's RUN lines run them (tests/deploy/test_dockerfile.py).
-STEPS=(venv torch app weights check)
+STEPS=(venv dependencies app weights check)
 usage() { echo "usage: $0 {$(IFS='|'; echo "${STEPS[*]}")|all} PREFIX" >&2; exit 2; }
 [ $# -eq 2 ] || usage
 step=$1
 prefix=$2
 source_dir=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 python=${PYTHON:-python3}
-torch_index_url=${TORCH_INDEX_URL-https://download.pytorch.org/whl/cpu}
 runtime_uid=${RUNTIME_UID:-10001}
 pip=("$prefix/venv/bin/python" -m pip install --no-cache-dir --disable-pip-version-check --quiet)
 
@@ -31,14 +31,15 @@ build_venv() {
     "$python" -m venv "$prefix/venv"
 }
 
-install_torch() {
-    # The version pinned in pyproject.toml, as the CPU build (local version label +cpu).
-    local version
-    version=$("$python" -c 'import re, sys, tomllib
-deps = tomllib.load(open(sys.argv[1], "rb"))["project"]["dependencies"]
-print(next(re.fullmatch(r"torch==(\S+)", d).group(1) for d in deps if d.startswith("torch==")))' \
-        "$source_dir/pyproject.toml")
-    "${pip[@]}" ${torch_index_url:+--index-url "$torch_index_url"} "torch==$version+cpu"
+install_dependencies() {
+    # The pinned serving set from pyproject.toml alone, so this layer changes only with the pins.
+    local requirements
+    requirements=$(mktemp)
+    "$python" -c 'import sys, tomllib
+print("\n".join(tomllib.load(open(sys.argv[1], "rb"))["project"]["dependencies"]))' \
+        "$source_dir/pyproject.toml" > "$requirements"
+    "${pip[@]}" -r "$requirements"
+    rm -f "$requirements"
 }
 
 install_app() (
@@ -51,19 +52,19 @@ install_app() (
 
 copy_weights() {
     mkdir -p "$prefix/weights"
-    cp -R "$source_dir/weights/." "$prefix/weights/"
+    (cd "$source_dir/weights" && find . -type f ! -name '*.pt' -exec cp --parents {} "$prefix/weights/" \;)
 }
 
 check() {
     local probe='
-import importlib.util, sys, torch
+import importlib.util, sys
 from model.verify.pipeline import FaceVerifier
-assert torch.version.cuda is None, "torch is a CUDA build"
-assert importlib.util.find_spec("matplotlib") is None, "the eval extra is installed"
+for extra in ("torch", "matplotlib", "pytest"):
+    assert importlib.util.find_spec(extra) is None, f"{extra} is installed: the image carries the serving set only"
 import app.main  # the service module imports without the sources beside it
 verifier = FaceVerifier.from_folders(sys.argv[1] + "/fused-dlib-sface-yunet-int8", sys.argv[1])
 verifier.warm_up()
-print("check passed:", verifier.card.name, verifier.card.version, "torch", torch.__version__)'
+print("check passed:", verifier.card.name, verifier.card.version, "engine", verifier.engine)'
     local writable
     writable=$(find "$prefix" -perm -o+w ! -type l -print -quit)
     [ -z "$writable" ] || { echo "world-writable: $writable" >&2; exit 1; }
@@ -82,7 +83,7 @@ print("check passed:", verifier.card.name, verifier.card.version, "torch", torch
 run_step() {
     case $1 in
         venv) build_venv ;;
-        torch) install_torch ;;
+        dependencies) install_dependencies ;;
         app) install_app ;;
         weights) copy_weights ;;
         check) check ;;

@@ -1,10 +1,9 @@
 """The image's build, end to end without Docker: deploy/build_image.sh (the steps the Dockerfile
-runs) builds the runtime into a temporary folder, then `facever serve` from it must become ready
-and verify a real pair, without writing into the built tree.
+runs) builds the lean runtime into a temporary folder (its check step refuses torch there), then
+`facever serve` from it must become ready and verify a real pair, without writing into the built
+tree; and FACEVER_ENGINE=torch there must stop the service with a message that says what to install.
 
-Slow (a fresh venv with torch: about a minute), so it runs only with BUILD_IMAGE_TEST=1, as
-.ci/run sets. The torch wheel comes from pip's own configuration (TORCH_INDEX_URL empty): on the
-developers' and CI's machines, the CPU wheel in pip's find-links, so nothing large is downloaded.
+Slow (a fresh venv: about a minute), so it runs only with BUILD_IMAGE_TEST=1, as .ci/run sets.
 """
 
 from __future__ import annotations
@@ -40,7 +39,7 @@ def built() -> Iterator[Path]:
     try:
         result = subprocess.run(
             ["bash", str(BUILD_SCRIPT), "all", str(prefix)],
-            env={**os.environ, "TORCH_INDEX_URL": ""},
+            env=os.environ,
             capture_output=True,
             text=True,
             timeout=900,
@@ -56,9 +55,9 @@ def tree(folder: Path) -> dict[str, float]:
     return {str(path): path.stat().st_mtime for path in folder.rglob("*") if not path.is_symlink()}
 
 
-def test_serves_from_the_built_runtime(built: Path, lfw_dir: Path, tmp_path: Path):
-    before = tree(built)
-    env = {  # as the image sets it, and nothing of this checkout's environment
+def image_environment(built: Path, tmp_path: Path) -> dict[str, str]:
+    """As the image sets it, and nothing of this checkout's environment."""
+    return {
         "PATH": f"{built / 'venv' / 'bin'}:/usr/bin:/bin",
         "HOME": "/nonexistent",
         "PYTHONDONTWRITEBYTECODE": "1",
@@ -66,6 +65,11 @@ def test_serves_from_the_built_runtime(built: Path, lfw_dir: Path, tmp_path: Pat
         "FACEVER_DETECTORS_DIR": str(built / "weights"),
         "FACEVER_STORAGE_URL": f"sqlite:///{tmp_path}/facever.sqlite3",  # the image's volume
     }
+
+
+def test_serves_from_the_built_runtime(built: Path, lfw_dir: Path, tmp_path: Path):
+    before = tree(built)
+    env = image_environment(built, tmp_path)
     # From "/", so nothing is importable from the checkout; the image's MALLOC_ARENA_MAX=2 is added.
     with running_server(env, facever=built / "venv" / "bin" / "facever", cwd="/", inherit_environment=False,
                         ready_timeout_s=120) as server:
@@ -81,3 +85,15 @@ def test_serves_from_the_built_runtime(built: Path, lfw_dir: Path, tmp_path: Pat
             time.sleep(0.1)
         assert httpx.post(f"{server.base_url}/galleries", json={"id": "built"}).status_code == 201
     assert tree(built) == before  # serving wrote nothing: a read-only root filesystem suffices
+
+
+def test_the_torch_engine_in_the_lean_runtime_says_what_to_install(built: Path, tmp_path: Path):
+    assert not list((built / "weights").rglob("*.pt")), "torch's state files are of no use without torch"
+    result = subprocess.run(
+        [str(built / "venv" / "bin" / "python"), "-c",
+         "from model.verify.pipeline import FaceVerifier; import sys; FaceVerifier.from_folders(sys.argv[1], engine='torch')",
+         str(built / "weights" / "fused-dlib-sface-yunet-int8")],
+        env=image_environment(built, tmp_path), cwd="/", capture_output=True, text=True, timeout=120,
+    )
+    assert result.returncode != 0
+    assert "the torch engine needs torch" in result.stderr and "facever[torch]" in result.stderr
