@@ -27,7 +27,6 @@ from importlib import resources
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from bench.machine import add_cap_argument, apply_cap, write_report
 from model.engines.cpu import CAPS, isa_suffix
@@ -99,7 +98,6 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     apply_cap(args, "bench.peer_speed")
 
-    torch.set_num_threads(args.threads)
     peer = OpenCVPeer(args.threads)
     flip = None if args.flip_tta is None else args.flip_tta == "true"
     ours = FaceVerifier.from_folders(args.weights, engine=args.engine, precision=args.precision, flip_tta=flip,

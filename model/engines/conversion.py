@@ -8,6 +8,7 @@ it with an example input. Needs torch; serving a card with its networks shipped 
 from __future__ import annotations
 
 import functools
+import re
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -18,6 +19,9 @@ from torch import Tensor, nn
 from torch.utils._pytree import tree_flatten
 
 from model.engines.openvino import save_model
+
+
+_COUNTED_NAME = re.compile(r"[A-Za-z]+_\d+")
 
 
 @functools.cache  # once, before the first conversion
@@ -51,7 +55,14 @@ def convert(network: nn.Module, example: Sequence[Tensor], dynamic: Sequence[Seq
     with warnings.catch_warnings():  # OpenVINO traces with torch.jit, which torch now calls deprecated
         warnings.simplefilter("ignore", DeprecationWarning)
         warnings.simplefilter("ignore", torch.jit.TracerWarning)
-        return ov.convert_model(_FlatOutputs(network), example_input=tuple(example), input=shapes)
+        model = ov.convert_model(_FlatOutputs(network), example_input=tuple(example), input=shapes)
+    # Named by their place in the graph, not by OpenVINO's process-wide counters (e.g. Constant_8809),
+    # so a saved model's bytes do not depend on what else the process converted.
+    model.set_friendly_name(type(network).__name__)
+    for index, node in enumerate(model.get_ordered_ops()):
+        if _COUNTED_NAME.fullmatch(node.get_friendly_name()):
+            node.set_friendly_name(f"{node.get_type_name()}_{index}")
+    return model
 
 
 def save_converted(
