@@ -52,10 +52,14 @@ class OpenCVPeer:
         self.detector = cv2.FaceDetectorYN.create(detector, "", (320, 320), 0.9, 0.3, 5000)
         self.recognizer = cv2.FaceRecognizerSF.create(recognizer, "")
 
-    def embed(self, data: bytes) -> np.ndarray:
+    def embed(self, data: bytes) -> np.ndarray | None:
+        """The first face's embedding; None where the peer finds no face (at its 0.9 score
+        threshold, a few LFW images), its detection's time spent all the same."""
         image = self.cv2.imdecode(np.frombuffer(data, np.uint8), self.cv2.IMREAD_COLOR)
         self.detector.setInputSize((image.shape[1], image.shape[0]))
         _, faces = self.detector.detect(image)
+        if faces is None:
+            return None
         return self.recognizer.feature(self.recognizer.alignCrop(image, faces[0]))
 
 
