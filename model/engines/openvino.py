@@ -92,9 +92,15 @@ class CompiledNetwork:
 
     def __call__(self, *inputs: np.ndarray) -> list[np.ndarray]:
         """Inputs of the compiled model's own types (float32, or uint8 images, see
-        with_image_input); the outputs are copies, as the request reuses its buffers."""
-        results = self._request().infer([np.ascontiguousarray(array) for array in inputs])
+        with_image_input), read in place (the call is synchronous); the outputs are copies, as the
+        request reuses its buffers."""
+        results = self._request().infer([np.ascontiguousarray(array) for array in inputs], share_inputs=True)
         return [np.array(results[output]) for output in self.compiled.outputs]
+
+    def infer_into(self, out: np.ndarray, *inputs: np.ndarray) -> None:
+        """The single output written into `out` (of its shape): no array allocated per call."""
+        results = self._request().infer([np.ascontiguousarray(array) for array in inputs], share_inputs=True)
+        np.copyto(out, results[self.compiled.outputs[0]].reshape(out.shape))
 
     def primitives(self) -> dict[str, int]:
         """How many nodes of the compiled graph each kernel runs (e.g. 'brgconv_avx2_f32'), to see

@@ -110,8 +110,9 @@ def random_image(height=90, width=120) -> np.ndarray:
     return RNG.integers(0, 256, size=(height, width, 3), dtype=np.uint8)
 
 
-# Sampling runs in float64; whole-pixel positions come back to within this of the pixel itself.
-EXACT = 1e-6  # grey levels
+# Positions reach the compiled sampler in float32, GridSample's [-1, 1] units (about 1e-5 pixel):
+# whole-pixel positions come back to within this of the pixel itself.
+EXACT = 0.01  # grey levels
 
 
 def test_identity_warp_reproduces_the_pixels():
@@ -163,7 +164,7 @@ def test_a_face_many_times_the_chip_scale_is_box_averaged_first():
     image = random_image(4 * 112, 4 * 112)
     chip = align_faces(image, [face_with_landmarks(apply(truth, np.array(TEMPLATE.points)))], TEMPLATE)[0]
     blocks = image.reshape(112, 4, 112, 4, 3).mean(axis=(1, 3))
-    np.testing.assert_allclose(chip.transpose(1, 2, 0), blocks, atol=1e-3)
+    np.testing.assert_allclose(chip.transpose(1, 2, 0), blocks, atol=EXACT)
 
 
 def test_a_face_off_the_image_gives_a_black_chip():
@@ -177,9 +178,10 @@ def test_no_faces_gives_an_empty_batch():
 
 
 @pytest.mark.parametrize("seed", range(20))
-def test_the_numpy_sampler_is_torch_s_grid_sample(seed):
+def test_the_compiled_sampler_is_torch_s_grid_sample(seed):
     """Bilinear sampling with zeros outside, as torch's grid_sample (align_corners=False) computes
-    it: chips partly or wholly off the image, rotated and scaled (below the box-averaging scale)."""
+    it in float64: chips partly or wholly off the image, rotated and scaled (below the box-averaging
+    scale), to within float32 positions."""
     import torch
     import torch.nn.functional as F
 
@@ -197,4 +199,4 @@ def test_the_numpy_sampler_is_torch_s_grid_sample(seed):
     grid = np.stack([(2 * x + 1) / width - 1, (2 * y + 1) / height - 1], axis=-1)
     expected = F.grid_sample(torch.from_numpy(image.astype(np.float64)).permute(2, 0, 1)[None],
                              torch.from_numpy(grid[None]), mode="bilinear", padding_mode="zeros", align_corners=False)
-    np.testing.assert_allclose(chip, expected[0].numpy(), rtol=0, atol=1e-4)
+    np.testing.assert_allclose(chip, expected[0].numpy(), rtol=0, atol=EXACT)
