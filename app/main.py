@@ -53,7 +53,7 @@ def load_verifier(settings: Settings) -> Verifier:
     from model.verify.pipeline import FaceVerifier  # torch and the models load at start-up, not on import
 
     return FaceVerifier.from_folders(
-        settings.weights_dir,
+        settings.encoder_dir,
         settings.detectors_dir,
         detector=settings.detector,
         flip_tta=settings.flip_tta,
@@ -84,7 +84,7 @@ def create_app(
     service_metrics = ServiceMetrics()
 
     def build() -> Verifier:
-        logger.info("loading encoder %s (detectors from %s)", settings.weights_dir, settings.detectors_dir)
+        logger.info("loading encoder %s (detectors from %s)", settings.encoder_dir, settings.detectors_dir)
         return make_verifier(settings)
 
     async def load(app: FastAPI) -> None:

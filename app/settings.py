@@ -21,7 +21,10 @@ class Settings(BaseSettings):
         env_prefix="FACEVER_", frozen=True, extra="forbid", env_ignore_empty=True
     )
 
-    weights_dir: Path = Field(DEFAULT_ENCODER_DIR, description="encoder weights folder (model.json + its weights)")
+    weights_dir: Path = Field(
+        DEFAULT_ENCODER_DIR, description="encoder weights folder (model.json + its weights), or a shipped card's "
+        "name (e.g. sface-2021dec-yunet-int8): that folder of detectors_dir, where the shipped networks lie",
+    )
     detectors_dir: Path = Field(WEIGHTS_DIR, description="folder holding each detector's weights folder")
     detector: DetectorChoice | None = Field(
         None, description="'yunet', 'mtcnn' or 'yunet+mtcnn' (MTCNN where YuNet finds nothing); unset = the card's own"
@@ -107,6 +110,14 @@ class Settings(BaseSettings):
         if self.inference_threads:
             return self.inference_threads
         return max(1, len(os.sched_getaffinity(0)) // self.max_concurrency)
+
+    @property
+    def encoder_dir(self) -> Path:
+        """weights_dir, a bare name being a folder of detectors_dir (the shipped cards lie beside the
+        detectors, in the checkout and in the image)."""
+        if len(self.weights_dir.parts) == 1 and not self.weights_dir.is_dir():
+            return self.detectors_dir / self.weights_dir
+        return self.weights_dir
 
     @field_validator("api_keys", "write_api_keys", "cors_origins", mode="before")
     @classmethod

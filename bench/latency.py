@@ -3,8 +3,8 @@
 /verify with real LFW pairs (two 250x250 JPEGs per request, multipart) at concurrency 1, 4 and 16,
 then /embed with 1 and 16 images per request: p50/p95/p99 latency, throughput, answers by status,
 the server's peak RSS (VmHWM) and its time from start to ready. Prints a table and writes
-bench/results/latency.json (latency_<cap>.json under --cap <cap>, e.g. latency_avx2.json). Settings
-pass through as FACEVER_* environment variables.
+bench/results/latency.json (latency_<cap>.json under --cap <cap>, e.g. latency_avx2.json; under
+bench/results/<card>/ with --weights). Settings pass through as FACEVER_* environment variables.
 
     python -m bench.latency [--requests 200] [--weights weights/fused-dlib-sface-yunet] [--cap avx2] [--peer]
 

@@ -7,7 +7,9 @@ Once with no face_policy (the service's default), then once with each policy ask
 request. Where a policy refuses an image (reject, on an image with several faces) its pairs are
 left out and counted: the accuracy is over the pairs answered.
 
-    python -m bench.lfw_http [--policies largest central reject]
+    python -m bench.lfw_http [--policies largest central reject] [--weights weights/X] [--cap avx2]
+
+With --weights (FACEVER_WEIGHTS_DIR) the report goes to bench/results/<card>/lfw_http[_<cap>].json.
 """
 
 from __future__ import annotations
@@ -70,11 +72,14 @@ def main() -> None:
     parser = server_bench_parser(__doc__, "lfw_http")
     parser.add_argument("--policies", nargs="*", default=[p for p in SELECTION_POLICIES if p != "subject"],
                         help="policies to ask for after the default run (default: every other one)")
+    parser.add_argument("--weights", type=Path, help="FACEVER_WEIGHTS_DIR (default: the service's)")
     args = parse_server_bench(parser, "bench.lfw_http")
     lfw = args.data / "lfw"
     pairs = read_pairs(lfw / "pairs.txt")
     paths = sorted({p.first for p in pairs} | {p.second for p in pairs})
     env = {"FACEVER_LOG_LEVEL": "WARNING"}
+    if args.weights:
+        env["FACEVER_WEIGHTS_DIR"] = str(args.weights.resolve())
     runs: dict[str, dict] = {}
     with running_server(env) as server, httpx.Client(base_url=server.base_url, timeout=120) as client:
         info = client.get("/info").json()
@@ -91,7 +96,7 @@ def main() -> None:
         "precision": info["service"]["precision"],
         "detector": info["service"]["detector"],
         "runs": runs,
-        "command": "python -m bench.lfw_http",
+        "command": "python -m bench.lfw_http" + (f" --weights {args.weights}" if args.weights else ""),
         "server_environment": server_environment(env),
     }
     write_report(args.output, report)

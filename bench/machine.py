@@ -20,6 +20,7 @@ from typing import Any
 
 import torch
 
+from model.card import load_card
 from model.engines.cpu import CAPS, describe_cpu, isa_line, isa_suffix
 from model.paths import DEFAULT_DATA_DIR, REPO_ROOT, REPORTS_DIR
 
@@ -59,10 +60,13 @@ def server_bench_parser(doc: str, report: str) -> argparse.ArgumentParser:
 
 
 def parse_server_bench(parser: argparse.ArgumentParser, module: str) -> argparse.Namespace:
-    """The arguments, under the cap asked for (see apply_cap), with the CPU printed."""
+    """The arguments, under the cap asked for (see apply_cap), with the CPU printed. A run on other
+    weights than the service's (`--weights`, where the benchmark takes it) reports under
+    bench/results/<card name>/."""
     args = parser.parse_args()
     apply_cap(args, module)
-    args.output = args.output or REPORTS_DIR / f"{args.report}{isa_suffix()}.json"
+    folder = REPORTS_DIR / load_card(args.weights).name if getattr(args, "weights", None) else REPORTS_DIR
+    args.output = args.output or folder / f"{args.report}{isa_suffix()}.json"
     return args
 
 

@@ -1,6 +1,11 @@
 """Quantize an encoder to int8 for the OpenVINO engine: post-training, calibrated on LFW View 1 chips.
 
     facever quantize --weights weights/fused-dlib-sface-yunet --name fused-dlib-sface-yunet-int8
+    facever quantize --weights weights/fused-dlib-sface-yunet --member 1 --name sface-2021dec-yunet-int8
+
+`--member i` quantizes one member of a fused card alone, as a card of its own: that member's
+network, its alignment template and weights, with the fused card's detector (the lighter cards of
+the menu, docs/performance.md).
 
 Each network of the card (a fused encoder's members, one by one) is converted from its torch weights
 to OpenVINO and quantized by NNCF (`nncf.quantize`: int8 weights per channel, int8 activations with
@@ -58,10 +63,34 @@ def calibration_chips(verifier: FaceVerifier, data_dir: Path, paths: list[str]) 
     return [np.concatenate([np.concatenate(kept), np.concatenate(kept)[..., ::-1]]) for kept in per_template]
 
 
+def member_alone(card: EncoderCard, index: int) -> EncoderCard:
+    """Member `index` of a fused card as a card of its own (read from the fused card's folder):
+    its architecture, input, template and borrowed weights, with the fused card's detector and
+    inference; its name, licence and provenance are the member's."""
+    if card.architecture.name != "fused" or not card.members:
+        raise ValueError(f"card {card.name!r} is not a fused card: it has no members to take alone")
+    if not 0 <= index < len(card.members):
+        raise ValueError(f"card {card.name!r} has {len(card.members)} members, not a member {index}")
+    member = card.architecture.params["members"][index]
+    about = card.members[index]
+    member_folder = card.borrowed_state[f"members.{index}."]
+    return EncoderCard.model_validate({
+        "name": about["name"], "version": about["version"],
+        "architecture": {"name": member["architecture"], "params": member.get("params", {})},
+        "input": [card.input[index].model_dump()], "alignment": [card.alignment[index].model_dump()],
+        "embedding_dim": load_card(card.folder / member_folder).embedding_dim,
+        "borrowed_state": {"": member_folder}, "detector": card.detector,
+        "inference": card.inference.model_dump(exclude_none=True),
+        "licence": about.get("licence"), "training_data": about.get("training_data"),
+        "provenance": {**(about.get("provenance") or {}), "member_of": card.name, "member_index": index},
+    }).model_copy(update={"folder": card.folder})
+
+
 def quantize(source: Path, name: str, out_dir: Path, data_dir: Path, images: int, command: str,
-             inference: dict | None = None) -> EncoderCard:
+             inference: dict | None = None, member: int | None = None) -> EncoderCard:
     """`inference`: changes to the source card's inference entry (e.g. its flip TTA, chosen on View 1);
-    where `out_dir` holds a card already, its flip TTA and note stand unless changed here."""
+    where `out_dir` holds a card already, its flip TTA and note stand unless changed here. `member`:
+    quantize that member of a fused source alone (member_alone)."""
     os.environ.setdefault("NNCF_CI", "1")  # NNCF sends no usage telemetry where this is set
     import nncf
     import openvino as ov
@@ -73,6 +102,8 @@ def quantize(source: Path, name: str, out_dir: Path, data_dir: Path, images: int
     verifier = FaceVerifier.from_folders(source, precision="float32", engine="torch")
     paths = calibration_images(data_dir, images)
     chips = calibration_chips(verifier, data_dir, paths)
+    if member is not None:  # the member's own chips, aligned by the fused card's pipeline
+        card, chips = member_alone(card, member), [chips[member]]
     networks = per_input_networks(card, reference_encoder(card))
     (out_dir / FOLDER).mkdir(parents=True, exist_ok=True)
     files = []
@@ -80,8 +111,8 @@ def quantize(source: Path, name: str, out_dir: Path, data_dir: Path, images: int
         model = convert(network, example, ((0,),))
         dataset = nncf.Dataset([np.ascontiguousarray(chip[None]) for chip in samples])
         quantized = nncf.quantize(model, dataset, subset_size=len(samples), preset=nncf.QuantizationPreset.MIXED)
-        member = card.members[index]["name"] if card.members else card.name
-        file = f"{FOLDER}/{member}.xml"
+        network_name = card.members[index]["name"] if card.members else card.name
+        file = f"{FOLDER}/{network_name}.xml"
         save_model(quantized, out_dir / file)
         files.append(file)
     borrowed = {
@@ -122,6 +153,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, help="default: weights/<name>")
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA_DIR, help="folder holding lfw/")
     parser.add_argument("--images", type=int, default=CALIBRATION_IMAGES, help="View 1 images to calibrate on")
+    parser.add_argument("--member", type=int, help="quantize this member of a fused card alone, as its own card")
     parser.add_argument("--flip-tta", choices=("true", "false"), help="default: the source card's")
     parser.add_argument("--note", help="why the inference mode is what it is (into the card)")
     parser.add_argument("--threads", type=int, default=2)
@@ -131,7 +163,7 @@ def main(argv: list[str] | None = None) -> int:
     inference = {key: value for key, value in (("flip_tta", None if args.flip_tta is None else args.flip_tta == "true"),
                                                 ("note", args.note)) if value is not None}
     card = quantize(args.weights, args.name, args.out or WEIGHTS_DIR / args.name, args.data, args.images,
-                    command.strip(), inference)
+                    command.strip(), inference, args.member)
     print(f"wrote {card.folder}: {', '.join(card.compiled.files)}")
     return 0
 

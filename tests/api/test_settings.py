@@ -90,3 +90,11 @@ def test_the_readme_table_gives_every_setting_with_the_code_s_default():
             assert table[variable].startswith("unset:"), variable
         else:
             assert table[variable].split(" (")[0] == documented(default), variable
+
+
+def test_a_bare_card_name_is_a_folder_beside_the_detectors(tmp_path):
+    (tmp_path / "sface-2021dec-yunet-int8").mkdir()
+    named = Settings(weights_dir="sface-2021dec-yunet-int8", detectors_dir=tmp_path)
+    assert named.encoder_dir == tmp_path / "sface-2021dec-yunet-int8"
+    folder = Settings(weights_dir=tmp_path / "sface-2021dec-yunet-int8", detectors_dir="/elsewhere")
+    assert folder.encoder_dir == tmp_path / "sface-2021dec-yunet-int8"

@@ -37,7 +37,7 @@ async def real_service(**settings: Any) -> AsyncIterator[tuple[FastAPI, httpx.As
     variable of the developer's shell applies) so the tests see the documented defaults."""
     skip_unless_shipped_model()
     values = {field: info.default for field, info in Settings.model_fields.items()}
-    values.update(weights_dir=ENCODER_DIR, detectors_dir=DETECTORS_DIR, **settings)
+    values.update({"weights_dir": ENCODER_DIR, "detectors_dir": DETECTORS_DIR, **settings})
     app = create_app(Settings(**values))
     # The models load in the background after start-up.
     async with running(app, ready_timeout_s=120, client_timeout_s=60) as client:
