@@ -15,13 +15,12 @@ from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
+from model.types import ENGINE_NAMES
+
 if TYPE_CHECKING:
     from torch import Tensor, nn
 
     from model.engines.openvino import CompiledNetwork
-
-ENGINES = ("openvino", "torch")
-
 
 class Network(Protocol):
     def __call__(self, *inputs: np.ndarray) -> list[np.ndarray]: ...
@@ -40,8 +39,8 @@ def require_torch(purpose: str) -> None:
 
 
 def check_engine(engine: str) -> None:
-    if engine not in ENGINES:
-        raise ValueError(f"unknown engine {engine!r}; known: {', '.join(ENGINES)}")
+    if engine not in ENGINE_NAMES:
+        raise ValueError(f"unknown engine {engine!r}; known: {', '.join(ENGINE_NAMES)}")
     if engine == "torch":
         require_torch("the torch engine")
 
@@ -55,25 +54,21 @@ def compile_network(
     threads: int = 1,
     streams: int = 1,
     dynamic: Sequence[Sequence[int]] = ((0,),),
-    channels_last: bool = False,
 ) -> Network:
     """`network` (in eval mode, with its weights) ready to run on `engine` in `precision`: as it is
     on torch, converted and compiled on OpenVINO. `example` is one input per argument (NCHW);
     `dynamic` the axes of each input that may vary (default: the batch of a single input);
-    `streams` how many inferences may run at once, each on `threads`. `channels_last`: the network
-    is then called with NHWC arrays."""
+    `streams` how many inferences may run at once, each on `threads`."""
     check_engine(engine)
     if engine == "torch":
         from model.engines.reference import TorchNetwork, with_precision
 
-        return TorchNetwork(with_precision(network, precision), channels_last=channels_last)
+        return TorchNetwork(with_precision(network, precision))
     require_torch("converting a network for OpenVINO")
     from model.engines import openvino
     from model.engines.conversion import convert
 
     model = convert(network, example, dynamic)
-    if channels_last:
-        model = openvino.with_channels_last_input(model)
     return openvino.CompiledNetwork(openvino.compile_model(model, precision, threads, streams))
 
 
