@@ -26,9 +26,10 @@ class InferenceLimiter:
     """
 
     def __init__(self, max_concurrency: int, max_queue: int, timeout_s: float, metrics: ServiceMetrics):
-        # Inference gets threads of its own, as many as may run at once: torch keeps a pool of
-        # intra-op worker threads per calling thread, and asyncio's shared pool would rotate requests
-        # over up to 32 callers, each with its own pool competing for the cores (see prepare()).
+        # Inference gets threads of its own, as many as may run at once: the engines keep per-thread
+        # state (an OpenVINO infer request per calling thread; on the torch engine, a pool of
+        # intra-op workers), and asyncio's shared pool would rotate requests over up to 32 callers,
+        # each with its own state competing for the memory and the cores (see prepare()).
         self._threads = ThreadPoolExecutor(max_workers=max_concurrency, thread_name_prefix="inference")
         self._slots = asyncio.Semaphore(max_concurrency)
         self._capacity = max_concurrency + max_queue
@@ -72,10 +73,10 @@ class InferenceLimiter:
             self._metrics.inference_seconds.labels(operation=operation).observe(time.perf_counter() - started)
 
     async def prepare(self, work: Callable[[], T]) -> T:
-        """Run set-up work (loading, warm-up) on the inference threads, outside the limits. torch's
-        OpenMP keeps a team of worker threads per calling thread, and once the teams outnumber the
-        cores every team waits passively: with 2 threads per inference, loading on another thread
-        made each inference about half again slower."""
+        """Run set-up work (loading, warm-up) on the inference threads, outside the limits, so the
+        per-thread state warm-up creates (infer requests, alignment's buffers; on the torch engine,
+        OpenMP's worker team, which made each inference about half again slower when loading ran on
+        another thread) is the state requests use."""
         return await self._on_inference_thread(work)
 
     def _on_inference_thread(self, work: Callable[[], T]) -> asyncio.Future[T]:

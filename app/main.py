@@ -50,7 +50,7 @@ VerifierFactory = Callable[[Settings], Verifier]
 
 def load_verifier(settings: Settings) -> Verifier:
     """The real pipeline from the configured weights folders."""
-    from model.verify.pipeline import FaceVerifier  # torch and the models load at start-up, not on import
+    from model.verify.pipeline import FaceVerifier  # the networks load at start-up, not on import
 
     return FaceVerifier.from_folders(
         settings.encoder_dir,

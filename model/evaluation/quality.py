@@ -144,7 +144,7 @@ def _value(measures: QualityMeasures, name: str, index: int | None, absolute: bo
 
 
 def fit_quality(weights: Path, data_dir: Path, reports_dir: Path, command: str, threads: int = 2) -> dict:
-    from model.verify.pipeline import FaceVerifier  # torch loads here, not on import
+    from model.verify.pipeline import FaceVerifier  # the networks load here, not on import
 
     verifier = FaceVerifier.from_folders(weights, threads=threads)
     threshold = verifier.calibration.operating_points[DEFAULT_OPERATING_POINT].threshold

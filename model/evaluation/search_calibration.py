@@ -78,7 +78,7 @@ def open_set(embeddings: np.ndarray, paths: list[str], calibration, size: int | 
 
 
 def calibrate_search(weights: Path, data_dir: Path, reports_dir: Path, command: str, threads: int = 2) -> dict:
-    from model.verify.pipeline import FaceVerifier  # torch loads here, not on import
+    from model.verify.pipeline import FaceVerifier  # the networks load here, not on import
 
     verifier = FaceVerifier.from_folders(weights, threads=threads)
     embeddings = embed_lfw(verifier, data_dir)

@@ -116,7 +116,7 @@ def _subjects(identities: dict, k: int) -> int:
 
 def calibrate_subjects(weights: Path, data_dir: Path, reports_dir: Path, command: str, threads: int = 2) -> dict:
     """The subject-level decision chosen and measured, written into the card and its report."""
-    from model.verify.pipeline import FaceVerifier  # torch loads here, not on import
+    from model.verify.pipeline import FaceVerifier  # the networks load here, not on import
 
     if isa_caps():
         raise SystemExit("calibration writes into the card, which holds an uncapped CPU's figures; unset the ISA caps")
