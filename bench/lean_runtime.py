@@ -34,8 +34,8 @@ import httpx
 
 from bench.latency import PEER_ROUND, PeerClock, load
 from bench.machine import parse_server_bench, server_bench_parser, write_report
-from bench.server import memory_mib, running_server
-from model.engines.cpu import CAPS, isa_suffix
+from bench.server import built_runtime_environment, memory_mib, running_server
+from model.engines.cpu import isa_caps, isa_suffix
 from model.evaluation.protocols import read_pairs
 from model.paths import REPO_ROOT
 
@@ -68,18 +68,10 @@ def build_runtime(tree: Path, prefix: Path) -> None:
         raise RuntimeError(f"building {prefix} failed:\n{result.stdout[-2000:]}{result.stderr[-2000:]}")
 
 
-def server_environment(prefix: Path, storage: Path) -> dict[str, str]:
-    """As the image sets it, nothing of this checkout's environment, under this run's ISA cap."""
-    caps = {name: value for name, value in os.environ.items() if name in next(iter(CAPS.values()))}
-    return {"PATH": f"{prefix / 'venv' / 'bin'}:/usr/bin:/bin", "HOME": "/nonexistent",
-            "PYTHONDONTWRITEBYTECODE": "1", "FACEVER_LOG_LEVEL": "WARNING",
-            "FACEVER_WEIGHTS_DIR": str(prefix / "weights" / "fused-dlib-sface-yunet-int8"),
-            "FACEVER_DETECTORS_DIR": str(prefix / "weights"), "FACEVER_STORAGE_URL": f"sqlite:///{storage}", **caps}
-
-
 def serve(prefix: Path, storage: Path):
-    return running_server(server_environment(prefix, storage), facever=prefix / "venv" / "bin" / "facever",
-                          cwd="/", inherit_environment=False)
+    """The built runtime served as the image serves it, under this run's ISA cap."""
+    env = {**built_runtime_environment(prefix, storage), "FACEVER_LOG_LEVEL": "WARNING", **isa_caps()}
+    return running_server(env, facever=prefix / "venv" / "bin" / "facever", cwd="/", inherit_environment=False)
 
 
 def start_up(prefix: Path, storage: Path) -> dict[str, float]:

@@ -36,6 +36,20 @@ def memory_mib(pid: int, field: str = "VmRSS") -> float:
     raise RuntimeError(f"no {field} for process {pid}")
 
 
+def built_runtime_environment(prefix: Path, storage: Path) -> dict[str, str]:
+    """What the image sets for the runtime deploy/build_image.sh built into `prefix`, and nothing of
+    this checkout's environment: the service then imports nothing from a source tree. `storage`:
+    the SQLite file standing for the image's volume."""
+    return {
+        "PATH": f"{prefix / 'venv' / 'bin'}:/usr/bin:/bin",
+        "HOME": "/nonexistent",
+        "PYTHONDONTWRITEBYTECODE": "1",
+        "FACEVER_WEIGHTS_DIR": str(prefix / "weights" / "fused-dlib-sface-yunet-int8"),
+        "FACEVER_DETECTORS_DIR": str(prefix / "weights"),
+        "FACEVER_STORAGE_URL": f"sqlite:///{storage}",
+    }
+
+
 def server_environment(env: Mapping[str, str]) -> dict[str, str]:
     """The settings a benchmarked server ran with besides the defaults (API keys left out), for its report."""
     return {

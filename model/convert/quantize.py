@@ -31,6 +31,7 @@ import torch
 
 from model.card import CARD_FILE, EncoderCard, load_card, write_card
 from model.encoders import load_encoder
+from model.encoders.flip import with_mirrors
 from model.encoders.loading import per_input_networks, reference_encoder
 from model.errors import NoFaceDetected
 from model.evaluation.protocols import read_pairs
@@ -60,7 +61,7 @@ def calibration_chips(verifier: FaceVerifier, data_dir: Path, paths: list[str]) 
             continue
         for chips, kept in zip(verifier.align([array], [face]), per_template):
             kept.append(chips)
-    return [np.concatenate([np.concatenate(kept), np.concatenate(kept)[..., ::-1]]) for kept in per_template]
+    return [with_mirrors(np.concatenate(kept)) for kept in per_template]
 
 
 def member_alone(card: EncoderCard, index: int) -> EncoderCard:

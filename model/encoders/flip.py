@@ -5,7 +5,14 @@ from __future__ import annotations
 
 from typing import TypeVar
 
+import numpy as np
+
 Embeddings = TypeVar("Embeddings")  # NumPy arrays, or torch tensors in training
+
+
+def with_mirrors(chips: np.ndarray) -> np.ndarray:
+    """A batch of chips (N, 3, H, W) followed by their mirror images: (2N, 3, H, W)."""
+    return np.concatenate([chips, chips[..., ::-1]])
 
 
 def flip_mean(plain: Embeddings, mirrored: Embeddings) -> Embeddings:

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from model.encoders.flip import with_mirrors
 from model.engines.compile import Network
 
 # F.normalize's floor on a norm, so a zero embedding stays zero instead of becoming NaN.
@@ -51,5 +52,5 @@ class InferenceEncoder:
     def embed_with_mirror(self, chips: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
         """Raw embeddings of the chips and of their mirror images, in one pass."""
         count = len(chips[0])
-        both = self(*[np.concatenate([batch, batch[..., ::-1]]) for batch in chips])
+        both = self(*[with_mirrors(batch) for batch in chips])
         return both[:count], both[count:]

@@ -126,9 +126,10 @@ def average_linkage(embeddings: np.ndarray, threshold: float) -> np.ndarray:
     np.fill_diagonal(distances, np.inf)
     sizes = np.ones(count)
     active = np.ones(count, dtype=bool)
+    remaining = count  # active.sum(), kept rather than recounted on every step
     members = np.arange(count)  # each face's group representative, updated on merges
     chain: list[int] = []
-    while active.sum() > 1:
+    while remaining > 1:
         if not chain:
             chain.append(int(np.flatnonzero(active)[0]))
         current = chain[-1]
@@ -138,6 +139,7 @@ def average_linkage(embeddings: np.ndarray, threshold: float) -> np.ndarray:
         if distances[current, nearest] >= threshold:
             # The chain's end is nearest to nothing below the threshold: it is final.
             active[current] = False
+            remaining -= 1
             distances[current, :] = np.inf
             distances[:, current] = np.inf
             chain.pop()
@@ -154,6 +156,7 @@ def average_linkage(embeddings: np.ndarray, threshold: float) -> np.ndarray:
             distances[:, current] = np.inf
             sizes[nearest] += sizes[current]
             active[current] = False
+            remaining -= 1
             members[members == current] = nearest
         else:
             chain.append(nearest)

@@ -18,7 +18,7 @@ import numpy as np
 
 from model.card import EncoderCard, load_card
 from model.encoders import load_encoder
-from model.encoders.flip import flip_mean
+from model.encoders.flip import flip_mean, with_mirrors
 from model.encoders.inference import InferenceEncoder
 from model.engines.compile import check_engine
 from model.engines.precision import default_precision, usable_precision
@@ -163,7 +163,7 @@ class FaceVerifier(Verifier):
         if not self.flip_tta:
             return self.encoder.embed_with_norms(*chips)
         count = len(chips[0])
-        both, norms = self.encoder.embed_with_norms(*[np.concatenate([batch, batch[..., ::-1]]) for batch in chips])
+        both, norms = self.encoder.embed_with_norms(*[with_mirrors(batch) for batch in chips])
         return flip_mean(both[:count], both[count:]), norms[:count]
 
     def locate(

@@ -19,7 +19,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from bench.server import running_server
+from bench.server import built_runtime_environment, running_server
 
 ROOT = Path(__file__).resolve().parents[2]
 BUILD_SCRIPT = ROOT / "deploy" / "build_image.sh"
@@ -55,21 +55,9 @@ def tree(folder: Path) -> dict[str, float]:
     return {str(path): path.stat().st_mtime for path in folder.rglob("*") if not path.is_symlink()}
 
 
-def image_environment(built: Path, tmp_path: Path) -> dict[str, str]:
-    """As the image sets it, and nothing of this checkout's environment."""
-    return {
-        "PATH": f"{built / 'venv' / 'bin'}:/usr/bin:/bin",
-        "HOME": "/nonexistent",
-        "PYTHONDONTWRITEBYTECODE": "1",
-        "FACEVER_WEIGHTS_DIR": str(built / "weights" / "fused-dlib-sface-yunet-int8"),
-        "FACEVER_DETECTORS_DIR": str(built / "weights"),
-        "FACEVER_STORAGE_URL": f"sqlite:///{tmp_path}/facever.sqlite3",  # the image's volume
-    }
-
-
 def test_serves_from_the_built_runtime(built: Path, lfw_dir: Path, tmp_path: Path):
     before = tree(built)
-    env = image_environment(built, tmp_path)
+    env = built_runtime_environment(built, tmp_path / "facever.sqlite3")
     # From "/", so nothing is importable from the checkout; the image's MALLOC_ARENA_MAX=2 is added.
     with running_server(env, facever=built / "venv" / "bin" / "facever", cwd="/", inherit_environment=False,
                         ready_timeout_s=120) as server:
@@ -93,7 +81,7 @@ def test_the_torch_engine_in_the_lean_runtime_says_what_to_install(built: Path, 
         [str(built / "venv" / "bin" / "python"), "-c",
          "from model.verify.pipeline import FaceVerifier; import sys; FaceVerifier.from_folders(sys.argv[1], engine='torch')",
          str(built / "weights" / "fused-dlib-sface-yunet-int8")],
-        env=image_environment(built, tmp_path), cwd="/", capture_output=True, text=True, timeout=120,
+        env=built_runtime_environment(built, tmp_path / "facever.sqlite3"), cwd="/", capture_output=True, text=True, timeout=120,
     )
     assert result.returncode != 0
     assert "the torch engine needs torch" in result.stderr and "facever[torch]" in result.stderr
