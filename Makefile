@@ -15,7 +15,7 @@ install: $(STAMP)
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[torch,test,eval,train]'
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[torch,test,eval]'
 	touch $(STAMP)
 
 $(SERVE_STAMP): pyproject.toml

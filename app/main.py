@@ -23,6 +23,7 @@ from app.api.routes import (
     embed,
     galleries,
     gallery_search,
+    group,
     health,
     info,
     keys,
@@ -151,7 +152,7 @@ def create_app(
     app.include_router(health.router)
     if settings.demo:
         app.include_router(demo.router)
-    for module in (verify, embed, info, metrics):  # each route names the scope it needs (app.api.deps)
+    for module in (verify, embed, group, info, metrics):  # each route names the scope it needs (app.api.deps)
         app.include_router(module.router)
     if app.state.storage is not None:
         for module in (galleries, subject_faces, gallery_search, keys, audit):

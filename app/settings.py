@@ -49,6 +49,11 @@ class Settings(BaseSettings):
     max_upload_bytes: int = Field(10 * 1024 * 1024, gt=0, description="largest request body accepted")
     max_image_pixels: int = Field(40_000_000, gt=0, description="largest image (width x height) decoded")
     max_embed_images: int = Field(16, ge=1, le=256, description="most images in one /embed request")
+    max_group_images: int = Field(64, ge=1, le=1000, description="most images in one /group request")
+    max_group_faces: int = Field(
+        1000, ge=2, le=10_000, description="most faces one /group request groups: its images' faces and its "
+        "embeddings together",
+    )
     api_keys: CommaSeparated = Field(
         (), repr=False, description="accepted X-API-Key values; empty = no authentication"
     )

@@ -23,34 +23,12 @@ from pathlib import Path
 import numpy as np
 
 from bench.machine import write_report
-from model.evaluation.embeddings import embed_dataset
-from model.evaluation.protocols import identity_images, read_pairs
+from model.evaluation.grouping_calibration import choose, embed_all_lfw, link_far, person, view1_rows
 from model.paths import DEFAULT_DATA_DIR, DEFAULT_ENCODER_DIR, REPORTS_DIR
-from model.verify.grouping import RULES, close_pairs, dbscan, scores
+from model.verify.grouping import RULES, dbscan, scores
 
-GRID = np.round(np.arange(0.40, 1.20, 0.02), 2)
 IMMICH_DBSCAN = {"threshold": 1.0, "min_samples": 3}  # maxDistance 0.5 (cosine), minFaces 3
 OTTO_PAIRWISE_F = 0.87
-
-
-def view1_images(lfw: Path) -> list[str]:
-    pairs = read_pairs(lfw / "pairsDevTrain.txt") + read_pairs(lfw / "pairsDevTest.txt")
-    return sorted({path for pair in pairs for path in (pair.first, pair.second)})
-
-
-def person(path: str) -> str:
-    return path.split("/")[0]
-
-
-def choose(rule: str, embeddings: np.ndarray, truth: np.ndarray) -> tuple[float, dict]:
-    """The grid's threshold with the best mean of pairwise and BCubed F for `rule` on these faces."""
-    best = None
-    for threshold in GRID:
-        result = scores(RULES[rule](embeddings, float(threshold)), truth)
-        merit = (result["pairwise_f"] + result["bcubed_f"]) / 2
-        if best is None or merit > best[0]:
-            best = (merit, float(threshold), result)
-    return best[1], best[2]
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -60,17 +38,14 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     from model.verify.pipeline import FaceVerifier  # the networks load here, not on import
 
-    lfw = args.data / "lfw"
     verifier = FaceVerifier.from_folders(args.weights)
-    paths = [path for images in identity_images(lfw / "images").values() for path in images]
-    embedded = embed_dataset(verifier, lfw / "images", paths, policy="subject")
+    embedded = embed_all_lfw(verifier, args.data)
     embeddings = embedded.normalised(flip_tta=verifier.flip_tta)
-    truth = np.unique([person(path) for path in paths], return_inverse=True)[1]
-    index = embedded.index()
-    development = np.array([index[path] for path in view1_images(lfw)])
+    truth = np.unique([person(path) for path in embedded.paths], return_inverse=True)[1]
+    development = view1_rows(embedded, args.data)
 
-    report: dict = {"faces": len(paths), "people": int(truth.max() + 1), "rules": {}}
-    print(f"{len(paths)} faces of {report['people']} people; thresholds chosen on {len(development)} "
+    report: dict = {"faces": len(embedded.paths), "people": int(truth.max() + 1), "rules": {}}
+    print(f"{len(embedded.paths)} faces of {report['people']} people; thresholds chosen on {len(development)} "
           f"View 1 images")
     for rule in RULES:
         threshold, on_view1 = choose(rule, embeddings[development], truth[development])
@@ -82,11 +57,7 @@ def main(argv: list[str] | None = None) -> None:
     report["rules"]["dbscan_as_immich"] = {**IMMICH_DBSCAN, "all_lfw": immich}
 
     ours = report["rules"]["average_linkage"]["threshold"]
-    view1 = embeddings[development]
-    impostor = truth[development][:, None] != truth[development][None, :]
-    firsts, seconds = close_pairs(view1, ours)
-    linked_impostors = int(impostor[firsts, seconds].sum())
-    report["average_linkage_link_far"] = linked_impostors / int(np.triu(impostor, 1).sum())
+    report["average_linkage_link_far"] = link_far(embeddings[development], truth[development], ours)
     report["otto_et_al_pairwise_f"] = OTTO_PAIRWISE_F
 
     print(f"{'rule':<22} {'thr':>5} {'pair P':>7} {'pair R':>7} {'pair F':>7} {'B3 P':>7} {'B3 R':>7} "

@@ -231,6 +231,21 @@ class SearchCalibration(_Data):
                    default=None)
 
 
+class GroupingCalibration(_Data):
+    """Grouping faces by person (model.verify.grouping) in one inference mode: the rule, its
+    threshold chosen on LFW View 1's images, and what the threshold means for one pair."""
+
+    rule: str
+    threshold: float = Field(gt=0)
+    link_far: float = Field(description="the share of View 1's impostor pairs closer than the threshold: "
+                            "how often one look-alike pair of two people is a link")
+    view1: dict[str, float | int] = Field(description="pairwise and BCubed precision, recall and F, and the groups, "
+                                    "on the images it was chosen on")
+    protocol: str | None = None
+    command: str | None = None
+    date: str | None = None
+
+
 class QualityReason(_Data):
     """A reason code's rule: the measure (model.faces.quality.QualityMeasures) past a threshold."""
 
@@ -308,6 +323,9 @@ class EncoderCard(_Data):
     search: dict[InferenceMode, SearchCalibration] | None = Field(
         None, description="1:N search's FPIR targets and their measured error rates, per inference mode"
     )
+    grouping: dict[InferenceMode, GroupingCalibration] | None = Field(
+        None, description="grouping by person: the rule and its threshold, per inference mode"
+    )
 
     @field_validator("input", "alignment", mode="before")
     @classmethod
@@ -350,6 +368,9 @@ class EncoderCard(_Data):
 
     def search_for(self, flip_tta: bool) -> SearchCalibration | None:
         return (self.search or {}).get(tta_mode(flip_tta))
+
+    def grouping_for(self, flip_tta: bool) -> GroupingCalibration | None:
+        return (self.grouping or {}).get(tta_mode(flip_tta))
 
     def network_files(self) -> list[Path]:
         """Every file the encoder's numbers come from: its weights (own and borrowed) and any

@@ -1,7 +1,8 @@
 """`facever` command line: one entry point for serving and for every model task.
 
     facever serve [--host H] [--port P] [--workers N]
-    facever train | evaluate | calibrate | calibrate-subjects | calibrate-quality | calibrate-search | fuse | quantize [options]
+    facever train | evaluate | calibrate | calibrate-subjects | calibrate-quality | calibrate-search | calibrate-grouping | fuse | quantize [options]
+    facever group FOLDER [options]
     facever convert-dlib | convert-sface | convert-yunet | fetch-mtcnn [options]
     facever keys create | list | revoke;  facever audit verify | export;  facever templates status | rotate;  facever retention sweep
 """
@@ -23,6 +24,8 @@ TASKS = {
     "calibrate-subjects": "model.evaluation.subject_calibration",
     "calibrate-quality": "model.evaluation.quality",
     "calibrate-search": "model.evaluation.search_calibration",
+    "calibrate-grouping": "model.evaluation.grouping_calibration",
+    "group": "model.folder_grouping",
     "train": "model.training.trainer",
     "convert-dlib": "model.convert.dlib",
     "convert-sface": "model.convert.sface",

@@ -16,6 +16,7 @@ from app.metrics import ServiceMetrics
 from app.security import Principal, retry_after_header
 from app.services.enrolment import EnrolmentService
 from app.services.galleries import GalleryService
+from app.services.grouping import GroupingService
 from app.services.keys import KeyService
 from app.services.search import SearchService
 from app.services.verification import VerificationService
@@ -141,6 +142,11 @@ def get_search(request: Request, verification: VerificationDep, storage: Storage
     return SearchService(storage, verification, request.app.state.search_index)
 
 
+def get_grouping(verification: VerificationDep) -> GroupingService:
+    return GroupingService(verification)
+
+
+GroupingDep = Annotated[GroupingService, Depends(get_grouping)]
 GalleriesDep = Annotated[GalleryService, Depends(get_galleries)]
 EnrolmentDep = Annotated[EnrolmentService, Depends(get_enrolment)]
 SearchDep = Annotated[SearchService, Depends(get_search)]

@@ -33,6 +33,7 @@ from app.schemas.galleries import (
     SubjectVerifyJSON,
     SubjectVerifyOptions,
 )
+from app.schemas.grouping import GroupJSON, GroupOptions, GroupUploads
 from app.schemas.requests import (
     EmbeddingInput,
     EmbedJSON,
@@ -224,16 +225,18 @@ def _embedding_list(text: str | bytes) -> list[EmbeddingInput]:
             for index, value in enumerate(values)]
 
 
-async def read_enrol_request(request: Request, max_body_bytes: int, max_images: int) -> EnrolUploads:
+async def _images_and_embeddings(
+    request: Request, max_body_bytes: int, max_files: int, json_model: type[BaseModel], options_model: type[BaseModel]
+) -> tuple[list[bytes], list[EmbeddingInput], Any]:
     """Images (`images`, repeated) and/or embeddings from /embed (`embeddings`: a JSON list; in
-    multipart one text field or file part), and the enrolment options."""
+    multipart one text field or file part), and the options."""
     if _body_kind(request) == "json":
-        body: EnrolJSON = _validated(EnrolJSON, await request.body(), from_json=True)
+        body = _validated(json_model, await request.body(), from_json=True)
         images = [decode_base64_image(text, f"images[{index}]") for index, text in enumerate(body.images)]
         embeddings = body.embeddings
-        options = body.model_dump(include=set(EnrolOptions.model_fields), exclude_unset=True)
+        options = body.model_dump(include=set(options_model.model_fields), exclude_unset=True)
     else:
-        files, fields = await _read_multipart(request, max_files=max_images + 1, max_body_bytes=max_body_bytes)
+        files, fields = await _read_multipart(request, max_files=max_files, max_body_bytes=max_body_bytes)
         _file_fields_as_text(fields, {"images"})
         unexpected = sorted({name for name, _ in files} - {"images", "embeddings"})
         if unexpected:
@@ -245,11 +248,29 @@ async def read_enrol_request(request: Request, max_body_bytes: int, max_images: 
             raise invalid_request("embeddings is given twice; send one JSON list")
         embeddings = _embedding_list(texts[0]) if texts else []
         options = fields
+    return images, embeddings, _options(options_model, request, options)
+
+
+async def read_enrol_request(request: Request, max_body_bytes: int, max_images: int) -> EnrolUploads:
+    """The faces to enrol (images and/or embeddings) and the enrolment options."""
+    images, embeddings, options = await _images_and_embeddings(request, max_body_bytes, max_images + 1, EnrolJSON,
+                                                               EnrolOptions)
     if not images and not embeddings:
         raise invalid_request("send one or more images (or embeddings from /embed) to enrol")
     if len(images) + len(embeddings) > max_images:
         raise invalid_request(f"{len(images) + len(embeddings)} faces; at most {max_images} per request")
-    return EnrolUploads(images, embeddings, _options(EnrolOptions, request, options))
+    return EnrolUploads(images, embeddings, options)
+
+
+async def read_group_request(request: Request, max_body_bytes: int, max_images: int) -> GroupUploads:
+    """The batch to group (images, every face of each, and/or embeddings) and the options; the
+    number of faces is checked by the service, once the images' faces are found."""
+    images, embeddings, options = await _images_and_embeddings(request, max_body_bytes, max_images + 1, GroupJSON,
+                                                               GroupOptions)
+    if len(images) > max_images:
+        raise invalid_request(f"{len(images)} images; at most {max_images} per request (send embeddings from /embed "
+                              "for larger batches)")
+    return GroupUploads(images, embeddings, options)
 
 
 async def read_probe_request(

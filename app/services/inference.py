@@ -75,3 +75,14 @@ def embed_images(
     photos, decode_ms = decode_all(list(zip(labels, images)), max_pixels, verifier.detection_side)
     embedded, timings = verifier.embed(photos, policy=faces.policy, labels=labels, min_quality=faces.min_quality)
     return embedded, {"decode": decode_ms, **timings}
+
+
+def embed_every_face(
+    verifier: Verifier, images: Sequence[bytes], max_pixels: int, max_faces: int
+) -> tuple[list[list[FaceEmbedding]], dict[str, float]]:
+    """Decode the images and embed every face of each (the `max_faces` largest); the faces of each
+    image and the stage timings."""
+    labels = [f"images[{index}]" for index in range(len(images))]
+    photos, decode_ms = decode_all(list(zip(labels, images)), max_pixels, verifier.detection_side)
+    faces, timings = verifier.embed_every_face(photos, max_faces)
+    return faces, {"decode": decode_ms, **timings}

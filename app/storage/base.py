@@ -13,6 +13,7 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Literal
 
 import numpy as np
 
@@ -22,7 +23,7 @@ from model.types import EmbeddingModel
 # Ids name galleries and subjects in URLs and logs: a conservative alphabet keeps them safe to echo.
 ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 # The schema version this code writes; a database of a newer one is refused (SchemaTooNew).
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 
 
 class StorageError(Exception):
@@ -129,6 +130,20 @@ class Retention:
         return min(ends, default=None)
 
 
+# What a gallery does where a new subject's first faces match someone enrolled already (its
+# enrolment's duplicate check): nothing, refuse them (409 duplicate_identity), or store and flag them.
+DuplicateCheck = Literal["off", "refuse", "report"]
+
+
+@dataclass(frozen=True)
+class PossibleDuplicate:
+    """A subject a new subject's faces matched at enrolment: the search score and its threshold."""
+
+    subject: str
+    score: float
+    threshold: float
+
+
 @dataclass(frozen=True)
 class Subject:
     gallery_id: str
@@ -141,6 +156,7 @@ class Subject:
     last_active_at: float | None = None  # its last enrolment, matched verification or search match
     consent_ref: str | None = None  # the caller's reference to the person's release, e.g. a signed form's id
     expires_at: float | None = None  # under its gallery's retention; None: kept until deleted
+    possible_duplicates: tuple[PossibleDuplicate, ...] = ()  # flagged at its enrolment (duplicate check report)
 
 
 @dataclass(frozen=True)
@@ -151,6 +167,7 @@ class Gallery:
     template_count: int
     retention: Retention = Retention()
     require_consent: bool = False  # an enrolment must give a consent_ref (or the subject have one)
+    duplicate_check: DuplicateCheck = "off"
 
 
 @dataclass(frozen=True)
@@ -169,6 +186,42 @@ class Deleted:
     galleries: int = 0
     subjects: int = 0
     templates: int = 0
+
+
+JobState = Literal["running", "done", "cancelled", "failed"]
+
+
+@dataclass(frozen=True)
+class Job:
+    """A long piece of work over a gallery (the duplicate report), run by one replica; its progress
+    (`done` of `total`) is written as it goes, so any replica answers for it. A running job whose
+    progress has not moved for a while lost its replica (app.services.duplicates)."""
+
+    id: str
+    gallery_id: str
+    kind: str
+    key_id: str
+    parameters: dict
+    state: JobState
+    created_at: float
+    updated_at: float
+    done: int = 0
+    total: int = 0
+    finished_at: float | None = None
+    summary: dict | None = None  # what the finished job found, or why it failed
+    cancel_requested: bool = False
+
+
+@dataclass(frozen=True)
+class SubjectPair:
+    """Two subjects of a gallery that look like one person: the distance between their centroids
+    and the threshold it was judged at; `seq` orders a report's pairs (closest first)."""
+
+    seq: int
+    first: str
+    second: str
+    score: float
+    threshold: float
 
 
 @dataclass(frozen=True)
@@ -267,11 +320,11 @@ class Storage(ABC):
 
     @abstractmethod
     def create_gallery(self, gallery_id: str, audit: AuditEvent | None = None, retention: Retention = Retention(),
-                       require_consent: bool = False) -> Gallery: ...
+                       require_consent: bool = False, duplicate_check: DuplicateCheck = "off") -> Gallery: ...
 
     @abstractmethod
     def set_gallery_policy(self, gallery_id: str, retention: Retention, require_consent: bool,
-                           audit: AuditEvent | None = None) -> Gallery: ...
+                           audit: AuditEvent | None = None, duplicate_check: DuplicateCheck = "off") -> Gallery: ...
 
     @abstractmethod
     def get_gallery(self, gallery_id: str) -> Gallery: ...
@@ -300,12 +353,18 @@ class Storage(ABC):
     def add_templates(
         self, gallery_id: str, subject_id: str, templates: Sequence[NewTemplate], check: EnrolmentCheck,
         max_templates: int, audit: AuditEvent | None = None, consent_ref: str | None = None,
+        possible_duplicates: Sequence[PossibleDuplicate] = (),
     ) -> list[Template]:
         """All of `templates` or none, after `check` accepted the subject's stored templates, with
         the subject locked against concurrent enrolments and deletes for the transaction's length.
         Conflict duplicate_face where an upload hash is already in the gallery, subject_full beyond
         max_templates; ConsentRequired where the gallery requires a consent reference and neither the
-        subject nor the request has one. The subject's enrolment and activity times move on."""
+        subject nor the request has one. The subject's enrolment and activity times move on; where
+        `possible_duplicates` are given, the subject is flagged with them."""
+
+    @abstractmethod
+    def clear_duplicates(self, gallery_id: str, subject_id: str, audit: AuditEvent | None = None) -> Subject:
+        """The subject's possible-duplicate flag removed (a reviewer found it to be another person)."""
 
     @abstractmethod
     def delete_template(self, gallery_id: str, subject_id: str, template_id: str,
@@ -341,6 +400,33 @@ class Storage(ABC):
         subjects nearest `probe`, nearest first, exact. None: it has none (the service searches
         its own matrix of gallery_templates, app.storage.search_index)."""
         return None
+
+    # -- jobs ---------------------------------------------------------------------------------
+
+    @abstractmethod
+    def create_job(self, job: Job, audit: AuditEvent | None = None) -> None: ...
+
+    @abstractmethod
+    def get_job(self, gallery_id: str, job_id: str) -> Job:
+        """NotFound job_not_found where the gallery has no such job."""
+
+    @abstractmethod
+    def job_progress(self, job_id: str, done: int, total: int) -> bool:
+        """Record a running job's progress; whether it was asked to stop (it stops, cancelled)."""
+
+    @abstractmethod
+    def finish_job(self, job_id: str, state: JobState, summary: dict,
+                   pairs: Sequence[tuple[str, str, float, float]] = ()) -> None:
+        """The job ended: its state, what it found, and its pairs (first, second, score, threshold),
+        in one transaction."""
+
+    @abstractmethod
+    def cancel_job(self, gallery_id: str, job_id: str, audit: AuditEvent | None = None) -> Job:
+        """Ask a running job to stop; a finished one is deleted with its results."""
+
+    @abstractmethod
+    def job_pairs(self, job_id: str, after: int, limit: int) -> list[SubjectPair]:
+        """A job's pairs in order, after seq `after`, at most `limit`."""
 
     # -- templates at rest ----------------------------------------------------------------------
 

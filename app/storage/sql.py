@@ -22,6 +22,11 @@ from app.storage.audit import GENESIS, AuditEntry, AuditEvent, entry_hash
 from app.storage.base import (
     DAY_S,
     SCHEMA_VERSION,
+    DuplicateCheck,
+    Job,
+    JobState,
+    PossibleDuplicate,
+    SubjectPair,
     AuditQuery,
     ConsentRequired,
     Conflict,
@@ -133,6 +138,32 @@ MIGRATIONS: list[list[str]] = [
         "WHERE t.gallery_id = subjects.gallery_id AND t.subject_id = subjects.id)",
         "ALTER TABLE audit ADD COLUMN consent_ref TEXT",
     ],
+    [  # 7: duplicate identities: each gallery's enrolment check, a subject's flag, and report jobs
+        "ALTER TABLE galleries ADD COLUMN duplicate_check TEXT NOT NULL DEFAULT 'off'",
+        "ALTER TABLE subjects ADD COLUMN possible_duplicates TEXT",
+        """CREATE TABLE jobs (
+            id TEXT PRIMARY KEY,
+            gallery_id TEXT NOT NULL REFERENCES galleries (id) ON DELETE CASCADE,
+            kind TEXT NOT NULL,
+            key_id TEXT NOT NULL,
+            parameters TEXT NOT NULL,
+            state TEXT NOT NULL,
+            done BIGINT NOT NULL DEFAULT 0,
+            total BIGINT NOT NULL DEFAULT 0,
+            cancel_requested INTEGER NOT NULL DEFAULT 0,
+            created_at DOUBLE PRECISION NOT NULL,
+            updated_at DOUBLE PRECISION NOT NULL,
+            finished_at DOUBLE PRECISION,
+            summary TEXT)""",
+        """CREATE TABLE job_pairs (
+            job_id TEXT NOT NULL REFERENCES jobs (id) ON DELETE CASCADE,
+            seq INTEGER NOT NULL,
+            first_subject TEXT NOT NULL,
+            second_subject TEXT NOT NULL,
+            score DOUBLE PRECISION NOT NULL,
+            threshold DOUBLE PRECISION NOT NULL,
+            PRIMARY KEY (job_id, seq))""",
+    ],
 ]
 # How many of a gallery's latest revisions the change log keeps; an index further behind reads the
 # gallery again. And how many changed subjects a patch fetches before reading the whole is as quick.
@@ -238,26 +269,28 @@ class SQLStorage(Storage):
 
     _GALLERY = ("SELECT g.id, g.created_at, (SELECT COUNT(*) FROM subjects s WHERE s.gallery_id = g.id), "
                 "(SELECT COUNT(*) FROM templates t WHERE t.gallery_id = g.id), g.max_inactive_days, g.max_age_days, "
-                "g.require_consent FROM galleries g")
+                "g.require_consent, g.duplicate_check FROM galleries g")
 
     def create_gallery(self, gallery_id: str, audit: AuditEvent | None = None, retention: Retention = Retention(),
-                       require_consent: bool = False) -> Gallery:
+                       require_consent: bool = False, duplicate_check: DuplicateCheck = "off") -> Gallery:
         with self._transaction(write=True) as db:
             if db.execute("SELECT 1 FROM galleries WHERE id = ?", (gallery_id,)):
                 raise Conflict("gallery_exists", f"gallery {gallery_id!r} already exists")
             created = now()
-            db.execute("INSERT INTO galleries (id, created_at, max_inactive_days, max_age_days, require_consent) "
-                       "VALUES (?, ?, ?, ?, ?)", (gallery_id, created, retention.max_inactive_days,
-                                                  retention.max_age_days, int(require_consent)))
+            db.execute("INSERT INTO galleries (id, created_at, max_inactive_days, max_age_days, require_consent, "
+                       "duplicate_check) VALUES (?, ?, ?, ?, ?, ?)",
+                       (gallery_id, created, retention.max_inactive_days, retention.max_age_days,
+                        int(require_consent), duplicate_check))
             self._audit(db, audit)
-        return Gallery(gallery_id, created, 0, 0, retention, require_consent)
+        return Gallery(gallery_id, created, 0, 0, retention, require_consent, duplicate_check)
 
     def set_gallery_policy(self, gallery_id: str, retention: Retention, require_consent: bool,
-                           audit: AuditEvent | None = None) -> Gallery:
+                           audit: AuditEvent | None = None, duplicate_check: DuplicateCheck = "off") -> Gallery:
         with self._transaction(write=True) as db:
-            if not db.execute("UPDATE galleries SET max_inactive_days = ?, max_age_days = ?, require_consent = ? "
-                              "WHERE id = ? RETURNING id", (retention.max_inactive_days, retention.max_age_days,
-                                                            int(require_consent), gallery_id)):
+            if not db.execute("UPDATE galleries SET max_inactive_days = ?, max_age_days = ?, require_consent = ?, "
+                              "duplicate_check = ? WHERE id = ? RETURNING id",
+                              (retention.max_inactive_days, retention.max_age_days, int(require_consent),
+                               duplicate_check, gallery_id)):
                 raise gallery_not_found(gallery_id)
             self._audit(db, audit)
             return _gallery(db.execute(self._GALLERY + " WHERE g.id = ?", (gallery_id,))[0])
@@ -290,7 +323,7 @@ class SQLStorage(Storage):
 
     _SUBJECT = ("SELECT s.gallery_id, s.id, s.created_at, s.updated_at, (SELECT COUNT(*) FROM templates t "
                 "WHERE t.gallery_id = s.gallery_id AND t.subject_id = s.id), s.enrolled_at, s.last_active_at, "
-                "s.consent_ref, g.max_inactive_days, g.max_age_days FROM subjects s JOIN galleries g "
+                "s.consent_ref, g.max_inactive_days, g.max_age_days, s.possible_duplicates FROM subjects s JOIN galleries g "
                 "ON g.id = s.gallery_id")
 
     def create_subject(self, gallery_id: str, subject_id: str, audit: AuditEvent | None = None) -> Subject:
@@ -345,6 +378,7 @@ class SQLStorage(Storage):
     def add_templates(
         self, gallery_id: str, subject_id: str, templates: Sequence[NewTemplate], check: EnrolmentCheck,
         max_templates: int, audit: AuditEvent | None = None, consent_ref: str | None = None,
+        possible_duplicates: Sequence[PossibleDuplicate] = (),
     ) -> list[Template]:
         with self._transaction(write=True) as db:
             if not self._lock_subject(db, gallery_id, subject_id):
@@ -375,9 +409,20 @@ class SQLStorage(Storage):
             db.execute("UPDATE subjects SET updated_at = ?, last_active_at = ?, enrolled_at = COALESCE(enrolled_at, ?), "
                        "consent_ref = COALESCE(?, consent_ref) WHERE gallery_id = ? AND id = ?",
                        (created, created, created, consent_ref, gallery_id, subject_id))
+            if possible_duplicates:
+                db.execute("UPDATE subjects SET possible_duplicates = ? WHERE gallery_id = ? AND id = ?",
+                           (json.dumps([vars(match) for match in possible_duplicates]), gallery_id, subject_id))
             self._next_revision(db, gallery_id, [subject_id])
             self._audit(db, audit)
         return added
+
+    def clear_duplicates(self, gallery_id: str, subject_id: str, audit: AuditEvent | None = None) -> Subject:
+        with self._transaction(write=True) as db:
+            if not db.execute("UPDATE subjects SET possible_duplicates = NULL WHERE gallery_id = ? AND id = ? "
+                              "RETURNING id", (gallery_id, subject_id)):
+                self._subject_rows(db, gallery_id, subject_id)  # raises the right NotFound
+            self._audit(db, audit)
+            return _subject(self._subject_rows(db, gallery_id, subject_id)[0])
 
     def delete_template(self, gallery_id: str, subject_id: str, template_id: str,
                         audit: AuditEvent | None = None) -> Deleted:
@@ -616,6 +661,64 @@ class SQLStorage(Storage):
         with self._transaction(write=False) as db:
             return int(db.execute("SELECT COUNT(*) FROM api_keys")[0][0])
 
+    # -- jobs ---------------------------------------------------------------------------------
+
+    _JOB = ("SELECT id, gallery_id, kind, key_id, parameters, state, done, total, cancel_requested, created_at, "
+            "updated_at, finished_at, summary FROM jobs")
+
+    def create_job(self, job: Job, audit: AuditEvent | None = None) -> None:
+        with self._transaction(write=True) as db:
+            if not db.execute("SELECT 1 FROM galleries WHERE id = ?", (job.gallery_id,)):
+                raise gallery_not_found(job.gallery_id)
+            db.execute("INSERT INTO jobs (id, gallery_id, kind, key_id, parameters, state, created_at, updated_at) "
+                       "VALUES (?, ?, ?, ?, ?, ?, ?, ?)", (job.id, job.gallery_id, job.kind, job.key_id,
+                                                           json.dumps(job.parameters), job.state, job.created_at,
+                                                           job.updated_at))
+            self._audit(db, audit)
+
+    def get_job(self, gallery_id: str, job_id: str) -> Job:
+        with self._transaction(write=False) as db:
+            rows = db.execute(self._JOB + " WHERE gallery_id = ? AND id = ?", (gallery_id, job_id))
+            if not rows and not db.execute("SELECT 1 FROM galleries WHERE id = ?", (gallery_id,)):
+                raise gallery_not_found(gallery_id)
+        if not rows:
+            raise NotFound("job", f"no job {job_id!r} of gallery {gallery_id!r}")
+        return _job(rows[0])
+
+    def job_progress(self, job_id: str, done: int, total: int) -> bool:
+        with self._transaction(write=True) as db:
+            rows = db.execute("UPDATE jobs SET done = ?, total = ?, updated_at = ? WHERE id = ? AND state = 'running' "
+                              "RETURNING cancel_requested", (done, total, now(), job_id))
+        return not rows or bool(rows[0][0])  # a job deleted with its gallery stops too
+
+    def finish_job(self, job_id: str, state: JobState, summary: dict,
+                   pairs: Sequence[tuple[str, str, float, float]] = ()) -> None:
+        with self._transaction(write=True) as db:
+            finished = now()
+            if not db.execute("UPDATE jobs SET state = ?, summary = ?, finished_at = ?, updated_at = ? WHERE id = ? "
+                              "RETURNING id", (state, json.dumps(summary), finished, finished, job_id)):
+                return  # deleted with its gallery meanwhile
+            db.executemany("INSERT INTO job_pairs (job_id, seq, first_subject, second_subject, score, threshold) "
+                           "VALUES (?, ?, ?, ?, ?, ?)",
+                           [(job_id, seq, *pair) for seq, pair in enumerate(pairs, start=1)])
+
+    def cancel_job(self, gallery_id: str, job_id: str, audit: AuditEvent | None = None) -> Job:
+        job = self.get_job(gallery_id, job_id)
+        with self._transaction(write=True) as db:
+            if job.state == "running":
+                db.execute("UPDATE jobs SET cancel_requested = 1 WHERE id = ?", (job_id,))
+            else:
+                db.execute("DELETE FROM jobs WHERE id = ?", (job_id,))
+            self._audit(db, audit)
+        return job
+
+    def job_pairs(self, job_id: str, after: int, limit: int) -> list[SubjectPair]:
+        with self._transaction(write=False) as db:
+            rows = db.execute("SELECT seq, first_subject, second_subject, score, threshold FROM job_pairs "
+                              "WHERE job_id = ? AND seq > ? ORDER BY seq LIMIT ?", (job_id, after, limit))
+        return [SubjectPair(int(seq), first, second, float(score), float(threshold))
+                for seq, first, second, score, threshold in rows]
+
     # -- the audit trail ----------------------------------------------------------------------
 
     _AUDIT = ("SELECT key_id, action, gallery_id, subject_id, status, request_id, matched, consent_ref, seq, at, "
@@ -757,11 +860,19 @@ def _audit_entry(row: tuple) -> AuditEntry:
 
 
 def _gallery(row: tuple) -> Gallery:
-    gallery_id, created, subjects, templates, inactive, age, consent = row
-    return Gallery(gallery_id, created, subjects, templates, Retention(inactive, age), bool(consent))
+    gallery_id, created, subjects, templates, inactive, age, consent, duplicate_check = row
+    return Gallery(gallery_id, created, subjects, templates, Retention(inactive, age), bool(consent), duplicate_check)
 
 
 def _subject(row: tuple, templates: tuple[Template, ...] = ()) -> Subject:
-    gallery_id, subject_id, created, updated, count, enrolled, active, consent_ref, inactive, age = row
+    gallery_id, subject_id, created, updated, count, enrolled, active, consent_ref, inactive, age, duplicates = row
+    flagged = tuple(PossibleDuplicate(**match) for match in json.loads(duplicates)) if duplicates else ()
     return Subject(gallery_id, subject_id, created, updated, count, templates, enrolled, active, consent_ref,
-                   Retention(inactive, age).expires_at(created, enrolled, active))
+                   Retention(inactive, age).expires_at(created, enrolled, active), flagged)
+
+
+def _job(row: tuple) -> Job:
+    (job_id, gallery_id, kind, key_id, parameters, state, done, total, cancel, created, updated, finished,
+     summary) = row
+    return Job(job_id, gallery_id, kind, key_id, json.loads(parameters), state, created, updated, int(done),
+               int(total), finished, json.loads(summary) if summary else None, bool(cancel))

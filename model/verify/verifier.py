@@ -33,6 +33,7 @@ from model.faces.select import FaceChoice, choose_face, rank_faces
 from model.images import Photo
 from model.types import SELECTION_POLICIES, EmbeddingModel, Face
 from model.verify.decision import Decision, embedding_distance, pick_point, resolve_decision
+from model.verify.grouping import GroupingRule, resolve_grouping
 from model.verify.open_set import SearchDecision, resolve_search
 from model.verify.results import FaceEmbedding, ComparedFace, Verification
 
@@ -144,6 +145,10 @@ class Verifier:
         return resolve_search(self.card.subjects_for(self.flip_tta), self.card.search_for(self.flip_tta), threshold,
                               operating_point)
 
+    def grouping_rule(self, threshold: float | None = None) -> GroupingRule:
+        """How a batch of faces is grouped by person (model.verify.grouping), resolved before any image is read."""
+        return resolve_grouping(self.card.grouping_for(self.flip_tta), threshold)
+
     @property
     def subject_rule(self) -> SubjectRule:
         """How a probe is scored against a subject's templates (the calibrated rule)."""
@@ -212,6 +217,27 @@ class Verifier:
                 _check_quality(quality, min_quality, label)
             results += [FaceEmbedding(vector, choice.face, len(faces), choice.runner_up, choice.ambiguous, quality)
                         for vector, choice, faces, quality in zip(vectors, choices, found, qualities)]
+        return results, _stages(watch)
+
+    def embed_every_face(
+        self, images: Sequence[Photo | Image.Image | np.ndarray], max_faces: int = MAX_FACES,
+    ) -> tuple[list[list[FaceEmbedding]], dict[str, float]]:
+        """Embeddings of every face of each image (the `max_faces` largest, largest first), as
+        grouping a batch of photos needs, and the stage timings. An image without a face has none."""
+        photos = [_photo(image) for image in images]
+        results: list[list[FaceEmbedding]] = []
+        watch = Stopwatch()
+        for start in range(0, len(photos), EMBED_PASS):
+            part = photos[start : start + EMBED_PASS]
+            found = self._find(part)
+            watch.lap("detect")
+            kept = [[face for face, _ in rank_faces(faces, "largest")[:max_faces]] if faces else [] for faces in found]
+            views = [(photo, face) for photo, faces in zip(part, kept) for face in faces]
+            vectors, qualities = self._encode(views, watch) if views else ([], [])
+            embedded = iter(zip(vectors, qualities))
+            for faces, every in zip(kept, found):
+                results.append([FaceEmbedding(vector, face, len(every), quality=quality)
+                                for face, (vector, quality) in zip(faces, embedded)])
         return results, _stages(watch)
 
     def verify(

@@ -46,6 +46,8 @@ def fake_card(calibrated: bool = True) -> EncoderCard:
         alignment=[{"size": 4, "points": [[1, 1], [3, 1], [2, 2], [1, 3], [3, 3]]}],
         embedding_dim=4,
         calibration=calibration if calibrated else None,
+        grouping={"plain": {"rule": "average_linkage", "threshold": 0.1, "link_far": 1e-5, "view1": {}}}
+        if calibrated else None,
     )
 
 

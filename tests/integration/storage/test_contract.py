@@ -21,10 +21,12 @@ from app.storage.base import (
     ConsentRequired,
     CorruptTemplate,
     Deleted,
+    Job,
     KeyRecord,
     MissingTemplateKey,
     NewTemplate,
     NotFound,
+    PossibleDuplicate,
     Retention,
     SchemaTooNew,
     StorageUnavailable,
@@ -665,3 +667,50 @@ def test_a_gallery_that_requires_consent_enrols_only_with_a_reference(store: SQL
     assert store.get_subject("signup", "bob").consent_ref == "form-18"
     gallery = store.set_gallery_policy("signup", Retention(max_age_days=10), False)
     assert gallery.retention.max_age_days == 10 and not gallery.require_consent
+
+
+def test_a_duplicate_flag_is_stored_with_the_enrolment_and_cleared(store: SQLStorage) -> None:
+    store.create_gallery("g", duplicate_check="report")
+    assert store.get_gallery("g").duplicate_check == "report"
+    store.create_subject("g", "again")
+    flagged = (PossibleDuplicate("first", 0.41, 0.55), PossibleDuplicate("other", 0.5, 0.55))
+    store.add_templates("g", "again", [template(1, 0, 0, 0)], accept, 10, possible_duplicates=flagged)
+    assert store.get_subject("g", "again").possible_duplicates == flagged
+    assert store.list_subjects("g", None, 10).items[0].possible_duplicates == flagged
+    assert store.clear_duplicates("g", "again").possible_duplicates == ()
+    assert store.get_subject("g", "again").possible_duplicates == ()
+    assert store.set_gallery_policy("g", Retention(), False).duplicate_check == "off"  # replaced whole
+    with pytest.raises(NotFound) as missing:
+        store.clear_duplicates("g", "nobody")
+    assert missing.value.code == "subject_not_found"
+
+
+def test_a_job_s_progress_cancellation_and_pairs(store: SQLStorage) -> None:
+    store.create_gallery("g")
+    at = time.time()
+    store.create_job(Job("j1", "g", "duplicates", "key", {"operating_point": "fpir_1e-3"}, "running", at, at))
+    assert store.job_progress("j1", 10, 100) is False
+    job = store.get_job("g", "j1")
+    assert (job.state, job.done, job.total, job.parameters) == ("running", 10, 100, {"operating_point": "fpir_1e-3"})
+    assert store.cancel_job("g", "j1").state == "running"
+    assert store.job_progress("j1", 20, 100) is True  # asked to stop
+    store.finish_job("j1", "cancelled", {"pairs": 0})
+    assert store.get_job("g", "j1").state == "cancelled"
+
+    store.create_job(Job("j2", "g", "duplicates", "key", {}, "running", at, at))
+    store.finish_job("j2", "done", {"pairs": 3}, [("a", "b", 0.1, 0.5), ("a", "c", 0.2, 0.5), ("b", "c", 0.3, 0.5)])
+    done = store.get_job("g", "j2")
+    assert done.state == "done" and done.summary == {"pairs": 3} and done.finished_at is not None
+    assert [(p.seq, p.first, p.second) for p in store.job_pairs("j2", 0, 2)] == [(1, "a", "b"), (2, "a", "c")]
+    assert [p.score for p in store.job_pairs("j2", 2, 2)] == [0.3]
+    store.cancel_job("g", "j2")  # a finished job is deleted, its pairs with it
+    with pytest.raises(NotFound) as missing:
+        store.get_job("g", "j2")
+    assert missing.value.code == "job_not_found" and store.job_pairs("j2", 0, 10) == []
+
+    store.create_job(Job("j3", "g", "duplicates", "key", {}, "running", at, at))
+    store.delete_gallery("g")  # its jobs go with it; a job still running learns it must stop
+    assert store.job_progress("j3", 1, 2) is True
+    with pytest.raises(NotFound) as gone:
+        store.get_job("g", "j3")
+    assert gone.value.code == "gallery_not_found"

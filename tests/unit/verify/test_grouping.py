@@ -4,7 +4,20 @@
 import numpy as np
 import pytest
 
-from model.verify.grouping import RULES, average_linkage, chinese_whispers, connected_components, dbscan, scores
+from model.card import GroupingCalibration
+from model.errors import Uncalibrated
+from model.verify.grouping import (
+    RULES,
+    GroupingRule,
+    average_linkage,
+    chinese_whispers,
+    close_pairs,
+    connected_components,
+    dbscan,
+    partition,
+    resolve_grouping,
+    scores,
+)
 
 
 def on_circle(*angles: float) -> np.ndarray:
@@ -70,3 +83,48 @@ def test_scores_by_hand():
 def test_a_perfect_labelling_scores_one_whatever_its_numbers():
     result = scores(np.array([5, 5, 2, 9]), np.array([0, 0, 1, 2]))
     assert result["pairwise_f"] == result["bcubed_f"] == 1.0 and result["groups"] == 3
+
+
+def upgma_by_brute_force(embeddings: np.ndarray, threshold: float) -> list[set[int]]:
+    """UPGMA as the textbook states it: merge the two groups of smallest mean distance while below."""
+    groups = [{i} for i in range(len(embeddings))]
+    distance = np.linalg.norm(embeddings[:, None] - embeddings[None], axis=-1)
+    while len(groups) > 1:
+        means = {(a, b): distance[np.ix_(sorted(groups[a]), sorted(groups[b]))].mean()
+                 for a in range(len(groups)) for b in range(a + 1, len(groups))}
+        (a, b), best = min(means.items(), key=lambda item: item[1])
+        if best >= threshold:
+            break
+        groups[a] |= groups.pop(b)
+    return sorted(groups, key=min)
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_average_linkage_with_a_complete_graph_is_upgma(seed):
+    rng = np.random.default_rng(seed)
+    faces = rng.normal(size=(24, 3)).astype(np.float32)
+    faces /= np.linalg.norm(faces, axis=1, keepdims=True)
+    labels = average_linkage(faces, 0.9, reach=2.0)
+    found = sorted(({i for i in range(len(faces)) if labels[i] == label} for label in set(labels.tolist())), key=min)
+    assert found == upgma_by_brute_force(faces, 0.9)
+
+
+def test_close_pairs_are_the_pairs_below_the_threshold_with_their_distances():
+    faces = on_circle(0.0, 0.1, 1.0)  # distances 0.0999, 0.9589, 0.8674
+    firsts, seconds, distances = close_pairs(faces, 0.9)
+    assert list(zip(firsts.tolist(), seconds.tolist())) == [(0, 1), (1, 2)]
+    assert distances == pytest.approx([2 * np.sin(0.05), 2 * np.sin(0.45)], abs=1e-6)
+
+
+def test_partition_puts_groups_largest_first_and_faces_alone_apart():
+    assert partition(np.array([0, 1, 1, 2, 2, 2, 3])) == ([[3, 4, 5], [1, 2]], [0, 6])
+
+
+def test_a_grouping_rule_from_the_card_or_the_caller():
+    calibration = GroupingCalibration(rule="average_linkage", threshold=0.58, link_far=2e-5, view1={})
+    assert resolve_grouping(calibration) == GroupingRule("average_linkage", 0.58, 2e-5)
+    assert resolve_grouping(calibration, 0.7) == GroupingRule("average_linkage", 0.7, None)
+    assert resolve_grouping(None, 0.7).rule == "average_linkage"
+    with pytest.raises(Uncalibrated):
+        resolve_grouping(None)
+    assert GroupingRule("average_linkage", 0.3).group(np.zeros((0, 2), np.float32)).tolist() == []
