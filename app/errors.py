@@ -114,13 +114,15 @@ def input_error_message(error: InputError) -> str:
 class ServiceError(Exception):
     """An error the service itself raises (as opposed to the domain errors of model.errors)."""
 
-    def __init__(self, code: str, message: str, headers: Mapping[str, str] | None = None):
+    def __init__(self, code: str, message: str, headers: Mapping[str, str] | None = None,
+                 details: Mapping[str, Any] | None = None):
         if code not in STATUS_BY_CODE:
             raise ValueError(f"unknown error code {code!r}")
         super().__init__(message)
         self.code = code
         self.message = message
         self.headers = dict(headers or {})
+        self.details = dict(details or {})  # what a client acts on beside the code (e.g. the matched subjects)
 
 
 def invalid_request(message: str) -> ServiceError:
@@ -128,11 +130,12 @@ def invalid_request(message: str) -> ServiceError:
 
 
 def error_response(
-    code: str, message: str, request_id: str | None = None, headers: Mapping[str, str] | None = None
+    code: str, message: str, request_id: str | None = None, headers: Mapping[str, str] | None = None,
+    details: Mapping[str, Any] | None = None,
 ) -> JSONResponse:
     request_id = request_id or request_id_var.get()
     return JSONResponse(
-        {"error": {"code": code, "message": message}, "request_id": request_id},
+        {"error": {"code": code, "message": message, **(details or {})}, "request_id": request_id},
         status_code=STATUS_BY_CODE.get(code, 422),
         headers={**(headers or {}), REQUEST_ID_HEADER: request_id},
     )
@@ -155,7 +158,7 @@ def describe_validation_errors(errors: Sequence[Any]) -> str:
 
 async def _service_error(request: Request, error: Exception) -> JSONResponse:
     assert isinstance(error, ServiceError)
-    return error_response(error.code, error.message, headers=error.headers)
+    return error_response(error.code, error.message, headers=error.headers, details=error.details)
 
 
 async def _input_error(request: Request, error: Exception) -> JSONResponse:

@@ -20,6 +20,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from app.api.routes import (
     audit,
     demo,
+    duplicates,
     embed,
     galleries,
     gallery_search,
@@ -37,6 +38,7 @@ from app.logging import REQUEST_ID_HEADER, configure_logging, get_logger
 from app.metrics import ServiceMetrics
 from app.middleware import RequestMiddleware
 from app.security import FailedAuthentications, RateLimiter
+from app.services.duplicates import ReportRunner
 from app.services.keys import KeyRing
 from app.settings import Settings
 from app.storage import open_storage
@@ -143,6 +145,7 @@ def create_app(
     app.state.storage = None if settings.storage_url == "off" else StorageSupervisor(
         open_storage(settings.storage_url, settings.template_cipher()), settings.audit_retention_days)
     app.state.search_index = SearchIndex()
+    app.state.report_runner = ReportRunner()
     app.state.key_ring = KeyRing(settings, app.state.storage)
     app.state.rate_limiter = RateLimiter()
     app.state.failed_authentications = FailedAuthentications(settings.auth_failure_limit,
@@ -155,7 +158,7 @@ def create_app(
     for module in (verify, embed, group, info, metrics):  # each route names the scope it needs (app.api.deps)
         app.include_router(module.router)
     if app.state.storage is not None:
-        for module in (galleries, subject_faces, gallery_search, keys, audit):
+        for module in (galleries, subject_faces, gallery_search, duplicates, keys, audit):
             app.include_router(module.router)
 
     app.add_middleware(RequestMiddleware, max_body_bytes=settings.max_upload_bytes, metrics=service_metrics)

@@ -14,6 +14,7 @@ from starlette.concurrency import run_in_threadpool
 from app.errors import ServiceError
 from app.metrics import ServiceMetrics
 from app.security import Principal, retry_after_header
+from app.services.duplicates import DuplicateService
 from app.services.enrolment import EnrolmentService
 from app.services.galleries import GalleryService
 from app.services.grouping import GroupingService
@@ -133,9 +134,16 @@ def get_galleries(request: Request, storage: StorageDep) -> GalleryService:
     return GalleryService(storage, request.app.state.search_index)
 
 
+def get_duplicates(request: Request, verifier: VerifierDep, storage: StorageDep) -> DuplicateService:
+    return DuplicateService(storage, verifier, request.app.state.search_index, request.app.state.report_runner)
+
+
+DuplicatesDep = Annotated[DuplicateService, Depends(get_duplicates)]
+
+
 def get_enrolment(supervisor: SupervisorDep, verification: VerificationDep, storage: StorageDep,
-                  settings: SettingsDep) -> EnrolmentService:
-    return EnrolmentService(storage, verification, supervisor.salt, settings)
+                  settings: SettingsDep, duplicates: DuplicatesDep) -> EnrolmentService:
+    return EnrolmentService(storage, verification, supervisor.salt, settings, duplicates)
 
 
 def get_search(request: Request, verification: VerificationDep, storage: StorageDep) -> SearchService:

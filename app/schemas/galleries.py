@@ -12,7 +12,18 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from app.schemas.requests import EmbeddingInput, QualityFloor, VerifyOptions, VerifySide
 from app.schemas.responses import Box, EmbeddingModelRef, FaceSummary, ModelRef, OperatingPointInfo, Point, Timings, elapsed_ms
-from app.storage.base import ID_PATTERN, Deleted, Expired, Gallery, Page, Retention, Subject, Template
+from app.storage.base import (
+    ID_PATTERN,
+    Deleted,
+    DuplicateCheck,
+    Expired,
+    Gallery,
+    Page,
+    PossibleDuplicate,
+    Retention,
+    Subject,
+    Template,
+)
 from model.card import EncoderCard, SubjectRule
 from model.types import LANDMARK_NAMES, EmbeddingModel, SelectionPolicy
 
@@ -69,6 +80,10 @@ class GalleryPolicy(BaseModel):
     max_age_days: float | None = Field(None, gt=0, le=36500, description="delete a subject this long after its "
                                        "first enrolment; null: no such limit")
     require_consent: bool = Field(False, description="refuse an enrolment without a consent_ref (422 consent_required)")
+    duplicate_check: DuplicateCheck = Field(
+        "off", description="before a new subject's first faces are stored, search the gallery: 'refuse' answers a "
+        "match 409 duplicate_identity, 'report' stores and flags the subject (possible_duplicates); an enrolment "
+        "may ask for another")
 
     def retention(self) -> Retention:
         return Retention(self.max_inactive_days, self.max_age_days)
@@ -99,6 +114,8 @@ class EnrolOptions(BaseModel):
         "the service's enrolment floor (see /info), stricter than for probes",
     )
     consent_ref: str | None = CONSENT_REF
+    duplicate_check: DuplicateCheck | None = Field(
+        None, description="in place of the gallery's duplicate check (off, refuse or report), for this enrolment")
 
 
 class EnrolJSON(EnrolOptions):
@@ -179,12 +196,14 @@ class GalleryResponse(BaseModel):
     max_inactive_days: float | None
     max_age_days: float | None
     require_consent: bool
+    duplicate_check: DuplicateCheck
 
     @classmethod
     def of(cls, gallery: Gallery) -> GalleryResponse:
         return cls(id=gallery.id, created_at=timestamp(gallery.created_at), subjects=gallery.subject_count,
                    templates=gallery.template_count, max_inactive_days=gallery.retention.max_inactive_days,
-                   max_age_days=gallery.retention.max_age_days, require_consent=gallery.require_consent)
+                   max_age_days=gallery.retention.max_age_days, require_consent=gallery.require_consent,
+                   duplicate_check=gallery.duplicate_check)
 
 
 class GalleryList(BaseModel):
@@ -230,6 +249,16 @@ class TemplateResponse(BaseModel):
                    model=TemplateModelRef.of(template.model), usable=usable, face=face)
 
 
+class DuplicateMatch(BaseModel):
+    subject: str
+    score: float = Field(description="the distance to the subject's centroid (lower = more alike)")
+    threshold: float = Field(description="the search threshold it was judged at: its templates, the gallery's size")
+
+    @classmethod
+    def of(cls, match: PossibleDuplicate) -> DuplicateMatch:
+        return cls(**vars(match))
+
+
 class SubjectSummary(BaseModel):
     id: str
     created_at: str
@@ -238,12 +267,16 @@ class SubjectSummary(BaseModel):
     last_active_at: str | None = Field(description="its last enrolment, matched verification or search match")
     expires_at: str | None = Field(description="when the gallery's retention deletes it; null: kept until deleted")
     consent_ref: str | None
+    possible_duplicates: list[DuplicateMatch] = Field(
+        description="subjects its first faces matched when the duplicate check reported rather than refused; "
+        "empty where none (or once a reviewer cleared them)")
 
     @classmethod
     def of(cls, subject: Subject) -> SubjectSummary:
         return cls(id=subject.id, created_at=timestamp(subject.created_at), updated_at=timestamp(subject.updated_at),
                    templates=subject.template_count, last_active_at=optional_timestamp(subject.last_active_at),
-                   expires_at=optional_timestamp(subject.expires_at), consent_ref=subject.consent_ref)
+                   expires_at=optional_timestamp(subject.expires_at), consent_ref=subject.consent_ref,
+                   possible_duplicates=[DuplicateMatch.of(match) for match in subject.possible_duplicates])
 
 
 class SubjectList(BaseModel):
@@ -274,6 +307,8 @@ class EnrolResponse(BaseModel):
     faces: list[FaceSummary | None] = Field(description="the face enrolled from each input; null for an embedding")
     checked_against: int = Field(description="templates each new face was checked against (0: nothing to check, "
                                              "or allow_mismatch)")
+    possible_duplicates: list[DuplicateMatch] = Field(
+        description="subjects the new subject's faces matched under duplicate_check=report; the subject is flagged")
     timings_ms: Timings
     request_id: str
 
@@ -285,6 +320,7 @@ class EnrolResponse(BaseModel):
             added=[TemplateResponse.of(template, True) for template in enrolment.added],
             faces=[FaceSummary.of(face) for face in enrolment.faces] + [None] * enrolment.embeddings_given,
             checked_against=enrolment.checked_against,
+            possible_duplicates=[DuplicateMatch.of(match) for match in enrolment.possible_duplicates],
             timings_ms=Timings(**enrolment.timings, total=elapsed_ms(state.started)),
             request_id=state.request_id,
         )

@@ -23,7 +23,17 @@ from app.services.keys import audit_event
 from app.services.verification import NO_TIMINGS, VerificationService
 from app.settings import Settings
 from app.storage.audit import AuditEntry
-from app.storage.base import AuditQuery, Conflict, NewTemplate, Storage, Subject, Template
+from app.services.duplicates import DuplicateService
+from app.storage.base import (
+    AuditQuery,
+    Conflict,
+    DuplicateCheck,
+    NewTemplate,
+    PossibleDuplicate,
+    Storage,
+    Subject,
+    Template,
+)
 from model.card import SubjectRule
 from model.verify.decision import Decision, Verdict
 from model.verify.results import FaceEmbedding
@@ -50,6 +60,7 @@ class Enrolment:
     embeddings_given: int
     checked_against: int
     timings: dict[str, float]
+    possible_duplicates: list[PossibleDuplicate]  # flagged by the duplicate check's report mode
 
 
 @dataclass(frozen=True)
@@ -134,6 +145,14 @@ class MatchesSubject:
                                "set allow_mismatch to enrol it anyway")
 
 
+def duplicate_identity(matches: Sequence[PossibleDuplicate]) -> ServiceError:
+    named = ", ".join(f"{match.subject!r} (score {match.score:.4f} <= {match.threshold:.4f})" for match in matches[:3])
+    return ServiceError(
+        "duplicate_identity", f"the new subject's faces match {len(matches)} subject(s) of the gallery at its search "
+        f"operating point: {named}; enrol with duplicate_check=report to store and flag it anyway",
+        details={"matches": [vars(match) for match in matches]})
+
+
 def judge_probe(
     verifier: Verifier, probe: FaceEmbedding, compared: Sequence[Template], decision: Decision
 ) -> tuple[Verdict, np.ndarray]:
@@ -149,6 +168,7 @@ class EnrolmentService:
     verification: VerificationService
     upload_salt: bytes
     settings: Settings
+    duplicates: DuplicateService
 
     @property
     def verifier(self) -> Verifier:
@@ -161,10 +181,10 @@ class EnrolmentService:
 
     async def enrol(self, principal: Principal, gallery_id: str, subject_id: str, uploads: EnrolUploads) -> Enrolment:
         """The chosen face of each image and each embedding given back, stored in one transaction:
-        all or none, after the enrolment check (MatchesSubject) and the store's own (duplicate_face,
-        subject_full)."""
+        all or none, after the duplicate check of a new subject's first faces (check_duplicates),
+        the enrolment check (MatchesSubject) and the store's own (duplicate_face, subject_full)."""
         # 404 before any inference
-        await run_in_threadpool(self.storage.get_subject, within_reach(principal, gallery_id), subject_id)
+        subject = await run_in_threadpool(self.storage.get_subject, within_reach(principal, gallery_id), subject_id)
         options = uploads.options
         given = [self.verification.accept(item, f"embeddings[{index}]") for index, item in enumerate(uploads.embeddings)]
         faces_wanted = self.verification.face_options(options.face_policy, options.min_quality,
@@ -175,12 +195,37 @@ class EnrolmentService:
         hashes = [upload_hash(self.upload_salt, data) for data in uploads.images] + [None] * len(given)
         templates = new_templates(self.verifier, faces + given, hashes)
         check = MatchesSubject(self.verifier, templates, self.settings.enrol_operating_point, options.allow_mismatch)
-        event = replace(audit_event(principal, "subject.enrol", gallery_id, subject_id, 201),
-                        consent_ref=options.consent_ref)
+        possible = await self.check_duplicates(principal, subject, templates, options.duplicate_check)
+        event = replace(audit_event(principal, "subject.enrol", gallery_id, subject_id, 201,
+                                    bool(possible) if possible is not None else None), consent_ref=options.consent_ref)
         added = await run_in_threadpool(self.storage.add_templates, gallery_id, subject_id, templates, check,
-                                        self.settings.max_templates_per_subject, event, options.consent_ref)
+                                        self.settings.max_templates_per_subject, event, options.consent_ref,
+                                        possible or ())
         return Enrolment(await self.get_subject(principal, gallery_id, subject_id), added, faces, len(given),
-                         check.checked_against, timings)
+                         check.checked_against, timings, possible or [])
+
+    async def check_duplicates(self, principal: Principal, subject: Subject, templates: list[NewTemplate],
+                               requested: DuplicateCheck | None) -> list[PossibleDuplicate] | None:
+        """Before a new subject's first faces are stored: the subjects they match (None where the
+        check does not run: it is off, or the subject has faces already). Under `refuse` a match is
+        409 duplicate_identity, in the audit trail before it is answered; under `report` the
+        subject is stored and flagged with them."""
+        if subject.templates:
+            return None
+        mode = requested or (await run_in_threadpool(self.storage.get_gallery, subject.gallery_id)).duplicate_check
+        if mode == "off":
+            return None
+        possible = await run_in_threadpool(self.duplicates.possible_duplicates, subject.gallery_id, templates)
+        if possible and mode == "refuse":
+            await run_in_threadpool(self.storage.record, audit_event(
+                principal, "subject.duplicates", subject.gallery_id, subject.id, 409, True))
+            raise duplicate_identity(possible)
+        return possible
+
+    async def clear_duplicates(self, principal: Principal, gallery_id: str, subject_id: str) -> Subject:
+        """The subject's duplicate flag removed: a reviewer found it to be another person."""
+        event = audit_event(principal, "subject.clear_duplicates", within_reach(principal, gallery_id), subject_id, 200)
+        return await run_in_threadpool(self.storage.clear_duplicates, gallery_id, subject_id, event)
 
     async def import_subjects(self, principal: Principal, gallery_id: str, subjects: Sequence[ImportedSubject]) -> int:
         """New subjects with embeddings from /embed, all in one transaction (a taken id refuses the

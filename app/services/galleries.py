@@ -14,7 +14,17 @@ from starlette.concurrency import run_in_threadpool
 from app.errors import ServiceError
 from app.security import Principal
 from app.services.keys import audit_event
-from app.storage.base import Deleted, Expired, Gallery, Page, Retention, Storage, Subject, gallery_not_found
+from app.storage.base import (
+    Deleted,
+    DuplicateCheck,
+    Expired,
+    Gallery,
+    Page,
+    Retention,
+    Storage,
+    Subject,
+    gallery_not_found,
+)
 from app.storage.search_index import SearchIndex
 
 
@@ -31,17 +41,19 @@ class GalleryService:
     index: SearchIndex
 
     async def create_gallery(self, principal: Principal, gallery_id: str, retention: Retention = Retention(),
-                             require_consent: bool = False) -> Gallery:
+                             require_consent: bool = False, duplicate_check: DuplicateCheck = "off") -> Gallery:
         if not principal.reaches(gallery_id):  # the same answer whether or not it exists
             raise ServiceError("forbidden", f"this key may not create gallery {gallery_id!r}: it is outside the "
                                "galleries the key reaches")
         event = audit_event(principal, "gallery.create", gallery_id, None, 201)
-        return await run_in_threadpool(self.storage.create_gallery, gallery_id, event, retention, require_consent)
+        return await run_in_threadpool(self.storage.create_gallery, gallery_id, event, retention, require_consent,
+                                       duplicate_check)
 
     async def set_policy(self, principal: Principal, gallery_id: str, retention: Retention,
-                         require_consent: bool) -> Gallery:
+                         require_consent: bool, duplicate_check: DuplicateCheck = "off") -> Gallery:
         event = audit_event(principal, "gallery.update", within_reach(principal, gallery_id), None, 200)
-        return await run_in_threadpool(self.storage.set_gallery_policy, gallery_id, retention, require_consent, event)
+        return await run_in_threadpool(self.storage.set_gallery_policy, gallery_id, retention, require_consent, event,
+                                       duplicate_check)
 
     async def expiring(self, principal: Principal, gallery_id: str, at: float) -> list[Expired]:
         """What the gallery's retention would delete by `at`: a dry run of the sweep."""

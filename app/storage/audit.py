@@ -23,7 +23,8 @@ GENESIS = "0" * 64
 ACTIONS = (
     "gallery.create", "gallery.delete", "subject.create", "subject.delete", "subject.enrol",
     "template.delete", "gallery.import", "subject.verify", "gallery.search", "key.create", "key.revoke",
-    "gallery.update", "subject.expire", "subject.export",
+    "gallery.update", "subject.expire", "subject.export", "subject.duplicates", "subject.clear_duplicates",
+    "gallery.duplicates", "gallery.duplicates_cancel",
 )
 
 

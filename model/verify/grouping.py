@@ -47,13 +47,16 @@ def relabelled(labels: np.ndarray) -> np.ndarray:
     return order[inverse]
 
 
-def close_pairs(embeddings: np.ndarray, threshold: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def close_pairs(embeddings: np.ndarray, threshold: float,
+                progress: Callable[[int, int], None] | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Every pair (i < j) of unit vectors closer than `threshold`, and its distance: a block of rows
     against the rows after it (half the products of a full matrix), compared as a similarity, so
-    only the pairs kept pay for a square root."""
+    only the pairs kept pay for a square root. `progress(products done, products in all)` is called
+    after each block; it may raise to stop."""
     embeddings = np.ascontiguousarray(embeddings, dtype=np.float32)
     floor = 1.0 - threshold * threshold / 2.0  # |a - b|^2 = 2 - 2 a.b for unit vectors
     firsts, seconds, distances = [], [], []
+    total_products = len(embeddings) * (len(embeddings) + 1) // 2
     for start in range(0, len(embeddings), BLOCK):
         similarity = embeddings[start : start + BLOCK] @ embeddings[start:].T
         rows, columns = np.nonzero(similarity > floor)
@@ -62,6 +65,9 @@ def close_pairs(embeddings: np.ndarray, threshold: float) -> tuple[np.ndarray, n
         firsts.append(rows + start)
         seconds.append(columns + start)
         distances.append(np.sqrt(np.clip(2.0 - 2.0 * similarity[rows, columns].astype(np.float64), 0.0, 4.0)))
+        if progress is not None:
+            done = len(embeddings) - start - len(similarity)  # rows after the block's, each with its own rest
+            progress(total_products - done * (done + 1) // 2, total_products)
     if not firsts:
         return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0)
     return np.concatenate(firsts), np.concatenate(seconds), np.concatenate(distances)

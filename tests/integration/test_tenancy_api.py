@@ -71,6 +71,7 @@ TABLE = """
 route                                             gallery verify read enrol delete admin env-read env-write
 POST /verify                                      -       200    403  403   403    200   200      200
 POST /embed                                       -       200    403  403   403    200   200      200
+POST /group                                       -       200    403  403   403    200   200      200
 GET /info                                         -       200    200  200   200    200   200      200
 GET /metrics                                      -       200    200  200   200    200   200      200
 GET /galleries                                    -       403    200  403   403    200   200      200
@@ -110,6 +111,12 @@ POST /galleries/{g}/subjects/{s}/verify           none    403    404  403   403 
 POST /galleries/{g}/search                        own     403    200  403   403    200   200      200
 POST /galleries/{g}/search                        other   403    404  403   403    200   200      200
 POST /galleries/{g}/search                        none    403    404  403   403    404   404      404
+POST /galleries/{g}/duplicates                    own     403    202  403   403    202   202      202
+POST /galleries/{g}/duplicates                    other   403    404  403   403    202   202      202
+POST /galleries/{g}/duplicates                    none    403    404  403   403    404   404      404
+DELETE /galleries/{g}/subjects/{s}/duplicates     own     403    403  200   403    200   403      200
+DELETE /galleries/{g}/subjects/{s}/duplicates     other   403    403  404   403    200   403      200
+DELETE /galleries/{g}/subjects/{s}/duplicates     none    403    403  404   403    404   403      404
 POST /keys                                        -       403    403  403   403    201   403      201
 GET /keys                                         -       403    403  403   403    200   403      200
 DELETE /keys/{id}                                 -       403    403  403   403    200   403      200
@@ -119,13 +126,14 @@ GET /audit/export                                 -       403    403  403   403 
 
 # The scope each route needs (None: any valid key).
 SCOPE_OF = {
-    "POST /verify": "verify", "POST /embed": "verify", "GET /info": None, "GET /metrics": None,
+    "POST /verify": "verify", "POST /embed": "verify", "POST /group": "verify", "GET /info": None, "GET /metrics": None,
     "GET /galleries": "read", "POST /galleries": "enrol", "GET /galleries/{g}": "read",
     "DELETE /galleries/{g}": "delete", "POST /galleries/{g}/import": "enrol", "POST /galleries/{g}/subjects": "enrol",
     "GET /galleries/{g}/subjects": "read", "GET /galleries/{g}/subjects/{s}": "read",
     "DELETE /galleries/{g}/subjects/{s}": "delete", "POST /galleries/{g}/subjects/{s}/faces": "enrol",
     "DELETE /galleries/{g}/subjects/{s}/faces/{t}": "delete", "POST /galleries/{g}/subjects/{s}/verify": "read",
-    "POST /galleries/{g}/search": "read", "POST /keys": "admin", "GET /keys": "admin", "DELETE /keys/{id}": "admin",
+    "POST /galleries/{g}/search": "read", "POST /galleries/{g}/duplicates": "read",
+    "DELETE /galleries/{g}/subjects/{s}/duplicates": "enrol", "POST /keys": "admin", "GET /keys": "admin", "DELETE /keys/{id}": "admin",
     "GET /audit": "admin", "GET /audit/export": "admin",
 }
 
@@ -282,6 +290,8 @@ async def build(route: str, w: World, principal: str, kind: str) -> Call:
             return Call("POST", "/verify", {"json": {"embedding1": w.alice, "embedding2": w.alice2}})
         case "POST /embed":
             return Call("POST", "/embed", {"files": {"images": ("probe.jpg", w.probe_photo)}})
+        case "POST /group":
+            return Call("POST", "/group", {"json": {"embeddings": [w.alice, w.alice2, w.bob]}})
         case "GET /info":
             return Call("GET", "/info")
         case "GET /metrics":
@@ -355,6 +365,10 @@ async def build(route: str, w: World, principal: str, kind: str) -> Call:
         case "POST /galleries/{g}/search":
             probe = w.alice2 if kind == "own" else w.bob
             return Call("POST", f"/galleries/{g}/search", {"json": {"embedding": probe, "top_k": 3}}, g)
+        case "POST /galleries/{g}/duplicates":
+            return Call("POST", f"/galleries/{g}/duplicates", {"json": {}}, g)
+        case "DELETE /galleries/{g}/subjects/{s}/duplicates":
+            return Call("DELETE", f"/galleries/{g}/subjects/{s}/duplicates", gallery=g)
         case "POST /keys":
             body = {"name": f"made by {principal}", "scopes": ["read"], "galleries": ["acme-*"]}
 
@@ -482,6 +496,18 @@ async def check_success(route: str, w: World, principal: str, gallery: str, resp
             assert body["same"] is True
         case "POST /galleries/{g}/search":  # alice, or one of the subjects the matrix enrolled her in
             assert body["match"]["subject"].startswith(SUBJECT[gallery]), body
+        case "POST /group":
+            assert [len(group) for group in body["groups"]] == [2] and len(body["ungrouped"]) == 1
+        case "POST /galleries/{g}/duplicates":  # the report runs to its end (alice's copies are pairs)
+            url = f"/galleries/{GALLERY[gallery]}/duplicates/{body['id']}"
+            for _ in range(200):
+                report = (await w.client.get(url, headers={"X-API-Key": w.keys[principal]})).json()
+                if report["state"] != "running":
+                    break
+                await anyio.sleep(0.05)
+            assert report["state"] == "done" and report["gallery_size"] >= 1, report
+        case "DELETE /galleries/{g}/subjects/{s}/duplicates":
+            assert body["id"] == SUBJECT[gallery] and body["possible_duplicates"] == []
         case "GET /keys":
             listed = {key["id"] for key in body["keys"]}
             assert set(w.key_ids.values()) <= listed

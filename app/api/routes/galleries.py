@@ -47,7 +47,7 @@ async def create_gallery(principal: EnrolKey, body: CreateGallery, galleries: Ga
     """A new gallery, within the galleries the key reaches (403 forbidden outside them), with its
     retention and consent policy."""
     return GalleryResponse.of(await galleries.create_gallery(principal, body.id, body.retention(),
-                                                             body.require_consent))
+                                                             body.require_consent, body.duplicate_check))
 
 
 @router.patch("/{gallery_id}", response_model=GalleryResponse)
@@ -56,7 +56,7 @@ async def set_policy(principal: EnrolKey, gallery_id: GalleryId, body: GalleryPo
     """The gallery's retention and consent policy, replaced whole; subjects past the new retention are
     deleted by the next sweep (see /expiring first)."""
     return GalleryResponse.of(await galleries.set_policy(principal, gallery_id, body.retention(),
-                                                         body.require_consent))
+                                                         body.require_consent, body.duplicate_check))
 
 
 @router.get("/{gallery_id}/expiring", response_model=ExpiringResponse)
