@@ -9,7 +9,7 @@ SERVE_STAMP := $(VENV)/.serve-stamp
 HOST   ?= 127.0.0.1
 PORT   ?= 8000
 
-.PHONY: install serve test evaluate calibrate calibrate-subjects calibrate-quality calibrate-search bench convert-dlib convert-sface convert-yunet fetch-mtcnn quantize clean
+.PHONY: install serve test evaluate calibrate calibrate-subjects calibrate-quality calibrate-search calibrate-grouping bench convert-dlib convert-sface convert-yunet fetch-mtcnn quantize clean
 
 install: $(STAMP)
 
@@ -43,6 +43,9 @@ calibrate-quality: $(STAMP)
 
 calibrate-search: $(STAMP)
 	$(BIN)/facever calibrate-search
+
+calibrate-grouping: $(STAMP)
+	$(BIN)/facever calibrate-grouping
 
 bench: $(STAMP)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[bench]'

@@ -19,7 +19,7 @@ class ReportRequest(BaseModel):
 
 
 class JobProgress(BaseModel):
-    done: int = Field(description="pairs of subjects compared so far")
+    done: int = Field(description="work done so far (pairs compared; vectors searched in galleries above 2x10^5)")
     total: int
 
 

@@ -277,6 +277,16 @@ class SubjectsInfo(BaseModel):
                                           "FNIR/FPIR/rank-1 measured on LFW galleries; null: uncalibrated")
 
 
+class GroupServiceInfo(BaseModel):
+    """How POST /group groups a batch (model.verify.grouping), and its limits."""
+
+    rule: str
+    threshold: float
+    link_far: float = Field(description="the share of impostor pairs (two people) closer than the threshold")
+    max_group_images: int
+    max_group_faces: int
+
+
 class ServiceInfo(BaseModel):
     """The settings that change answers, so a client can tell what a response was made with."""
 
@@ -292,6 +302,7 @@ class ServiceInfo(BaseModel):
     max_upload_bytes: int
     max_image_pixels: int
     max_embed_images: int
+    grouping: GroupServiceInfo | None = Field(description="POST /group's calibrated rule; null where the card has none")
     subjects: SubjectsInfo | None = Field(description="null where storage is off")
     quality: QualityInfo | None = Field(description="null where the encoder has no quality model")
 
@@ -321,6 +332,10 @@ class InfoResponse(BaseModel):
                 max_upload_bytes=settings.max_upload_bytes,
                 max_image_pixels=settings.max_image_pixels,
                 max_embed_images=settings.max_embed_images,
+                grouping=None if verifier.card.grouping_for(verifier.flip_tta) is None else GroupServiceInfo(
+                    **verifier.card.grouping_for(verifier.flip_tta).model_dump(include={"rule", "threshold",
+                                                                                         "link_far"}),
+                    max_group_images=settings.max_group_images, max_group_faces=settings.max_group_faces),
                 quality=None if verifier.card.quality is None else QualityInfo(
                     version=verifier.card.quality.version, levels=verifier.card.quality.levels,
                     reasons={code: [rule.model_dump(exclude_none=True) for rule in rules]

@@ -100,11 +100,11 @@ def upgma_by_brute_force(embeddings: np.ndarray, threshold: float) -> list[set[i
 
 
 @pytest.mark.parametrize("seed", range(5))
-def test_average_linkage_with_a_complete_graph_is_upgma(seed):
+def test_average_linkage_is_upgma_cut_at_the_threshold(seed):
     rng = np.random.default_rng(seed)
     faces = rng.normal(size=(24, 3)).astype(np.float32)
     faces /= np.linalg.norm(faces, axis=1, keepdims=True)
-    labels = average_linkage(faces, 0.9, reach=2.0)
+    labels = average_linkage(faces, 0.9)
     found = sorted(({i for i in range(len(faces)) if labels[i] == label} for label in set(labels.tolist())), key=min)
     assert found == upgma_by_brute_force(faces, 0.9)
 
@@ -128,3 +128,20 @@ def test_a_grouping_rule_from_the_card_or_the_caller():
     with pytest.raises(Uncalibrated):
         resolve_grouping(None)
     assert GroupingRule("average_linkage", 0.3).group(np.zeros((0, 2), np.float32)).tolist() == []
+
+
+def test_the_index_finds_the_close_pairs_the_exact_blocks_find(monkeypatch):
+    rng = np.random.default_rng(0)
+    centres = rng.normal(size=(300, 32))
+    faces = (centres[rng.integers(0, 300, 3000)] + 0.15 * rng.normal(size=(3000, 32))).astype(np.float32)
+    faces /= np.linalg.norm(faces, axis=1, keepdims=True)
+    exact = close_pairs(faces, 0.6)
+    seen = []
+    monkeypatch.setattr("model.verify.grouping.EXACT_UP_TO", 1000)
+    monkeypatch.setattr("model.verify.grouping.QUERY_BLOCK", 1000)
+    indexed = close_pairs(faces, 0.6, lambda done, total: seen.append((done, total)))
+    assert seen == [(1000, 3000), (2000, 3000), (3000, 3000)]
+    found = dict(zip(zip(indexed[0].tolist(), indexed[1].tolist()), indexed[2].tolist()))
+    truth = dict(zip(zip(exact[0].tolist(), exact[1].tolist()), exact[2].tolist()))
+    assert set(found) <= set(truth) and len(found) >= 0.99 * len(truth)
+    assert all(abs(found[pair] - truth[pair]) < 1e-5 for pair in found)
