@@ -5,7 +5,6 @@ from __future__ import annotations
 from pydantic import BaseModel, ConfigDict, Field
 
 from app.schemas.galleries import optional_timestamp, timestamp
-from app.services.duplicates import job_state
 from app.storage.base import Job, SubjectPair
 
 
@@ -57,7 +56,7 @@ class ReportResponse(BaseModel):
     def of(cls, job: Job, at: float, pairs: list[SubjectPair] = (), next_cursor: str | None = None) -> ReportResponse:
         summary = job.summary or {}
         return cls(
-            id=job.id, gallery=job.gallery_id, state=job_state(job, at), progress=JobProgress(done=job.done,
+            id=job.id, gallery=job.gallery_id, state=job.state_at(at), progress=JobProgress(done=job.done,
                                                                                                total=job.total),
             operating_point=job.parameters.get("operating_point"), threshold=job.parameters.get("threshold"),
             created_at=timestamp(job.created_at), finished_at=optional_timestamp(job.finished_at),

@@ -34,28 +34,23 @@ logger = get_logger("app.duplicates")
 CANDIDATES = 5  # the nearest subjects each new face is judged against
 MAX_RUNNING_REPORTS = 2  # report jobs one replica runs at once; more wait for the client to retry
 MAX_REPORTED_PAIRS = 100_000  # a report keeps its closest pairs up to this many (summary.truncated)
-STALE_S = 120.0  # a running job whose progress has not moved for this long lost its replica
 
 
 class Cancelled(Exception):
     """A report job asked to stop."""
 
 
-def job_state(job: Job, at: float) -> str:
-    """The job's state as a client sees it: `interrupted` for a running one whose replica stopped."""
-    return "interrupted" if job.state == "running" and at - job.updated_at > STALE_S else job.state
-
-
 class ReportRunner:
     """The report jobs of this replica, each on a thread of its own, at most MAX_RUNNING_REPORTS."""
 
     def __init__(self, limit: int = MAX_RUNNING_REPORTS):
+        self.limit = limit
         self._slots = threading.BoundedSemaphore(limit)
 
     def reserve(self) -> None:
         if not self._slots.acquire(blocking=False):
-            raise ServiceError("overloaded", f"{MAX_RUNNING_REPORTS} reports are running on this replica; retry "
-                               "shortly", headers={"Retry-After": str(RETRY_AFTER_S)})
+            raise ServiceError("overloaded", f"{self.limit} reports are running on this replica; retry shortly",
+                               headers={"Retry-After": str(RETRY_AFTER_S)})
 
     def release(self) -> None:
         self._slots.release()
@@ -69,7 +64,11 @@ class ReportRunner:
             finally:
                 self.release()
 
-        threading.Thread(target=body, name=name, daemon=True).start()
+        try:
+            threading.Thread(target=body, name=name, daemon=True).start()
+        except BaseException:
+            self.release()
+            raise
 
 
 @dataclass(frozen=True)
@@ -119,7 +118,11 @@ class DuplicateService:
         except BaseException:
             self.runner.release()
             raise
-        self.runner.run(lambda: self._report(job, decision), f"duplicates-{job.id[:8]}")
+        try:
+            self.runner.run(lambda: self._report(job, decision), f"duplicates-{job.id[:8]}")
+        except RuntimeError:  # no thread to be had
+            await run_in_threadpool(self._finish, job, "failed", {"error": "internal_error"})
+            raise
         return job
 
     def _report(self, job: Job, decision: SearchDecision) -> None:
@@ -132,6 +135,7 @@ class DuplicateService:
 
         try:
             held = self.index.matrix(self.storage, job.gallery_id, self.verifier.embedding_model)
+            progress(0, 0)  # alive, and not asked to stop, once the matrix is read
             size = len(held.subjects)
             thresholds = subject_thresholds(decision, held.counts, size) if size else np.zeros(0)
             firsts, seconds, scores, limits = duplicate_pairs(held.centroids, thresholds, progress)

@@ -18,12 +18,12 @@ from starlette.concurrency import run_in_threadpool
 from app.errors import ServiceError, invalid_request
 from app.schemas.galleries import EnrolUploads, ImportedSubject, ProbeUploads
 from app.security import Principal
+from app.services.duplicates import DuplicateService
 from app.services.galleries import within_reach
 from app.services.keys import audit_event
 from app.services.verification import NO_TIMINGS, VerificationService
 from app.settings import Settings
 from app.storage.audit import AuditEntry
-from app.services.duplicates import DuplicateService
 from app.storage.base import (
     AuditQuery,
     Conflict,
@@ -210,7 +210,7 @@ class EnrolmentService:
         check does not run: it is off, or the subject has faces already). Under `refuse` a match is
         409 duplicate_identity, in the audit trail before it is answered; under `report` the
         subject is stored and flagged with them."""
-        if subject.templates:
+        if subject.template_count:
             return None
         mode = requested or (await run_in_threadpool(self.storage.get_gallery, subject.gallery_id)).duplicate_check
         if mode == "off":

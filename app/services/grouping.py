@@ -73,4 +73,6 @@ class GroupingService:
         labels = await run_in_threadpool(rule.group, np.stack([face.embedded.embedding for face in faces])
                                          if faces else np.zeros((0, 0), np.float32))
         together, alone = partition(labels)
-        return Grouping([[faces[i] for i in group] for group in together], [faces[i] for i in alone], [index for index, found in enumerate(per_image) if not found], rule, timings)
+        groups = [[faces[i] for i in group] for group in together]
+        no_face = [index for index, found in enumerate(per_image) if not found]
+        return Grouping(groups, [faces[i] for i in alone], no_face, rule, timings)

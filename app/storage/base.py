@@ -189,6 +189,7 @@ class Deleted:
 
 
 JobState = Literal["running", "done", "cancelled", "failed"]
+STALE_S = 120.0  # a running job whose progress has not moved for this long lost its replica
 
 
 @dataclass(frozen=True)
@@ -210,6 +211,10 @@ class Job:
     finished_at: float | None = None
     summary: dict | None = None  # what the finished job found, or why it failed
     cancel_requested: bool = False
+
+    def state_at(self, at: float) -> str:
+        """The state as a client sees it: `interrupted` for a running job whose replica stopped."""
+        return "interrupted" if self.state == "running" and at - self.updated_at > STALE_S else self.state
 
 
 @dataclass(frozen=True)
@@ -422,7 +427,8 @@ class Storage(ABC):
 
     @abstractmethod
     def cancel_job(self, gallery_id: str, job_id: str, audit: AuditEvent | None = None) -> Job:
-        """Ask a running job to stop; a finished one is deleted with its results."""
+        """Ask a running job to stop; a finished or interrupted one is deleted with its results, in
+        one transaction; the job as it was."""
 
     @abstractmethod
     def job_pairs(self, job_id: str, after: int, limit: int) -> list[SubjectPair]:

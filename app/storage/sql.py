@@ -22,29 +22,29 @@ from app.storage.audit import GENESIS, AuditEntry, AuditEvent, entry_hash
 from app.storage.base import (
     DAY_S,
     SCHEMA_VERSION,
-    DuplicateCheck,
-    Job,
-    JobState,
-    PossibleDuplicate,
-    SubjectPair,
     AuditQuery,
     ConsentRequired,
     Conflict,
     CorruptTemplate,
     Deleted,
+    DuplicateCheck,
     EnrolmentCheck,
     Expired,
     Gallery,
     GalleryTemplates,
+    Job,
+    JobState,
     KeyRecord,
     MissingTemplateKey,
     NewTemplate,
     NotFound,
     Page,
+    PossibleDuplicate,
     Retention,
     SchemaTooNew,
     Storage,
     Subject,
+    SubjectPair,
     Template,
     gallery_not_found,
     mixed_dimensions,
@@ -368,6 +368,7 @@ class SQLStorage(Storage):
             removed = db.execute("DELETE FROM templates WHERE gallery_id = ? AND subject_id = ? RETURNING id",
                                  (gallery_id, subject_id))
             db.execute("DELETE FROM subjects WHERE gallery_id = ? AND id = ?", (gallery_id, subject_id))
+            self._forget_in_reports(db, gallery_id, subject_id)
             self._next_revision(db, gallery_id, [subject_id])
             self._audit(db, audit)
         self._after_delete()
@@ -703,14 +704,24 @@ class SQLStorage(Storage):
                            [(job_id, seq, *pair) for seq, pair in enumerate(pairs, start=1)])
 
     def cancel_job(self, gallery_id: str, job_id: str, audit: AuditEvent | None = None) -> Job:
-        job = self.get_job(gallery_id, job_id)
         with self._transaction(write=True) as db:
-            if job.state == "running":
+            rows = db.execute(self._JOB + " WHERE gallery_id = ? AND id = ?", (gallery_id, job_id))
+            if not rows:
+                if not db.execute("SELECT 1 FROM galleries WHERE id = ?", (gallery_id,)):
+                    raise gallery_not_found(gallery_id)
+                raise NotFound("job", f"no job {job_id!r} of gallery {gallery_id!r}")
+            job = _job(rows[0])
+            if job.state_at(now()) == "running":
                 db.execute("UPDATE jobs SET cancel_requested = 1 WHERE id = ?", (job_id,))
-            else:
+            else:  # finished, or its replica stopped
                 db.execute("DELETE FROM jobs WHERE id = ?", (job_id,))
             self._audit(db, audit)
         return job
+
+    def _forget_in_reports(self, db: Database, gallery_id: str, subject_id: str) -> None:
+        """A deleted subject's pairs in the gallery's reports go with it."""
+        db.execute("DELETE FROM job_pairs WHERE job_id IN (SELECT id FROM jobs WHERE gallery_id = ?) AND "
+                   "(first_subject = ? OR second_subject = ?)", (gallery_id, subject_id, subject_id))
 
     def job_pairs(self, job_id: str, after: int, limit: int) -> list[SubjectPair]:
         with self._transaction(write=False) as db:
@@ -775,6 +786,7 @@ class SQLStorage(Storage):
                     db.execute("DELETE FROM templates WHERE gallery_id = ? AND subject_id = ?",
                                (item.gallery_id, item.subject_id))
                     db.execute("DELETE FROM subjects WHERE gallery_id = ? AND id = ?", (item.gallery_id, item.subject_id))
+                    self._forget_in_reports(db, item.gallery_id, item.subject_id)
                     self._audit(db, AuditEvent("retention", "subject.expire", item.gallery_id, item.subject_id, 200,
                                                request_id))
                 for gallery in dict.fromkeys(item.gallery_id for item in expired):

@@ -3,9 +3,9 @@
 A pair of subjects is reported where the distance between their centroids is at or below the
 threshold a search match would need (model.verify.open_set): the threshold that holds the gallery's
 false-positive identification rate at the operating point's target, for its size and the subject's
-number of templates; of a pair's two subjects, the stricter threshold. It is the very test the
-enrolment's duplicate check makes of a new subject's faces, so a subject it would have refused is
-reported, and the report finds what concurrent enrolments or imports let through.
+number of templates; of a pair's two subjects, the stricter threshold. The enrolment's duplicate
+check asks the same of a new subject's faces against the centroids enrolled then; the report asks
+it of centroids against centroids, and finds what concurrent enrolments or imports let through.
 """
 
 from __future__ import annotations
@@ -28,8 +28,9 @@ def duplicate_pairs(
     centroids: np.ndarray, thresholds: np.ndarray, progress: Callable[[int, int], None] | None = None
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """The pairs (i < j) whose centroids are at or below the stricter of their two thresholds,
-    closest first: their indices, distances and thresholds. Every pair is compared exactly, a block
-    of rows at a time (model.verify.grouping.close_pairs), `progress` called after each block."""
+    closest first: their indices, distances and thresholds. The pairs come from
+    model.verify.grouping.close_pairs (every pair compared up to its EXACT_UP_TO, an index above),
+    `progress` called after each block."""
     if len(centroids) < 2:
         empty = np.zeros(0, np.int64)
         return empty, empty, np.zeros(0), np.zeros(0)

@@ -94,19 +94,24 @@ def indexed_close_pairs(embeddings: np.ndarray, threshold: float,
     index.train(embeddings[np.sort(sample)])
     index.add(embeddings)
     index.nprobe = PROBES
+    if progress is not None:
+        progress(0, count)  # the index is built
     floor = 1.0 - threshold * threshold / 2.0
     firsts, seconds, distances = [], [], []
     for start in range(0, count, QUERY_BLOCK):
         queries = embeddings[start : start + QUERY_BLOCK]
         limits, similarities, neighbours = index.range_search(queries, floor)
         rows = np.repeat(np.arange(start, start + len(queries)), np.diff(limits.astype(np.int64)))
-        keep = neighbours > rows
-        firsts.append(rows[keep])
-        seconds.append(neighbours[keep].astype(np.int64))
+        neighbours = neighbours.astype(np.int64)
+        keep = neighbours != rows  # either face's search may find the pair (probing is not symmetric)
+        firsts.append(np.minimum(rows[keep], neighbours[keep]))
+        seconds.append(np.maximum(rows[keep], neighbours[keep]))
         distances.append(np.sqrt(np.clip(2.0 - 2.0 * similarities[keep].astype(np.float64), 0.0, 4.0)))
         if progress is not None:
             progress(start + len(queries), count)
-    return np.concatenate(firsts), np.concatenate(seconds), np.concatenate(distances)
+    firsts, seconds, distances = np.concatenate(firsts), np.concatenate(seconds), np.concatenate(distances)
+    _, once = np.unique(firsts * count + seconds, return_index=True)
+    return firsts[once], seconds[once], distances[once]
 
 
 def components(count: int, firsts: np.ndarray, seconds: np.ndarray) -> np.ndarray:
@@ -174,9 +179,10 @@ def chinese_whispers(embeddings: np.ndarray, threshold: float, rounds: int = 100
 
 
 def average_linkage(embeddings: np.ndarray, threshold: float) -> np.ndarray:
-    """UPGMA cut at `threshold`, exactly, on the sparse graph of pairs closer than it: two groups
-    with no pair below the threshold have a mean at or above it, so only groups the graph links can
-    ever merge, and the graph's components are never crossed. The mean between two linked groups is
+    """UPGMA cut at `threshold`, on the sparse graph of pairs closer than it: two groups with no
+    pair below the threshold have a mean at or above it, so only groups the graph links can ever
+    merge, and the graph's components are never crossed (exact where the graph is: up to
+    EXACT_UP_TO faces; above it a pair the index missed is a link missing). The mean between two linked groups is
     kept as the sum of all their pairwise distances: on a merge, the sums of the two merged groups
     with each neighbour add up, and a sum a merged group lacks (no link) is computed from the
     embeddings then. Memory and time grow with the pairs below the threshold, not N^2."""

@@ -5,7 +5,6 @@ cancellation, deletion), with every refusal's code. The key's reach is in test_t
 
 from __future__ import annotations
 
-import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -14,9 +13,9 @@ import anyio
 import numpy as np
 import pytest
 
-from app.services.duplicates import STALE_S, DuplicateService, ReportRunner
+from app.services.duplicates import DuplicateService, ReportRunner
 from app.storage import open_storage
-from app.storage.base import Job
+from app.storage.base import STALE_S, Job
 from app.storage.search_index import SearchIndex
 from tests.integration.real_service import real_service
 from tests.support.answers import refused
@@ -32,13 +31,6 @@ BLAIR = "Tony_Blair/Tony_Blair_0001.jpg"
 @pytest.fixture(scope="module")
 def anyio_backend() -> str:
     return "asyncio"
-
-
-@pytest.fixture(scope="module", params=["sqlite", "postgres"])
-def storage_url(request) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tempfile.mkdtemp(prefix='facever-')}/facever.sqlite3"
-    return request.getfixturevalue("postgres_server").fresh_database("duplicates_api")
 
 
 @pytest.fixture(scope="module")
@@ -158,7 +150,10 @@ async def test_the_gallery_report_in_pages(client, lfw_dir) -> None:
         frozenset(pair) for pair in (("powell", "powell-2"), ("powell", "powell-3"), ("powell-2", "powell-3"))}
     assert [p["score"] for p in pairs] == sorted(p["score"] for p in pairs)
     assert all(p["score"] <= p["threshold"] for p in pairs)
-    # A finished report is deleted with its pairs.
+    # A deleted subject leaves the reports; a finished report is deleted with its pairs.
+    assert (await client.delete(f"/galleries/{g}/subjects/powell-3")).status_code == 200
+    kept = (await client.get(f"/galleries/{g}/duplicates/{report['id']}", params={"limit": 10})).json()["pairs"]
+    assert [{p["first"], p["second"]} for p in kept] == [{"powell", "powell-2"}]
     assert (await client.delete(f"/galleries/{g}/duplicates/{report['id']}")).status_code == 200
     refused(await client.get(f"/galleries/{g}/duplicates/{report['id']}"), 404, "job_not_found")
 
@@ -205,5 +200,7 @@ async def test_a_job_asked_to_stop_ends_cancelled_and_one_without_its_replica_re
         lost = Job("lost", g, "duplicates", "test", {}, "running", at - 2 * STALE_S, at - 2 * STALE_S)
         storage.create_job(lost)
         assert (await client.get(f"/galleries/{g}/duplicates/lost")).json()["state"] == "interrupted"
+        assert (await client.delete(f"/galleries/{g}/duplicates/lost")).status_code == 200  # gone, not asked
+        refused(await client.get(f"/galleries/{g}/duplicates/lost"), 404, "job_not_found")
     finally:
         storage.close()

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import io
 import json
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -29,13 +28,6 @@ BOB = [f"George_W_Bush/George_W_Bush_{n:04d}.jpg" for n in (1, 2)]
 @pytest.fixture(scope="module")
 def anyio_backend() -> str:
     return "asyncio"
-
-
-@pytest.fixture(scope="module", params=["sqlite", "postgres"])
-def storage_url(request) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tempfile.mkdtemp(prefix='facever-')}/facever.sqlite3"
-    return request.getfixturevalue("postgres_server").fresh_database("subjects_api")
 
 
 @pytest.fixture(scope="module")

@@ -188,3 +188,11 @@ def postgres_server():
 def postgres_url(postgres_server, request) -> str:
     """A fresh, empty database on the session's server."""
     return postgres_server.fresh_database("t_" + request.node.name)
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgres"])
+def storage_url(request) -> str:
+    """A fresh store for the test module: a SQLite file, then a PostgreSQL database named after the module."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tempfile.mkdtemp(prefix='facever-')}/facever.sqlite3"
+    return request.getfixturevalue("postgres_server").fresh_database(request.module.__name__.rsplit(".", 1)[-1])

@@ -27,16 +27,20 @@ def _after(cursor: str | None) -> int:
     if not cursor:
         return 0
     try:
-        return int(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode())
+        after = int(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode())
     except (binascii.Error, UnicodeDecodeError, ValueError):
-        raise invalid_request("cursor is not one this service returned") from None
+        after = -1
+    if not 0 <= after < 2**31:
+        raise invalid_request("cursor is not one this service returned")
+    return after
 
 
 @router.post("/duplicates", status_code=202, response_model=ReportResponse)
-async def start_report(principal: ReadKey, gallery_id: GalleryId, body: ReportRequest,
+async def start_report(principal: EnrolKey, gallery_id: GalleryId, body: ReportRequest,
                        service: DuplicatesDep) -> ReportResponse:
     """Starts a report of the subject pairs whose centroids are as close as a search match at the
-    operating point (each pair at the stricter of its two subjects' thresholds); poll its id."""
+    operating point (each pair at the stricter of its two subjects' thresholds); poll its id. The
+    enrol scope: a report is heavy work on the gallery's behalf."""
     job = await service.start_report(principal, gallery_id, body.threshold, body.operating_point)
     return ReportResponse.of(job, time.time())
 
@@ -52,9 +56,10 @@ async def report(principal: ReadKey, gallery_id: GalleryId, job_id: str, service
 
 
 @router.delete("/duplicates/{job_id}", response_model=ReportResponse)
-async def cancel_report(principal: ReadKey, gallery_id: GalleryId, job_id: str,
+async def cancel_report(principal: EnrolKey, gallery_id: GalleryId, job_id: str,
                         service: DuplicatesDep) -> ReportResponse:
-    """A running report is asked to stop (it ends `cancelled`); a finished one is deleted with its pairs."""
+    """A running report is asked to stop (it ends `cancelled`); a finished or interrupted one is
+    deleted with its pairs."""
     return ReportResponse.of(await service.cancel_report(principal, gallery_id, job_id), time.time())
 
 
