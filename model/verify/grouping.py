@@ -83,7 +83,7 @@ def indexed_close_pairs(embeddings: np.ndarray, threshold: float,
     """close_pairs from faiss's inverted-file index (Meta's, MIT): the vectors split into 4 sqrt(N)
     cells by k-means, each one's neighbours sought in the PROBES cells nearest it, so a pair is
     missed only where its two faces fall in cells far apart. At 10^6 faces it takes three minutes
-    where the exact blocks would take about 45; at 10^5 it finds 99.6% of the pairs they find
+    where the exact blocks would take about 45; at 10^5 it finds 99.9% of the pairs they find
     (bench/grouping_scale.py). Exact distances of the pairs found."""
     import faiss  # only galleries and batches this large load it
 
