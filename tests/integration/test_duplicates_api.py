@@ -5,6 +5,7 @@ cancellation, deletion), with every refusal's code. The key's reach is in test_t
 
 from __future__ import annotations
 
+import base64
 import time
 import uuid
 from pathlib import Path
@@ -170,8 +171,9 @@ async def test_report_refusals(client) -> None:
     assert job["threshold"] == 0.5 and job["operating_point"] is None
     done = await finished(client, g, job["id"])
     assert done["gallery_size"] == 0 and done["pairs"] == [] and done["next_cursor"] is None
-    refused(await client.get(f"/galleries/{g}/duplicates/{job['id']}", params={"cursor": "!!"}), 422,
-            "invalid_request", "cursor")
+    for cursor in ("!!", base64.urlsafe_b64encode(b"9" * 40).decode(), base64.urlsafe_b64encode(b"alice").decode()):
+        refused(await client.get(f"/galleries/{g}/duplicates/{job['id']}", params={"cursor": cursor}), 422,
+                "invalid_request", "cursor")
     other = await gallery(client)  # a job is found only under its own gallery
     refused(await client.get(f"/galleries/{other}/duplicates/{job['id']}"), 404, "job_not_found")
 

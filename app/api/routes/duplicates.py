@@ -3,8 +3,6 @@ and a subject's duplicate flag cleared after review."""
 
 from __future__ import annotations
 
-import base64
-import binascii
 import time
 from typing import Annotated
 
@@ -14,25 +12,21 @@ from app.api.deps import DuplicatesDep, EnrolKey, EnrolmentDep, ReadKey
 from app.api.paths import GalleryId, SubjectId
 from app.errors import invalid_request
 from app.schemas.duplicates import ReportRequest, ReportResponse
-from app.schemas.galleries import SubjectSummary
+from app.schemas.galleries import SubjectSummary, after_cursor, cursor_of
+from app.storage.base import Page
 
 router = APIRouter(prefix="/galleries/{gallery_id}", tags=["subjects"])
 
 
-def _cursor(seq: int) -> str:
-    return base64.urlsafe_b64encode(str(seq).encode()).decode().rstrip("=")
-
-
 def _after(cursor: str | None) -> int:
-    if not cursor:
-        return 0
+    """The last seq a cursor stands for (0: the first page); cursors are the listings' (cursor_of)."""
     try:
-        after = int(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode())
-    except (binascii.Error, UnicodeDecodeError, ValueError):
-        after = -1
-    if not 0 <= after < 2**31:
+        after = after_cursor(cursor)
+    except ValueError as error:
+        raise invalid_request(str(error)) from None
+    if after is not None and not (after.isdigit() and int(after) < 2**31):
         raise invalid_request("cursor is not one this service returned")
-    return after
+    return int(after or 0)
 
 
 @router.post("/duplicates", status_code=202, response_model=ReportResponse)
@@ -51,8 +45,8 @@ async def report(principal: ReadKey, gallery_id: GalleryId, job_id: str, service
                  limit: Annotated[int, Query(ge=1, le=1000, description="pairs per page")] = 100) -> ReportResponse:
     """The report's state and progress; once done, a page of its pairs, closest first."""
     job, pairs = await service.report(principal, gallery_id, job_id, _after(cursor), limit + 1)
-    more = len(pairs) > limit
-    return ReportResponse.of(job, time.time(), pairs[:limit], _cursor(pairs[limit - 1].seq) if more else None)
+    page = Page(pairs[:limit], str(pairs[limit - 1].seq) if len(pairs) > limit else None)
+    return ReportResponse.of(job, time.time(), page.items, cursor_of(page))
 
 
 @router.delete("/duplicates/{job_id}", response_model=ReportResponse)
