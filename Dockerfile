@@ -24,11 +24,9 @@ RUN deploy/build_image.sh weights /srv && deploy/build_image.sh check /srv
 # The runtime: the built venv and weights, owned by root and read-only to the service's user.
 FROM python:3.11-slim
 
-# MALLOC_ARENA_MAX=2: glibc's per-thread malloc arenas otherwise add about 70 MiB of resident
-# memory across the inference threads (bench/soak.py; deploy/kubernetes/deployment.yaml).
+# The service sets its own malloc settings at start-up (app/allocator.py), as under `make serve`.
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
-    MALLOC_ARENA_MAX=2 \
     PATH=/srv/venv/bin:$PATH \
     FACEVER_WEIGHTS_DIR=/srv/weights/fused-dlib-sface-yunet-int8 \
     FACEVER_DETECTORS_DIR=/srv/weights \

@@ -32,6 +32,7 @@ from app.api.routes import (
     subject_faces,
     verify,
 )
+from app.allocator import tune_allocator
 from app.errors import install_error_handlers
 from app.limiter import InferenceLimiter
 from app.logging import REQUEST_ID_HEADER, configure_logging, get_logger
@@ -113,6 +114,7 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         configure_logging(settings.log_level)
+        tune_allocator()  # before the inference threads and the models' memory exist
         tasks = [asyncio.create_task(load(app))]
         if app.state.storage is not None:
             tasks.append(asyncio.create_task(app.state.storage.watch()))
@@ -166,7 +168,7 @@ def create_app(
         app.add_middleware(
             CORSMiddleware,
             allow_origins=list(settings.cors_origins),
-            allow_methods=["GET", "POST", "DELETE"],
+            allow_methods=["GET", "POST", "PATCH", "DELETE"],
             allow_headers=["Content-Type", "X-API-Key", REQUEST_ID_HEADER],
             expose_headers=[REQUEST_ID_HEADER, "Retry-After"],
         )

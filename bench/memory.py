@@ -1,6 +1,6 @@
 """The server's resident memory in the states a deployment is sized from.
 
-Starts `facever serve` (as bench/latency.py does, with the image's MALLOC_ARENA_MAX=2) and reads its
+Starts `facever serve` (as bench/latency.py does) and reads its
 VmRSS / VmHWM from /proc: once ready; after 50 /verify of distinct LFW pairs; after 20 /embed of 16
 images; and the peak with two concurrent /verify of two 40-megapixel photos each, the largest that
 FACEVER_MAX_IMAGE_PIXELS admits by default, run at FACEVER_MAX_CONCURRENCY=2 so that they overlap:

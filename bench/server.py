@@ -18,8 +18,6 @@ from pathlib import Path
 import httpx
 
 HOST = "127.0.0.1"
-# What the Dockerfile sets besides the FACEVER_* paths: glibc keeps 2 malloc arenas, not 8 per core.
-IMAGE_ENVIRONMENT = {"MALLOC_ARENA_MAX": "2"}
 
 
 def free_port() -> int:
@@ -54,7 +52,7 @@ def server_environment(env: Mapping[str, str]) -> dict[str, str]:
     """The settings a benchmarked server ran with besides the defaults (API keys left out), for its report."""
     return {
         name: value
-        for name, value in {**IMAGE_ENVIRONMENT, **os.environ, **env}.items()
+        for name, value in {**os.environ, **env}.items()
         if (name.startswith("FACEVER_") and name != "FACEVER_API_KEYS") or name.startswith("MALLOC_")
     }
 
@@ -92,7 +90,8 @@ def running_server(
 ) -> Iterator[Server]:
     """`facever serve` (this environment's, or the `facever` executable given) with `env` added to
     this process's environment, or only `env` without `inherit_environment`, over the image's own
-    MALLOC_ARENA_MAX=2 so figures match the container; its log is shown only if it fails."""
+    its log is shown only if it fails. The service sets its own malloc settings (app/allocator.py), so
+    figures match the container's."""
     port = port or free_port()
     base_url = f"http://{HOST}:{port}"
     facever = facever or Path(sys.executable).with_name("facever")
@@ -100,7 +99,7 @@ def running_server(
         started = time.monotonic()
         process = subprocess.Popen(
             [str(facever), "serve", "--host", HOST, "--port", str(port)],
-            env={**IMAGE_ENVIRONMENT, **(os.environ if inherit_environment else {}), **env},
+            env={**(os.environ if inherit_environment else {}), **env},
             cwd=cwd,
             stdout=log,
             stderr=log,

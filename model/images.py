@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pillow_heif
 from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
 
 from model.errors import ImageTooLarge, InvalidImage, UnsupportedFormat
@@ -20,24 +21,24 @@ from model.types import Face
 
 DEFAULT_MAX_PIXELS = 40_000_000
 
+# HEIC/HEIF, the iPhone camera's default, through pillow-heif (libheif, BSD-3/LGPL): it reads the
+# size from the container's header, as Pillow does for the others, and applies the container's own
+# rotation when it decodes. AVIF is Pillow's own (libavif).
+pillow_heif.register_heif_opener()
+
 # Formats a camera, phone or scanner produces and Pillow decodes faithfully. MPO is what many
 # phones write for JPEG.
-SUPPORTED_FORMATS = frozenset({"JPEG", "MPO", "PNG", "WEBP", "BMP", "GIF", "TIFF"})
+SUPPORTED_FORMATS = frozenset({"JPEG", "MPO", "PNG", "WEBP", "BMP", "GIF", "TIFF", "HEIF", "AVIF"})
 
-# Recognisable containers that are not (or not decodable) images here: answered as
-# unsupported_format rather than invalid_image, so a client knows to convert rather than retry.
-_KNOWN_UNSUPPORTED_MAGIC = {
-    b"%PDF": "PDF",
-    b"\x00\x00\x00\x1cftypheic": "HEIC",
-}
+# Recognisable containers that are not images here: answered as unsupported_format rather than
+# invalid_image, so a client knows to convert rather than retry.
+_KNOWN_UNSUPPORTED_MAGIC = {b"%PDF": "PDF"}
 
 
 def _sniff_unsupported(data: bytes) -> str | None:
     for magic, name in _KNOWN_UNSUPPORTED_MAGIC.items():
         if data.startswith(magic):
             return name
-    if data[4:8] == b"ftyp" and data[8:12] in (b"heic", b"heix", b"mif1", b"avif", b"avis"):
-        return data[8:12].decode()
     return None
 
 

@@ -19,6 +19,12 @@ import openvino as ov
 # graph (FakeQuantize nodes); what is left between them runs in float32.
 INFERENCE_PRECISION = {"float32": "f32", "bfloat16": "bf16", "int8": "f32"}
 
+# Entries of the CPU plugin's per-shape cache (of prepared kernels) that a compiled model keeps, least
+# recently used first out. Its default, 5,000, let a network of dynamic input (the detectors', the
+# alignment's sampler) keep a few MiB for every input shape it ever saw: memory climbed with every new
+# photo size. Every shape a served network meets often fits in this many (bench.memory).
+RUNTIME_CACHE_CAPACITY = 300
+
 _core: ov.Core | None = None
 
 
@@ -39,6 +45,7 @@ def compile_model(model: ov.Model, precision: str, threads: int, streams: int = 
         # The inference thread shares the cores with alignment and the event loop: pinning
         # OpenVINO's threads to cores would make them wait on each other.
         "ENABLE_CPU_PINNING": False,
+        "CPU_RUNTIME_CACHE_CAPACITY": RUNTIME_CACHE_CAPACITY,
     })
 
 

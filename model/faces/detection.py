@@ -75,11 +75,12 @@ class FaceDetector:
     # detection, for a network that finds smaller ones too.
     drops_small_faces = False
 
-    def __init__(self, min_face_size: int, max_side: int):
-        if min_face_size < 1 or max_side < 1:
-            raise ValueError("need min_face_size >= 1 and max_side >= 1")
+    def __init__(self, min_face_size: int, max_side: int, first_side: int | None = None):
+        if min_face_size < 1 or max_side < 1 or (first_side is not None and not 1 <= first_side <= max_side):
+            raise ValueError("need min_face_size >= 1, max_side >= 1 and first_side (if any) in [1, max_side]")
         self.min_face_size = min_face_size
         self.max_side = max_side
+        self.first_side = first_side
 
     def own_settings(self) -> dict[str, Any]:
         return {}
@@ -87,27 +88,43 @@ class FaceDetector:
     @property
     def settings(self) -> dict[str, Any]:
         """What changes its results: for reports and cache keys."""
+        looks = {"first_side": self.first_side} if self.first_side else {}
         return {"name": self.name, "min_face_size": self.min_face_size, **self.own_settings(),
-                "max_side": self.max_side}
+                "max_side": self.max_side, **looks}
 
     def detect_working(self, working: Sequence[np.ndarray]) -> list[list[Detection]]:
         """Detections in each working copy, best score first."""
         raise NotImplementedError
 
-    def detect(self, images: Sequence[np.ndarray]) -> list[list[Face]]:
+    def warm_up(self) -> None:
+        """Detect once, so that the first request prepares nothing."""
+        blank = np.zeros((160, 160, 3), dtype=np.uint8)
+        self.detect([blank, blank])
+
+    def detect(self, images: Sequence[np.ndarray], every_face: bool = False) -> list[list[Face]]:
         """Faces in each image (uint8 HxWx3 RGB), best score first, in that image's pixels.
 
         An image whose longest side exceeds `max_side` is detected on a copy downscaled to it, and
-        the results are scaled back (see working_copy).
+        the results are scaled back (see working_copy). A detector with a `first_side` looks at
+        each image that large first, and again at `max_side` only where that finds no face: the face
+        a verification photo is taken of is found at a quarter of the cost. `every_face` (group
+        photos, face_policy=all or reject) looks at `max_side` at once, where the small faces are.
         """
         check_images(images)
         if not images:
             return []
         working = [working_copy(image, self.max_side) for image in images]
-        found = self.detect_working(working)
+        first = [working_copy(image, self.first_side) if self.first_side and not every_face else copy
+                 for image, copy in zip(images, working)]
+        found = list(zip(first, self.detect_working(first)))
+        again = [index for index, (copy, detections) in enumerate(found)
+                 if not detections and copy.shape != working[index].shape]
+        if again:
+            for index, detections in zip(again, self.detect_working([working[index] for index in again])):
+                found[index] = (working[index], detections)
         faces = [
             [face_in_image(corners, landmarks, score, image, copy) for corners, landmarks, score in detections]
-            for image, copy, detections in zip(images, working, found)
+            for image, (copy, detections) in zip(images, found)
         ]
         if self.drops_small_faces:
             faces = [[face for face in image_faces if max(face.width, face.height) >= self.min_face_size]

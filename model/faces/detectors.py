@@ -27,7 +27,9 @@ DETECTORS: dict[str, tuple[type[FaceDetector], str]] = {"mtcnn": (MTCNN, "mtcnn"
 class Detector(Protocol):
     max_side: int  # the longest image side it looks at: larger images are detected downscaled to it
 
-    def detect(self, images: Sequence[np.ndarray]) -> list[list[Face]]: ...
+    def detect(self, images: Sequence[np.ndarray], every_face: bool = False) -> list[list[Face]]: ...
+
+    def warm_up(self) -> None: ...
 
     @property
     def settings(self) -> dict[str, Any]: ...
@@ -39,17 +41,23 @@ class FallbackDetector:
     def __init__(self, primary: Detector, fallback: Detector):
         self.primary = primary
         self.fallback = fallback
-        self.max_side = max(primary.max_side, fallback.max_side)
+        # Images are decoded as finely as the primary looks (model.images.decode_photo): the fallback
+        # runs on few of them, and decoding every large JPEG twice as finely for it cost more than it ran.
+        self.max_side = primary.max_side
 
     @property
     def settings(self) -> dict[str, Any]:
         return {"primary": self.primary.settings, "fallback": self.fallback.settings}
 
-    def detect(self, images: Sequence[np.ndarray]) -> list[list[Face]]:
-        found = self.primary.detect(images)
+    def warm_up(self) -> None:
+        self.primary.warm_up()
+        self.fallback.warm_up()
+
+    def detect(self, images: Sequence[np.ndarray], every_face: bool = False) -> list[list[Face]]:
+        found = self.primary.detect(images, every_face)
         missed = [index for index, faces in enumerate(found) if not faces]
         if missed:
-            for index, faces in zip(missed, self.fallback.detect([images[i] for i in missed])):
+            for index, faces in zip(missed, self.fallback.detect([images[i] for i in missed], every_face)):
                 found[index] = faces
         return found
 

@@ -44,6 +44,15 @@ DYNAMIC_AXES = ((0, 2, 3),)
 MAPS_PER_STRIDE = 4  # the network's outputs per stride: class, objectness, box, landmarks
 
 PAD_MULTIPLE = 32  # the coarsest stride: every level's map then covers the padded input exactly
+# The only input shapes (height, width) the network is given: each image is zero-padded at the bottom
+# and right to the smallest that holds it, at each look's side (model/faces/detection.py). OpenCV pads
+# to the next multiple of 32 instead, but every new shape costs the CPU plugin tens of milliseconds to
+# prepare and a few MiB it keeps, so photos of a thousand sizes held a thousand shapes and memory
+# climbed past a pod's limit; a fixed set keeps both bounded, and the padding adds only zeros.
+CANVASES = (
+    (256, 256), (320, 320), (256, 320), (320, 256), (192, 320), (320, 192),  # the first look (320)
+    (640, 640), (480, 640), (640, 480), (384, 640), (640, 384),  # the full look (640)
+)
 TOP_K = 5000  # candidates per image entering NMS, best first (the reference's FaceDetectorYN top_k)
 
 
@@ -104,11 +113,12 @@ class YuNet(FaceDetector):
         score_threshold: float = 0.6,
         nms_threshold: float = 0.3,
         max_side: int = 640,
+        first_side: int | None = 320,
         engine: str = "torch",
         threads: int = 1,
         streams: int = 1,
     ):
-        super().__init__(min_face_size, max_side)
+        super().__init__(min_face_size, max_side, first_side)
         if not (0 <= score_threshold <= 1 and 0 <= nms_threshold <= 1):
             raise ValueError("need both thresholds in [0, 1]")
         # float32 on every engine: bfloat16 was no faster here and moved landmarks by pixels.
@@ -128,7 +138,7 @@ class YuNet(FaceDetector):
     def detect_working(self, working: Sequence[np.ndarray]) -> list[list[Detection]]:
         batches: dict[tuple[int, int], list[int]] = {}
         for index, image in enumerate(working):
-            batches.setdefault(_padded_size(*image.shape[:2]), []).append(index)
+            batches.setdefault(_canvas(*image.shape[:2]), []).append(index)
         found: list[list[Detection]] = [[] for _ in working]
         for size, indices in batches.items():
             batch = _padded([working[index] for index in indices], size)
@@ -138,6 +148,14 @@ class YuNet(FaceDetector):
                 corners = np.array([[x, y], [x + w, y + h]])
                 found[indices[int(image[i])]].append((corners, landmarks[i].astype(np.float64), float(scores[i])))
         return found
+
+    def warm_up(self) -> None:
+        """The network run once on each canvas of the first look, so that no request for a photo's
+        main face prepares a shape. The full look's canvases, which need the most working memory,
+        are prepared by the first request that looks there (once each)."""
+        for canvas in CANVASES:
+            if max(canvas) <= (self.first_side or self.max_side):
+                self.network(np.zeros((1, *canvas, 3), np.uint8))
 
     def _levels(self, batch: np.ndarray) -> list[list[np.ndarray]]:
         """The network's maps per stride, (class, objectness, box, landmarks), for padded images."""
@@ -154,9 +172,13 @@ def _reference(weights: Path):
     return load_state(YuNetNetwork(), weights)
 
 
-def _padded_size(height: int, width: int) -> tuple[int, int]:
-    """Height and width rounded up to a multiple of PAD_MULTIPLE, as OpenCV pads."""
-    return tuple(-(-side // PAD_MULTIPLE) * PAD_MULTIPLE for side in (height, width))
+def _canvas(height: int, width: int) -> tuple[int, int]:
+    """The smallest of CANVASES (by area) that holds an image of this size; for an image larger than
+    any (a detector with a larger max_side), its sides rounded up to a multiple of PAD_MULTIPLE."""
+    holding = [canvas for canvas in CANVASES if canvas[0] >= height and canvas[1] >= width]
+    if not holding:
+        return tuple(-(-side // PAD_MULTIPLE) * PAD_MULTIPLE for side in (height, width))
+    return min(holding, key=lambda canvas: (canvas[0] * canvas[1], canvas))
 
 
 def _padded(images: Sequence[np.ndarray], size: tuple[int, int]) -> np.ndarray:

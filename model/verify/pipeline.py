@@ -142,8 +142,8 @@ class FaceVerifier(Verifier):
     def detection_side(self) -> int:
         return self.detector.max_side
 
-    def detect(self, images: Sequence[np.ndarray]) -> list[list[Face]]:
-        return self.detector.detect(images)
+    def detect(self, images: Sequence[np.ndarray], every_face: bool = False) -> list[list[Face]]:
+        return self.detector.detect(images, every_face)
 
     def encode(
         self, views: Sequence[tuple[np.ndarray, Face]]
@@ -183,9 +183,9 @@ class FaceVerifier(Verifier):
         return align_chips(arrays, faces, self.templates)
 
     def warm_up(self) -> None:
-        """Run every stage once, so the first request compiles nothing (alignment's samplers
-        included)."""
+        """Run every stage once, so the first request compiles nothing (alignment's samplers and
+        every input shape of the detector included)."""
         blank = np.zeros((160, 160, 3), dtype=np.uint8)
-        self.detector.detect([blank, blank])
+        self.detector.warm_up()
         face = Face(box=(0.0, 0.0, 160.0, 160.0), score=1.0, landmarks=self.templates[0].points)
         self.encode_chips(self.align([blank, blank], [face, face]))

@@ -107,8 +107,9 @@ class Verifier:
         """The longest image side detection looks at (larger JPEGs are decoded down to it); None: all."""
         return None
 
-    def detect(self, images: Sequence[np.ndarray]) -> list[list[Face]]:
-        """Faces in each image (uint8 HxWx3 RGB), in its pixels."""
+    def detect(self, images: Sequence[np.ndarray], every_face: bool = False) -> list[list[Face]]:
+        """Faces in each image (uint8 HxWx3 RGB), in its pixels; `every_face` where the small ones
+        matter too (a detector may otherwise look for the main face first, at less cost)."""
         raise NotImplementedError
 
     def encode(
@@ -209,7 +210,7 @@ class Verifier:
         watch = Stopwatch()
         for start in range(0, len(photos), EMBED_PASS):
             part, part_labels = photos[start : start + EMBED_PASS], labels[start : start + EMBED_PASS]
-            found = self._find(part)
+            found = self._find(part, every_face=policy == "reject")
             watch.lap("detect")
             choices = [_chosen(faces, photo, policy, label) for faces, photo, label in zip(found, part, part_labels)]
             vectors, qualities = self._encode([(photo, choice.face) for photo, choice in zip(part, choices)], watch)
@@ -229,7 +230,7 @@ class Verifier:
         watch = Stopwatch()
         for start in range(0, len(photos), EMBED_PASS):
             part = photos[start : start + EMBED_PASS]
-            found = self._find(part)
+            found = self._find(part, every_face=True)
             watch.lap("detect")
             kept = [[face for face, _ in rank_faces(faces, "largest")[:max_faces]] if faces else [] for faces in found]
             views = [(photo, face) for photo, faces in zip(part, kept) for face in faces]
@@ -266,7 +267,8 @@ class Verifier:
                 raise AllFacesNeedAnImage("face_policy=all compares the faces of an image")
             searched = 1 if 1 in photos else 0
         watch = Stopwatch()
-        found = dict(zip(photos, self._find([sides[index] for index in photos])))
+        every_face = policy in ("all", "reject")
+        found = dict(zip(photos, self._find([sides[index] for index in photos], every_face)))
         if photos:
             watch.lap("detect")
         chosen: dict[int, FaceChoice] = {}
@@ -307,11 +309,11 @@ class Verifier:
 
     # -- the stages, on photos ----------------------------------------------------------------
 
-    def _find(self, photos: Sequence[Photo]) -> list[list[Face]]:
+    def _find(self, photos: Sequence[Photo], every_face: bool = False) -> list[list[Face]]:
         """Faces in each photo, in the full image's pixels, in one batched detection."""
         if not photos:
             return []
-        found = self.detect([photo.pixels for photo in photos])
+        found = self.detect([photo.pixels for photo in photos], every_face)
         return [[photo.face_in_full(face) for face in faces] for photo, faces in zip(photos, found)]
 
     def _encode(

@@ -79,7 +79,7 @@ class FakeVerifier(Verifier):
     def warm_up(self) -> None:
         self.warmed_up = True
 
-    def detect(self, images: Sequence[np.ndarray]) -> list[list[Face]]:
+    def detect(self, images: Sequence[np.ndarray], every_face: bool = False) -> list[list[Face]]:
         self.entered.set()
         if self.gate is not None:
             self.gate.wait(5)

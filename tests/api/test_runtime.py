@@ -221,7 +221,7 @@ async def test_cancelled_requests_free_their_place_only_when_their_work_ends():
 
 async def test_inference_runs_on_its_own_threads(serve):
     class RecordingVerifier(FakeVerifier):
-        def detect(self, images):
+        def detect(self, images, every_face=False):
             threads.add(threading.current_thread().name)
             return super().detect(images)
 

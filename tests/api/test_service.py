@@ -95,6 +95,17 @@ async def test_cors_when_configured(make_client):
     assert "access-control-allow-origin" not in other.headers
 
 
+@pytest.mark.parametrize("method", ["GET", "POST", "PATCH", "DELETE"])
+async def test_cors_preflight_allows_every_method_the_api_uses(make_client, method):
+    """Galleries are changed with PATCH: a browser app on an allowed origin must be let send it."""
+    client = await make_client(cors_origins=("https://app.example.org",))
+    preflight = await client.options("/galleries/staff", headers={
+        "Origin": "https://app.example.org", "Access-Control-Request-Method": method,
+        "Access-Control-Request-Headers": "Content-Type, X-API-Key"})
+    assert preflight.status_code == 200, preflight.text
+    assert method in preflight.headers["access-control-allow-methods"]
+
+
 @pytest.mark.parametrize(
     ("sent", "kept"), [("trace-42.a:b", True), ("has spaces", False), ("x" * 129, False), ("", False)]
 )

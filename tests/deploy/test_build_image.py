@@ -58,7 +58,7 @@ def tree(folder: Path) -> dict[str, float]:
 def test_serves_from_the_built_runtime(built: Path, lfw_dir: Path, tmp_path: Path):
     before = tree(built)
     env = built_runtime_environment(built, tmp_path / "facever.sqlite3")
-    # From "/", so nothing is importable from the checkout; the image's MALLOC_ARENA_MAX=2 is added.
+    # From "/", so nothing is importable from the checkout.
     with running_server(env, facever=built / "venv" / "bin" / "facever", cwd="/", inherit_environment=False,
                         ready_timeout_s=120) as server:
         first, second = ((lfw_dir / "images" / name).read_bytes() for name in PHOTOS)

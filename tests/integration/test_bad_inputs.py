@@ -63,6 +63,24 @@ def png_bomb(side: int = 100_000) -> bytes:
     )
 
 
+def as_camera_stores(face: Image.Image, fmt: str, orientation: int) -> bytes:
+    """The face as a phone stores it: the pixels turned, the EXIF orientation saying how to view them
+    upright (HEIC's container rotation is written from it by pillow-heif)."""
+    stored = {6: Image.Transpose.ROTATE_90, 8: Image.Transpose.ROTATE_270, 3: Image.Transpose.ROTATE_180}
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    return encode(face.transpose(stored[orientation]), fmt, quality=90, exif=exif.tobytes())
+
+
+def heic_bomb(face: Image.Image, side: int = 10_000) -> bytes:
+    """A real HEIC whose header (its 'ispe' property) declares side x side pixels: only the
+    header says so, the coded image is the face's."""
+    data = bytearray(encode(face, "HEIF", quality=50))
+    at = data.index(b"ispe") + 8  # after the box's type and its version and flags
+    data[at : at + 8] = struct.pack(">II", side, side)
+    return bytes(data)
+
+
 def sixteen_bit_png(face: Image.Image) -> bytes:
     grey = np.asarray(face.convert("L"), dtype=np.uint16) * 257
     return encode(Image.fromarray(grey), "PNG")  # a uint16 array becomes mode I;16
@@ -242,7 +260,8 @@ CASES = [
     second_image("text bytes", "invalid_image", lambda faces: b"hello, this is not an image\n" * 20),
     second_image("SVG", "invalid_image", lambda faces: b'<svg xmlns="http://www.w3.org/2000/svg"></svg>'),
     second_image("PDF", "unsupported_format", lambda faces: b"%PDF-1.7\n1 0 obj\n<<>>\nendobj\n%%EOF\n"),
-    second_image("HEIC", "unsupported_format", lambda faces: b"\x00\x00\x00\x1cftypheic" + b"\x00" * 64),
+    second_image("HEIC pixel bomb", "image_too_large", lambda faces: heic_bomb(faces.image)),
+    second_image("truncated HEIC", "invalid_image", lambda faces: encode(faces.image, "HEIF", quality=90)[:600]),
     second_image("PPM", "unsupported_format", lambda faces: encode(faces.image, "PPM")),
     second_image("truncated JPEG", "invalid_image", lambda faces: faces.jpeg[: len(faces.jpeg) // 2]),
     second_image("truncated PNG", "invalid_image", lambda faces: encode(faces.image, "PNG")[:4000]),
@@ -270,6 +289,9 @@ CASES = [
     second_image("WebP", None, lambda faces: encode(faces.image, "WEBP", quality=90)),
     second_image("BMP", None, lambda faces: encode(faces.image, "BMP")),
     second_image("TIFF", None, lambda faces: encode(faces.image, "TIFF")),
+    second_image("HEIC from an iPhone held upright", None, lambda faces: as_camera_stores(faces.image, "HEIF", 6)),
+    second_image("AVIF turned left", None, lambda faces: as_camera_stores(faces.image, "AVIF", 8)),
+    second_image("JPEG upside down", None, lambda faces: as_camera_stores(faces.image, "JPEG", 3)),
     second_image("two faces, default policy", None, lambda faces: side_by_side(faces.image)),
     # other endpoints and methods
     Case(

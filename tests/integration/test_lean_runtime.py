@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from bench.server import HOST, IMAGE_ENVIRONMENT, free_port, wait_ready
+from bench.server import HOST, free_port, wait_ready
 from tests.integration.real_service import ENCODER_DIR, skip_unless_shipped_model
 
 pytestmark = pytest.mark.data
@@ -44,7 +44,7 @@ def test_the_server_answers_without_ever_loading_torch(lfw_dir: Path, tmp_path: 
     pytest.importorskip("torch")  # installed here, so that not loading it shows something
     port = free_port()
     base_url = f"http://{HOST}:{port}"
-    environment = {**os.environ, **IMAGE_ENVIRONMENT, "PYTHONPROFILEIMPORTTIME": "1",
+    environment = {**os.environ, "PYTHONPROFILEIMPORTTIME": "1",
                    "FACEVER_WEIGHTS_DIR": str(ENCODER_DIR), "FACEVER_STORAGE_URL": f"sqlite:///{tmp_path / 'db'}"}
     with tempfile.TemporaryFile() as log:
         process = subprocess.Popen([str(Path(sys.executable).with_name("facever")), "serve", "--host", HOST,

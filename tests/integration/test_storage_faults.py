@@ -20,7 +20,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from bench.server import HOST, IMAGE_ENVIRONMENT, free_port, wait_ready
+from bench.server import HOST, free_port, wait_ready
 from tests.integration.real_service import ENCODER_DIR, skip_unless_shipped_model
 
 pytestmark = [pytest.mark.data, pytest.mark.slow]
@@ -35,7 +35,7 @@ def server(storage_url: str) -> Iterator[tuple[str, subprocess.Popen]]:
     skip_unless_shipped_model()
     port = free_port()
     base_url = f"http://{HOST}:{port}"
-    environment = {**os.environ, **IMAGE_ENVIRONMENT, "FACEVER_STORAGE_URL": storage_url,
+    environment = {**os.environ, "FACEVER_STORAGE_URL": storage_url,
                    "FACEVER_WEIGHTS_DIR": str(ENCODER_DIR)}
     with tempfile.TemporaryFile() as log:
         process = subprocess.Popen([str(Path(sys.executable).with_name("facever")), "serve", "--host", HOST,

@@ -132,7 +132,7 @@ def test_scores_below_the_threshold_are_not_faces(monkeypatch):
     assert len(faces) == 1
 
 
-def test_input_is_zero_padded_to_a_multiple_of_32(monkeypatch):
+def test_input_is_zero_padded_into_the_smallest_canvas_that_holds_it(monkeypatch):
     """The network's own input (BGR floats, as OpenCV feeds it) is made from these by either engine
     (tests/unit/engines/test_openvino.py)."""
     network, batches = planted_network()
@@ -140,9 +140,19 @@ def test_input_is_zero_padded_to_a_multiple_of_32(monkeypatch):
     image[...] = (10, 20, 30)
     with_network(monkeypatch, network).detect([image])
     (batch,) = batches
-    assert batch.shape == (1, 64, 96, 3) and batch.dtype == np.uint8
+    assert batch.shape == (1, 192, 320, 3) and batch.dtype == np.uint8  # the least area of CANVASES
     assert [np.unique(batch[0, :40, :70, channel]).tolist() for channel in range(3)] == [[10], [20], [30]]
     assert batch[0, 40:].sum() == 0 and batch[0, :, 70:].sum() == 0
+
+
+def test_photos_of_a_thousand_sizes_meet_only_the_canvases(monkeypatch):
+    """Every new input shape costs the CPU plugin tens of milliseconds and memory it keeps."""
+    network, batches = planted_network()
+    detector = with_network(monkeypatch, network)
+    rng = np.random.default_rng(0)
+    for height, width in rng.integers(20, 4000, size=(200, 2)):
+        detector.detect([np.zeros((height, width, 3), np.uint8)], every_face=bool(rng.integers(2)))
+    assert {tuple(batch.shape[1:3]) for batch in batches} <= set(yunet.CANVASES)
 
 
 def test_nms_drops_the_weaker_of_overlapping_faces_within_an_image_only(monkeypatch):
@@ -180,25 +190,43 @@ def test_faces_smaller_than_min_face_size_on_both_sides_are_left_out(monkeypatch
     assert with_network(monkeypatch, network, min_face_size=49).detect([image]) == [[]]
 
 
-def test_images_of_different_padded_sizes_go_in_separate_batches_in_order(monkeypatch):
+def test_images_of_different_canvases_go_in_separate_batches_in_order(monkeypatch):
     network, batches = planted_network(planted(image=0), planted(image=1, cls=0.64))
     images = [np.zeros((250, 250, 3), np.uint8), np.zeros((40, 70, 3), np.uint8),
               np.zeros((256, 230, 3), np.uint8)]
     faces = with_network(monkeypatch, network).detect(images)
-    assert sorted(tuple(batch.shape) for batch in batches) == [(1, 64, 96, 3), (2, 256, 256, 3)]
+    assert sorted(tuple(batch.shape) for batch in batches) == [(1, 192, 320, 3), (2, 256, 256, 3)]
     assert [[round(face.score, 4) for face in image_faces] for image_faces in faces] == [
         [0.9], [0.9], [0.8]
     ]
 
 
-def test_large_image_is_detected_downscaled_and_mapped_back(monkeypatch):
+def test_a_large_image_is_looked_at_first_at_first_side_and_mapped_back(monkeypatch):
     network, batches = planted_network(planted())
     detector = with_network(monkeypatch, network, max_side=640)
     (face,) = detector.detect([np.zeros((960, 1280, 3), np.uint8)])[0]
     (batch,) = batches
-    assert batch.shape == (1, 480, 640, 3)  # 1280x960 halved: already a multiple of 32
+    assert batch.shape == (1, 256, 320, 3)  # 1280x960 at a quarter, 320x240, in its canvas
+    # The first look's box (68, 16, 100, 64) in the image's pixels: (p + 0.5) * 4 - 0.5.
+    assert face.box == pytest.approx((273.5, 65.5, 401.5, 257.5), abs=1e-3)
+
+
+def test_where_the_first_look_finds_nothing_the_image_is_looked_at_again_at_max_side(monkeypatch):
+    network, batches = planted_network(planted(cls=0.0))
+    detector = with_network(monkeypatch, network, max_side=640)
+    assert detector.detect([np.zeros((960, 1280, 3), np.uint8), np.zeros((200, 300, 3), np.uint8)]) == [[], []]
+    # Both at the first look, in one canvas; only the large one again (the small one was seen whole).
+    assert [tuple(batch.shape) for batch in batches] == [(2, 256, 320, 3), (1, 480, 640, 3)]
+
+
+def test_every_face_looks_at_max_side_at_once(monkeypatch):
+    network, batches = planted_network(planted())
+    detector = with_network(monkeypatch, network, max_side=640)
+    (face,) = detector.detect([np.zeros((960, 1280, 3), np.uint8)], every_face=True)[0]
+    assert [tuple(batch.shape) for batch in batches] == [(1, 480, 640, 3)]  # 1280x960 halved
     # The working copy's box (68, 16, 100, 64) in the image's pixels: (p + 0.5) * 2 - 0.5.
     assert face.box == pytest.approx((136.5, 32.5, 200.5, 128.5), abs=1e-3)
+    assert detector.settings["first_side"] == 320
 
 
 # ---- Real faces ----------------------------------------------------------------------------------
@@ -231,7 +259,7 @@ def test_a_batch_finds_what_images_one_by_one_find(detector, lfw_images):
 def test_an_upscaled_photo_gives_the_original_faces_scaled(lfw_images):
     """Four times nearest-upscaled, then box-downscaled back to max_side, an image is itself
     again: the faces must be the original's, in the large image's pixels."""
-    detector = YuNet(max_side=250)
+    detector = YuNet(max_side=250, first_side=None)
     image = lfw_images[1]
     large = np.asarray(Image.fromarray(image).resize((1000, 1000), Image.Resampling.NEAREST))
     (original,) = detector.detect([image])

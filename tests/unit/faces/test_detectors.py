@@ -14,6 +14,7 @@ class Scripted:
 
     def __init__(self, name: str, max_side: int = 640):
         self.seen: list[int] = []
+        self.every_face: list[bool] = []
         self.name = name
         self.max_side = max_side
 
@@ -21,8 +22,9 @@ class Scripted:
     def settings(self) -> dict:
         return {"name": self.name}
 
-    def detect(self, images):
+    def detect(self, images, every_face=False):
         self.seen.append(len(images))
+        self.every_face.append(every_face)
         return [[FACE] if image[0, 0, 0] else [] for image in images]
 
 
@@ -33,11 +35,17 @@ def image(value: int) -> np.ndarray:
 def test_fallback_runs_only_on_the_images_the_primary_missed():
     primary, fallback = Scripted("p"), Scripted("f", max_side=1280)
     detector = FallbackDetector(primary, fallback)
-    assert detector.max_side == 1280  # what either looks at: images are decoded at least this large
+    assert detector.max_side == 640  # what the primary looks at: images are decoded at least this large
     found = detector.detect([image(1), image(0), image(0)])
     assert primary.seen == [3] and fallback.seen == [2]
     assert [len(faces) for faces in found] == [1, 0, 0]
     assert detector.settings == {"primary": {"name": "p"}, "fallback": {"name": "f"}}
+
+
+def test_fallback_is_asked_for_every_face_when_the_primary_is():
+    primary, fallback = Scripted("p"), Scripted("f")
+    FallbackDetector(primary, fallback).detect([image(0)], every_face=True)
+    assert primary.every_face == fallback.every_face == [True]
 
 
 def test_fallback_is_not_called_when_every_image_has_a_face():
