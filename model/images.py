@@ -182,6 +182,13 @@ class Photo:
         pixels = to_array(image) if isinstance(image, Image.Image) else image
         return cls(pixels, (pixels.shape[1], pixels.shape[0]))
 
+    def finer(self, side: int) -> Photo:
+        """The photo decoded again as decode_photo decodes it for `side`, where its JPEG gives finer
+        pixels than these (a detector's full look after its first found nothing); else itself."""
+        if self.jpeg is None or _reduction(self.size, side) >= self.reduction:
+            return self
+        return decode_photo(self.jpeg, max_pixels=self.size[0] * self.size[1], detection_side=side)
+
     def face_in_full(self, face: Face) -> Face:
         """A face found in `pixels`, in the full image's pixels."""
         return face if self.reduction == 1 else _scaled_face(face, self.reduction)
@@ -210,6 +217,11 @@ class Photo:
         return to_array(_to_rgb(crop)), _scaled_face(face, 1 / reduction, region[:2])
 
 
+def _reduction(size: tuple[int, int], side: int) -> int:
+    """The coarsest of JPEG_REDUCTIONS whose longer side keeps at least `side` pixels."""
+    return next(r for r in JPEG_REDUCTIONS if -(-max(size) // r) >= side or r == 1)
+
+
 def decode_photo(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS, detection_side: int | None = None) -> Photo:
     """Decode an upload for the pipeline: a JPEG whose longer side exceeds `detection_side` at the
     coarsest reduction that keeps at least that (what detection looks at; it never sees more);
@@ -218,7 +230,7 @@ def decode_photo(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS, detection_si
     size = image.size
     reduction = 1
     if detection_side and image.format in ("JPEG", "MPO"):
-        reduction = next(r for r in JPEG_REDUCTIONS if -(-max(size) // r) >= detection_side or r == 1)
+        reduction = _reduction(size, detection_side)
         if reduction > 1:
             _drafted(image, reduction)
     orientation = image.getexif().get(ExifTags.Base.Orientation, 1) if reduction > 1 else 1

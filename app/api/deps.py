@@ -1,6 +1,7 @@
 """Every dependency of the routes, as an Annotated alias: the settings, the metrics, the application
 services, and who a request acts as (its key, checked for its scope). Routes take these and never
-reach into the app's state."""
+reach into the app's state. Every one is a coroutine: FastAPI runs a plain function dependency on its
+thread pool, a thread hand-off each, several per request, for what only reads the app's state."""
 
 from __future__ import annotations
 
@@ -32,18 +33,18 @@ api_key_header = APIKeyHeader(
 )
 
 
-def get_settings(request: Request) -> Settings:
+async def get_settings(request: Request) -> Settings:
     return request.app.state.settings
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 
 
-def get_metrics(request: Request) -> ServiceMetrics:
+async def get_metrics(request: Request) -> ServiceMetrics:
     return request.app.state.metrics
 
 
-def get_verifier(request: Request) -> Verifier:
+async def get_verifier(request: Request) -> Verifier:
     """The loaded verifier, or 503 not_ready while start-up (loading and warm-up) is unfinished, or
     after it failed."""
     state = request.app.state
@@ -54,7 +55,7 @@ def get_verifier(request: Request) -> Verifier:
     return state.verifier
 
 
-def get_storage_supervisor(request: Request) -> StorageSupervisor | None:
+async def get_storage_supervisor(request: Request) -> StorageSupervisor | None:
     """The subject store's supervisor; None where storage is off."""
     return request.app.state.storage
 
@@ -62,7 +63,7 @@ def get_storage_supervisor(request: Request) -> StorageSupervisor | None:
 SupervisorDep = Annotated[StorageSupervisor | None, Depends(get_storage_supervisor)]
 
 
-def get_storage(supervisor: SupervisorDep) -> Storage:
+async def get_storage(supervisor: SupervisorDep) -> Storage:
     """The subject store once its schema is ready, else 503 storage_unavailable."""
     return supervisor.get()
 
@@ -115,7 +116,7 @@ DeleteKey = Annotated[Principal, Depends(authorized("delete"))]
 AdminKey = Annotated[Principal, Depends(authorized("admin"))]
 
 
-def get_verification(request: Request, verifier: VerifierDep, settings: SettingsDep,
+async def get_verification(request: Request, verifier: VerifierDep, settings: SettingsDep,
                      metrics: MetricsDep) -> VerificationService:
     return VerificationService(verifier, request.app.state.limiter, settings, metrics)
 
@@ -123,34 +124,34 @@ def get_verification(request: Request, verifier: VerifierDep, settings: Settings
 VerificationDep = Annotated[VerificationService, Depends(get_verification)]
 
 
-def get_keys(request: Request, storage: StorageDep) -> KeyService:
+async def get_keys(request: Request, storage: StorageDep) -> KeyService:
     return KeyService(storage, request.app.state.key_ring)
 
 
 KeysDep = Annotated[KeyService, Depends(get_keys)]
 
 
-def get_galleries(request: Request, storage: StorageDep) -> GalleryService:
+async def get_galleries(request: Request, storage: StorageDep) -> GalleryService:
     return GalleryService(storage, request.app.state.search_index)
 
 
-def get_duplicates(request: Request, verifier: VerifierDep, storage: StorageDep) -> DuplicateService:
+async def get_duplicates(request: Request, verifier: VerifierDep, storage: StorageDep) -> DuplicateService:
     return DuplicateService(storage, verifier, request.app.state.search_index, request.app.state.report_runner)
 
 
 DuplicatesDep = Annotated[DuplicateService, Depends(get_duplicates)]
 
 
-def get_enrolment(supervisor: SupervisorDep, verification: VerificationDep, storage: StorageDep,
+async def get_enrolment(supervisor: SupervisorDep, verification: VerificationDep, storage: StorageDep,
                   settings: SettingsDep, duplicates: DuplicatesDep) -> EnrolmentService:
     return EnrolmentService(storage, verification, supervisor.salt, settings, duplicates)
 
 
-def get_search(request: Request, verification: VerificationDep, storage: StorageDep) -> SearchService:
+async def get_search(request: Request, verification: VerificationDep, storage: StorageDep) -> SearchService:
     return SearchService(storage, verification, request.app.state.search_index)
 
 
-def get_grouping(verification: VerificationDep) -> GroupingService:
+async def get_grouping(verification: VerificationDep) -> GroupingService:
     return GroupingService(verification)
 
 

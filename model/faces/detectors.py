@@ -26,6 +26,7 @@ DETECTORS: dict[str, tuple[type[FaceDetector], str]] = {"mtcnn": (MTCNN, "mtcnn"
 
 class Detector(Protocol):
     max_side: int  # the longest image side it looks at: larger images are detected downscaled to it
+    first_side: int | None  # the side it looks at first, where it has such a look
 
     def detect(self, images: Sequence[np.ndarray], every_face: bool = False) -> list[list[Face]]: ...
 
@@ -44,6 +45,7 @@ class FallbackDetector:
         # Images are decoded as finely as the primary looks (model.images.decode_photo): the fallback
         # runs on few of them, and decoding every large JPEG twice as finely for it cost more than it ran.
         self.max_side = primary.max_side
+        self.first_side = primary.first_side
 
     @property
     def settings(self) -> dict[str, Any]:

@@ -142,6 +142,10 @@ class FaceVerifier(Verifier):
     def detection_side(self) -> int:
         return self.detector.max_side
 
+    @property
+    def first_detection_side(self) -> int | None:
+        return self.detector.first_side
+
     def detect(self, images: Sequence[np.ndarray], every_face: bool = False) -> list[list[Face]]:
         return self.detector.detect(images, every_face)
 

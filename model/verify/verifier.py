@@ -107,6 +107,17 @@ class Verifier:
         """The longest image side detection looks at (larger JPEGs are decoded down to it); None: all."""
         return None
 
+    @property
+    def first_detection_side(self) -> int | None:
+        """The side of detection's first look, where it has one (see decode_side); None: none."""
+        return None
+
+    def decode_side(self, every_face: bool) -> int | None:
+        """How finely to decode a JPEG for a request: for its main face, as finely as detection's first
+        look needs (a photo where that finds nothing is decoded again for the full look, _find); for
+        every face, as finely as the full look needs."""
+        return self.detection_side if every_face or not self.first_detection_side else self.first_detection_side
+
     def detect(self, images: Sequence[np.ndarray], every_face: bool = False) -> list[list[Face]]:
         """Faces in each image (uint8 HxWx3 RGB), in its pixels; `every_face` where the small ones
         matter too (a detector may otherwise look for the main face first, at less cost)."""
@@ -210,7 +221,7 @@ class Verifier:
         watch = Stopwatch()
         for start in range(0, len(photos), EMBED_PASS):
             part, part_labels = photos[start : start + EMBED_PASS], labels[start : start + EMBED_PASS]
-            found = self._find(part, every_face=policy == "reject")
+            part, found = self._find(part, every_face=policy == "reject")
             watch.lap("detect")
             choices = [_chosen(faces, photo, policy, label) for faces, photo, label in zip(found, part, part_labels)]
             vectors, qualities = self._encode([(photo, choice.face) for photo, choice in zip(part, choices)], watch)
@@ -230,7 +241,7 @@ class Verifier:
         watch = Stopwatch()
         for start in range(0, len(photos), EMBED_PASS):
             part = photos[start : start + EMBED_PASS]
-            found = self._find(part, every_face=True)
+            part, found = self._find(part, every_face=True)
             watch.lap("detect")
             kept = [[face for face, _ in rank_faces(faces, "largest")[:max_faces]] if faces else [] for faces in found]
             views = [(photo, face) for photo, faces in zip(part, kept) for face in faces]
@@ -268,7 +279,10 @@ class Verifier:
             searched = 1 if 1 in photos else 0
         watch = Stopwatch()
         every_face = policy in ("all", "reject")
-        found = dict(zip(photos, self._find([sides[index] for index in photos], every_face)))
+        refined, faces = self._find([sides[index] for index in photos], every_face)
+        for index, photo in zip(photos, refined):
+            sides[index] = photo
+        found = dict(zip(photos, faces))
         if photos:
             watch.lap("detect")
         chosen: dict[int, FaceChoice] = {}
@@ -309,12 +323,18 @@ class Verifier:
 
     # -- the stages, on photos ----------------------------------------------------------------
 
-    def _find(self, photos: Sequence[Photo], every_face: bool = False) -> list[list[Face]]:
-        """Faces in each photo, in the full image's pixels, in one batched detection."""
-        if not photos:
-            return []
-        found = self.detect([photo.pixels for photo in photos], every_face)
-        return [[photo.face_in_full(face) for face in faces] for photo, faces in zip(photos, found)]
+    def _find(self, photos: Sequence[Photo], every_face: bool = False) -> tuple[list[Photo], list[list[Face]]]:
+        """Faces in each photo, in the full image's pixels, in one batched detection; and the photos,
+        where one without a face found was decoded again as finely as the full look needs (and
+        looked at again there): the one its faces must be aligned from."""
+        photos = list(photos)
+        found = self.detect([photo.pixels for photo in photos], every_face) if photos else []
+        for index, faces in enumerate(found):
+            finer = photos[index].finer(self.detection_side) if not faces and self.detection_side else photos[index]
+            if finer is not photos[index]:
+                photos[index] = finer
+                found[index] = self.detect([finer.pixels], every_face)[0]
+        return photos, [[photo.face_in_full(face) for face in faces] for photo, faces in zip(photos, found)]
 
     def _encode(
         self, faces: Sequence[tuple[Photo, Face]], watch: Stopwatch

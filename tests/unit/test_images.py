@@ -148,6 +148,16 @@ def test_a_large_jpeg_is_decoded_as_finely_as_detection_needs():
     assert png.reduction == 1 and png.pixels.shape == (1000, 2000, 3)
 
 
+def test_a_photo_decoded_for_the_first_look_is_decoded_again_for_the_full_look():
+    data = encode(textured(4000, 3000), "JPEG", quality=90)
+    coarse = decode_photo(data, detection_side=320)  # 1/8: 500 pixels wide
+    finer = coarse.finer(640)
+    assert coarse.reduction == 8 and finer.reduction == 4 and finer.pixels.shape == (750, 1000, 3)
+    assert finer.size == coarse.size and finer.finer(640) is finer and coarse.finer(320) is coarse
+    png = decode_photo(encode(textured(2000, 1000), "PNG"), detection_side=320)
+    assert png.finer(640) is png  # nothing finer to decode
+
+
 def test_faces_map_between_the_reduced_and_the_full_pixels():
     photo = decode_photo(encode(textured(4000, 3000), "JPEG"), detection_side=640)
     found = square_face(10.0, 20.0, 50.0)  # in the reduced pixels

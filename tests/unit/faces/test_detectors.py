@@ -17,6 +17,7 @@ class Scripted:
         self.every_face: list[bool] = []
         self.name = name
         self.max_side = max_side
+        self.first_side = 320
 
     @property
     def settings(self) -> dict:
@@ -35,7 +36,7 @@ def image(value: int) -> np.ndarray:
 def test_fallback_runs_only_on_the_images_the_primary_missed():
     primary, fallback = Scripted("p"), Scripted("f", max_side=1280)
     detector = FallbackDetector(primary, fallback)
-    assert detector.max_side == 640  # what the primary looks at: images are decoded at least this large
+    assert (detector.max_side, detector.first_side) == (640, 320)  # the primary's looks: what images are decoded for
     found = detector.detect([image(1), image(0), image(0)])
     assert primary.seen == [3] and fallback.seen == [2]
     assert [len(faces) for faces in found] == [1, 0, 0]

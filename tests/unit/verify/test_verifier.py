@@ -141,3 +141,27 @@ def test_an_embedding_within_the_tolerance_is_accepted_and_renormalised():
     assert np.linalg.norm(accepted.embedding) == pytest.approx(1.0, abs=1e-6) and accepted.face is None
     with pytest.raises(InvalidEmbedding):
         HandMade([]).accept_embedding([0.6, 0.802], SERVING, "embedding1")  # length 1.0016
+
+
+class DecodedCoarsely(Photo):
+    """A photo whose finer decode (for detection's full look) is scene 1."""
+
+    def finer(self, side: int) -> Photo:
+        return scene(1) if side == 640 else self
+
+
+class LooksTwice(HandMade):
+    detection_side = 640
+
+    def encode(self, views):
+        self.aligned_from = [int(array[0, 0, 0]) for array, _ in views]
+        return super().encode(views)
+
+
+def test_a_photo_without_a_face_at_its_first_decode_is_decoded_again_and_aligned_from_that():
+    verifier = LooksTwice([[], [face(450, 100)]])
+    coarse = scene(0)
+    (embedded,), _ = verifier.embed([DecodedCoarsely(coarse.pixels, coarse.size)])
+    assert embedded.face.box == face(450, 100).box and verifier.aligned_from == [1]
+    with pytest.raises(NoFaceDetected):
+        HandMade([[]]).embed([DecodedCoarsely(coarse.pixels, coarse.size)])  # no full look to decode for
