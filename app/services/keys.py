@@ -80,6 +80,25 @@ class KeyRing:
                 open_scopes = {"verify"}
         return Principal("open", frozenset(open_scopes), None)
 
+    def reads_store(self, given: str | None) -> bool:
+        """Whether authenticate(given) would read or write the store now; where not, it decides from
+        what this replica holds (a key read or counted within KEY_CACHE_S, the environment's keys) in
+        microseconds, and a request need not hand it to a thread."""
+        if self.supervisor is None:
+            return False
+        clock = time.monotonic()
+        if not given:
+            return not self.settings.api_keys and (self._count is None or clock - self._count[0] >= KEY_CACHE_S)
+        if environment_principal(given, self.settings.api_keys, self.settings.write_api_keys) is not None:
+            return False
+        key_id = key_id_of(given)
+        if key_id is None:
+            return False
+        held = self._records.get(key_id)
+        if held is None or clock - held[0] >= KEY_CACHE_S:
+            return True
+        return held[1] is not None and now() - self._touched.get(key_id, 0.0) >= TOUCH_EVERY_S
+
     def _stored(self, key_id: str, given: str) -> Principal | None:
         record = self._record(key_id)
         at = now()

@@ -14,6 +14,10 @@ from pathlib import Path
 
 import numpy as np
 import openvino as ov
+# The binding under openvino.InferRequest (pinned with openvino): its infer() takes the inputs as
+# Tensors as they are, where the Python wrapper's dispatch inspects every call's inputs first, which
+# cost a quarter of a small graph's time (alignment's samplers) and about 1 ms a request in all.
+from openvino._pyopenvino import InferRequest as _BoundInferRequest
 
 # OpenVINO's names for the arithmetic a compiled model computes in. An int8 model is quantized in its
 # graph (FakeQuantize nodes); what is left between them runs in float32.
@@ -97,17 +101,23 @@ class CompiledNetwork:
             request = self._local.request = self.compiled.create_infer_request()
         return request
 
+    def _infer(self, inputs: tuple[np.ndarray, ...]) -> ov.InferRequest:
+        request = self._request()
+        tensors = {index: ov.Tensor(np.ascontiguousarray(array), shared_memory=True)
+                   for index, array in enumerate(inputs)}
+        _BoundInferRequest.infer(request, tensors, True, False)
+        return request
+
     def __call__(self, *inputs: np.ndarray) -> list[np.ndarray]:
         """Inputs of the compiled model's own types (float32, or uint8 images, see
         with_image_input), read in place (the call is synchronous); the outputs are copies, as the
         request reuses its buffers."""
-        results = self._request().infer([np.ascontiguousarray(array) for array in inputs], share_inputs=True)
-        return [np.array(results[output]) for output in self.compiled.outputs]
+        request = self._infer(inputs)
+        return [np.array(request.get_output_tensor(index).data) for index in range(len(self.compiled.outputs))]
 
     def infer_into(self, out: np.ndarray, *inputs: np.ndarray) -> None:
         """The single output written into `out` (of its shape): no array allocated per call."""
-        results = self._request().infer([np.ascontiguousarray(array) for array in inputs], share_inputs=True)
-        np.copyto(out, results[self.compiled.outputs[0]].reshape(out.shape))
+        np.copyto(out, self._infer(inputs).get_output_tensor(0).data.reshape(out.shape))
 
     def primitives(self) -> dict[str, int]:
         """How many nodes of the compiled graph each kernel runs (e.g. 'brgconv_avx2_f32'), to see
