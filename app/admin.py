@@ -58,7 +58,7 @@ def keys_main(argv: list[str]) -> None:
     create.add_argument("--rate", type=float, help="requests a second (default: the service's)")
     create.add_argument("--burst", type=int, help="requests at once (default: the service's)")
     commands.add_parser("list", help="every key, never a secret")
-    revoke = commands.add_parser("revoke", help="revoke a key at once, on every replica within a second")
+    revoke = commands.add_parser("revoke", help="revoke a key at once, on every replica within 0.5 s")
     revoke.add_argument("key_id")
     args = parser.parse_args(argv)
     request_id_var.set(f"cli-{uuid.uuid4().hex}")

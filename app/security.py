@@ -95,8 +95,6 @@ class Principal:
         return None if self.galleries is None or "admin" in self.scopes else self.galleries
 
 
-OPEN = Principal("open", frozenset(SCOPES), None)
-
 
 def environment_principal(given: str, api_keys: tuple[str, ...], write_keys: tuple[str, ...]) -> Principal | None:
     """A key from FACEVER_API_KEYS / FACEVER_WRITE_API_KEYS, the single-tenant and bootstrap mode.

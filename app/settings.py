@@ -48,7 +48,7 @@ class Settings(BaseSettings):
     min_face_size: int = Field(20, ge=12, le=4096, description="smallest face (pixels) the detector looks for")
     max_upload_bytes: int = Field(10 * 1024 * 1024, gt=0, description="largest request body accepted")
     max_image_pixels: int = Field(40_000_000, gt=0, description="largest image (width x height) decoded")
-    max_embed_images: int = Field(16, ge=1, le=256, description="most images in one /embed request")
+    max_embed_images: int = Field(16, ge=1, le=256, description="most images in one /embed request, and in one enrolment")
     max_group_images: int = Field(64, ge=1, le=1000, description="most images in one /group request")
     max_group_faces: int = Field(
         1000, ge=2, le=10_000, description="most faces one /group request groups: its images' faces and its "

@@ -19,7 +19,6 @@ SelectionPolicy = Literal["subject", "largest", "central", "reject"]
 SELECTION_POLICIES: tuple[str, ...] = get_args(SelectionPolicy)
 # /verify may also compare one face with every face of the other image.
 VerifyPolicy = Literal[SelectionPolicy, Literal["all"]]
-VERIFY_POLICIES: tuple[str, ...] = get_args(VerifyPolicy)
 
 Precision = Literal["float32", "bfloat16", "int8"]
 # Mirror test-time augmentation moves distances, so calibrations and embeddings are kept per mode.

@@ -40,5 +40,5 @@ async def list_keys(principal: AdminKey, keys: KeysDep,
 
 @router.delete("/{key_id}", response_model=KeyResponse)
 async def revoke_key(principal: AdminKey, key_id: KeyId, keys: KeysDep) -> KeyResponse:
-    """Revoked at once on this replica, and on every replica sharing the database within a second."""
+    """Revoked at once on this replica, and on every replica sharing the database within 0.5 s (KEY_CACHE_S)."""
     return KeyResponse.of(await keys.revoke(principal, key_id))
