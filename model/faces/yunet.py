@@ -3,7 +3,8 @@
 The network (model/faces/networks/yunet.py) and weights are OpenCV Zoo's
 face_detection_yunet_2023mar (weights/yunet-2023mar, see model/convert/yunet.py), and detection
 reproduces OpenCV's `cv::FaceDetectorYN`: the image, as BGR values 0..255 with no mean or scale,
-zero-padded at the bottom and right to a multiple of 32; one pass of the network; anchor-free
+zero-padded at the bottom and right (OpenCV pads to a multiple of 32; here into the
+smallest of a fixed set of canvases, see CANVASES); one pass of the network; anchor-free
 decoding at strides 8, 16 and 32 with the score sqrt(cls * obj); NMS over boxes truncated to
 integers. It is re-written rather than run through OpenCV so that
 its network runs on torch or, compiled, on OpenVINO (the engines the encoders run on), batches the
@@ -100,7 +101,7 @@ class YuNet(FaceDetector):
     faces kept are exactly those OpenCV would give. The working copy's longest side is at most
     `max_side`: the network's cost grows with the pixel count, and YuNet finds faces of about 10 to
     300 pixels, so a face filling a photo is found better at the default 640 (the size the network
-    was exported at) too. Images whose padded sizes agree go through the network in one batch.
+    was exported at) too. Images whose canvases agree go through the network in one batch.
     """
 
     name = "yunet"
