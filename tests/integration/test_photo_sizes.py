@@ -7,7 +7,6 @@ version, against a real server process.
 
 from __future__ import annotations
 
-import os
 from collections import Counter
 from pathlib import Path
 
@@ -15,6 +14,7 @@ import pytest
 
 from model.evaluation.photo_mix import photo_mix
 from tests.integration.real_service import real_service
+from tests.support.memory import needs_proc, rss_bytes
 
 pytestmark = [pytest.mark.anyio, pytest.mark.data, pytest.mark.slow]
 
@@ -28,11 +28,7 @@ def anyio_backend() -> str:
     return "asyncio"
 
 
-def rss_bytes() -> int:
-    return int(Path("/proc/self/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-
-
-@pytest.mark.skipif(not Path("/proc/self/statm").exists(), reason="needs Linux /proc for the RSS")
+@needs_proc
 async def test_a_stream_of_distinct_sizes_is_answered_in_bounded_memory(lfw_dir: Path):
     photos = photo_mix(lfw_dir / "images", WARM_UP_PHOTOS + STREAM_PHOTOS, seed=7, distinct_sizes=True)
     outcomes: Counter = Counter()

@@ -7,7 +7,6 @@ the warm-up: leaking the decoded images of each request (380 kB: two 250x250 RGB
 from __future__ import annotations
 
 import asyncio
-import os
 from itertools import cycle
 from pathlib import Path
 
@@ -15,6 +14,7 @@ import pytest
 
 from model.evaluation.protocols import read_pairs
 from tests.integration.real_service import real_service
+from tests.support.memory import needs_proc, rss_bytes
 
 pytestmark = [pytest.mark.anyio, pytest.mark.data, pytest.mark.slow]
 
@@ -30,12 +30,6 @@ PAIRS = 20
 @pytest.fixture(scope="module")
 def anyio_backend() -> str:
     return "asyncio"
-
-
-def rss_bytes() -> int:
-    """This process's resident set size, as the kernel counts it now (not the peak)."""
-    resident_pages = int(Path("/proc/self/statm").read_text().split()[1])
-    return resident_pages * os.sysconf("SC_PAGE_SIZE")
 
 
 async def send(client, pairs, count: int) -> list[int]:
@@ -56,7 +50,7 @@ async def send(client, pairs, count: int) -> list[int]:
     return statuses
 
 
-@pytest.mark.skipif(not Path("/proc/self/statm").exists(), reason="needs Linux /proc for the RSS")
+@needs_proc
 async def test_soak_without_errors_or_memory_growth(lfw_dir: Path):
     images = lfw_dir / "images"
     pairs = [
