@@ -58,6 +58,8 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.latency --peer
 	$(BIN)/python -m bench.latency --peer --cap avx2
 	$(BIN)/python -m bench.memory
+	$(BIN)/python -m bench.photo_memory
+	$(BIN)/python -m bench.http_sizes
 	$(BIN)/facever evaluate
 
 convert-dlib: $(STAMP)
