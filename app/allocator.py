@@ -6,7 +6,8 @@ and the tests run with the same ones (glibc's environment variables apply only w
 - Blocks of MMAP_THRESHOLD_BYTES and more always mapped on their own, and so returned to the system
   when freed. glibc otherwise raises that threshold to the largest block freed (up to 32 MiB), after
   which the decoded photos of varied sizes are carved from the heap and leave it fragmented: resident
-  memory then wandered by 40 MiB over a stream of photos of distinct sizes (bench.memory --mix).
+  memory then swung by 44 MiB over 600 photos of distinct sizes, and by 11 MiB with this setting
+  (in process; docs/performance.md#photos-as-users-send-them).
 """
 
 from __future__ import annotations

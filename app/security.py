@@ -95,7 +95,6 @@ class Principal:
         return None if self.galleries is None or "admin" in self.scopes else self.galleries
 
 
-
 def environment_principal(given: str, api_keys: tuple[str, ...], write_keys: tuple[str, ...]) -> Principal | None:
     """A key from FACEVER_API_KEYS / FACEVER_WRITE_API_KEYS, the single-tenant and bootstrap mode.
     Write keys may do everything, admin included (they create the first stored keys); plain keys

@@ -119,7 +119,7 @@ AdminKey = Annotated[Principal, Depends(authorized("admin"))]
 
 
 async def get_verification(request: Request, verifier: VerifierDep, settings: SettingsDep,
-                     metrics: MetricsDep) -> VerificationService:
+                           metrics: MetricsDep) -> VerificationService:
     return VerificationService(verifier, request.app.state.limiter, settings, metrics)
 
 
@@ -145,7 +145,7 @@ DuplicatesDep = Annotated[DuplicateService, Depends(get_duplicates)]
 
 
 async def get_enrolment(supervisor: SupervisorDep, verification: VerificationDep, storage: StorageDep,
-                  settings: SettingsDep, duplicates: DuplicatesDep) -> EnrolmentService:
+                        settings: SettingsDep, duplicates: DuplicatesDep) -> EnrolmentService:
     return EnrolmentService(storage, verification, supervisor.salt, settings, duplicates)
 
 

@@ -57,8 +57,7 @@ def verify_sides(
 ) -> tuple[Verification, float]:
     """Decode the images and verify the two sides; the Verification and the decode time (ms)."""
     images = [(side.label, side.image) for side in sides if side.image is not None]
-    every_face = (faces.policy or verifier.face_policy) in ("all", "reject")
-    photos, decode_ms = decode_all(images, max_pixels, verifier.decode_side(every_face))
+    photos, decode_ms = decode_all(images, max_pixels, verifier.decode_side(verifier.needs_every_face(faces.policy)))
     decoded = iter(photos)
     first, second = (side.embedding if side.embedding is not None else next(decoded) for side in sides)
     result = verifier.verify(first, second, decision, policy=faces.policy, labels=(sides[0].label, sides[1].label),
@@ -73,8 +72,8 @@ def embed_images(
     """Decode and embed all images (in passes of two); the FaceEmbeddings and the stage timings.
     Errors name each image by `labels` (default images[0], images[1], ...)."""
     labels = labels or [f"images[{index}]" for index in range(len(images))]
-    every_face = (faces.policy or verifier.face_policy) == "reject"
-    photos, decode_ms = decode_all(list(zip(labels, images)), max_pixels, verifier.decode_side(every_face))
+    photos, decode_ms = decode_all(list(zip(labels, images)), max_pixels,
+                                   verifier.decode_side(verifier.needs_every_face(faces.policy)))
     embedded, timings = verifier.embed(photos, policy=faces.policy, labels=labels, min_quality=faces.min_quality)
     return embedded, {"decode": decode_ms, **timings}
 

@@ -80,13 +80,18 @@ def frame_size(rng: np.random.Generator) -> tuple[int, int]:
     return width, height
 
 
+def background(source: Image.Image, size: tuple[int, int]) -> Image.Image:
+    """A smooth frame of `size` in `source`'s colours: no edge and no structure a detector could take
+    for a face."""
+    return source.resize((3, 3), Image.Resampling.BOX).resize(size, Image.Resampling.BICUBIC)
+
+
 def compose(sources: Sequence[Image.Image], size: tuple[int, int], rng: np.random.Generator) -> Image.Image:
     """The sources (RGB) side by side in an upright frame of `size`, each scaled so that it fills a
-    drawn 50-100% of the frame's shorter side (a collage shares the frame's width), on a smooth
-    background of the first source's colours: no edge and no structure a detector could take for a face."""
+    drawn 50-100% of the frame's shorter side (a collage shares the frame's width), on the first
+    source's background()."""
     width, height = size
-    background = sources[0].resize((3, 3), Image.Resampling.BOX).resize(size, Image.Resampling.BICUBIC)
-    frame = background.copy()
+    frame = background(sources[0], size)
     cell_width = width // len(sources)
     for index, source in enumerate(sources):
         side = max(16, min(round(min(width, height) * rng.uniform(0.5, 1.0)), cell_width, height))
@@ -136,12 +141,12 @@ def photo_mix(
 
 
 def upscaled(path: Path, size: tuple[int, int], quality: int = 90) -> bytes:
-    """An LFW image enlarged into a frame of `size` (its height filled, centred, on the background of
-    compose()), as a JPEG: the pairs of LFW's protocol at a phone's or a webcam's size."""
+    """An LFW image enlarged into a frame of `size` (its shorter side filled, centred, on its
+    background()), as a JPEG: the pairs of LFW's protocol at a phone's or a webcam's size."""
     source = Image.open(path).convert("RGB")
     width, height = size
     side = min(width, height)
-    frame = source.resize((3, 3), Image.Resampling.BOX).resize(size, Image.Resampling.BICUBIC)
+    frame = background(source, size)
     frame.paste(source.resize((side, side), Image.Resampling.BICUBIC), ((width - side) // 2, (height - side) // 2))
     buffer = io.BytesIO()
     frame.save(buffer, "JPEG", quality=quality)

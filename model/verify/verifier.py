@@ -112,6 +112,11 @@ class Verifier:
         """The side of detection's first look, where it has one (see decode_side); None: none."""
         return None
 
+    def needs_every_face(self, policy: str | None) -> bool:
+        """Whether a request under `policy` (None: the service's) is about every face of an image,
+        the small ones too: face_policy=all compares them, reject counts them."""
+        return (policy or self.face_policy) in ("all", "reject")
+
     def decode_side(self, every_face: bool) -> int | None:
         """How finely to decode a JPEG for a request: for its main face, as finely as detection's first
         look needs (a photo where that finds nothing is decoded again for the full look, _find); for
@@ -221,7 +226,7 @@ class Verifier:
         watch = Stopwatch()
         for start in range(0, len(photos), EMBED_PASS):
             part, part_labels = photos[start : start + EMBED_PASS], labels[start : start + EMBED_PASS]
-            part, found = self._find(part, every_face=policy == "reject")
+            part, found = self._find(part, self.needs_every_face(policy))
             watch.lap("detect")
             choices = [_chosen(faces, photo, policy, label) for faces, photo, label in zip(found, part, part_labels)]
             vectors, qualities = self._encode([(photo, choice.face) for photo, choice in zip(part, choices)], watch)
@@ -278,8 +283,7 @@ class Verifier:
                 raise AllFacesNeedAnImage("face_policy=all compares the faces of an image")
             searched = 1 if 1 in photos else 0
         watch = Stopwatch()
-        every_face = policy in ("all", "reject")
-        refined, faces = self._find([sides[index] for index in photos], every_face)
+        refined, faces = self._find([sides[index] for index in photos], self.needs_every_face(policy))
         for index, photo in zip(photos, refined):
             sides[index] = photo
         found = dict(zip(photos, faces))
@@ -323,17 +327,19 @@ class Verifier:
 
     # -- the stages, on photos ----------------------------------------------------------------
 
-    def _find(self, photos: Sequence[Photo], every_face: bool = False) -> tuple[list[Photo], list[list[Face]]]:
+    def _find(self, photos: Sequence[Photo],
+              every_face: bool = False) -> tuple[list[Photo], list[list[Face]]]:
         """Faces in each photo, in the full image's pixels, in one batched detection; and the photos,
         where one without a face found was decoded again as finely as the full look needs (and
-        looked at again there): the one its faces must be aligned from."""
+        looked at again there, with the full look at once, as the first found nothing already): the
+        one its faces must be aligned from."""
         photos = list(photos)
         found = self.detect([photo.pixels for photo in photos], every_face) if photos else []
         for index, faces in enumerate(found):
             finer = photos[index].finer(self.detection_side) if not faces and self.detection_side else photos[index]
             if finer is not photos[index]:
                 photos[index] = finer
-                found[index] = self.detect([finer.pixels], every_face)[0]
+                found[index] = self.detect([finer.pixels], every_face=True)[0]
         return photos, [[photo.face_in_full(face) for face in faces] for photo, faces in zip(photos, found)]
 
     def _encode(

@@ -153,6 +153,10 @@ class DecodedCoarsely(Photo):
 class LooksTwice(HandMade):
     detection_side = 640
 
+    def detect(self, images, every_face=False):
+        self.looks = [*getattr(self, "looks", []), every_face]
+        return super().detect(images, every_face)
+
     def encode(self, views):
         self.aligned_from = [int(array[0, 0, 0]) for array, _ in views]
         return super().encode(views)
@@ -163,5 +167,6 @@ def test_a_photo_without_a_face_at_its_first_decode_is_decoded_again_and_aligned
     coarse = scene(0)
     (embedded,), _ = verifier.embed([DecodedCoarsely(coarse.pixels, coarse.size)])
     assert embedded.face.box == face(450, 100).box and verifier.aligned_from == [1]
+    assert verifier.looks == [False, True]  # the finer decode straight at the full look
     with pytest.raises(NoFaceDetected):
         HandMade([[]]).embed([DecodedCoarsely(coarse.pixels, coarse.size)])  # no full look to decode for
